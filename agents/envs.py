@@ -1,0 +1,392 @@
+"""Environment construction for the agents (gymnasium 1.x; no JAX, no gin).
+
+`make_env` builds one seeded environment for classic control, MuJoCo v5 or Atari (`ALE/<Game>-v5`),
+`make_vector_env` a `SyncVectorEnv` of them for PPO.
+
+Rewards. Every environment reports the raw, unclipped reward. The sign clipping that DQN uses for
+learning on Atari is done by the agent on the sampled batch, not here, so that the episode returns
+the runner logs are game scores. (`AtariConfig.clip_rewards=True` exists for agents that do not
+clip themselves; it clips outside `EpisodeStats`, so the logged returns stay unclipped.)
+
+Episode statistics. `EpisodeStats` adds `info['episode'] = {'r': return, 'l': length}` on the step
+that ends an episode (terminated or truncated); read it with `episode_result(info)`. On Atari the
+statistics cover a whole game even with `terminal_on_life_loss=True`.
+
+Atari preprocessing follows Dopamine (the paper's code) rather than gymnasium's
+`AtariPreprocessing`, which needs OpenCV (not a dependency here) and ends the whole game at the
+first lost life when `terminal_on_life_loss=True`. Per agent step: the action is repeated for
+`frame_skip` raw frames (sticky actions inside the ALE), rewards are summed, the observation is the
+pixel-wise max of the last two raw frames, in the ALE's grayscale, resized to 84x84 by area
+averaging (what cv2.INTER_AREA computes; rounding can differ by one grey level), and the last
+`frame_stack` frames are stacked channels-last into a uint8 (84, 84, 4) array. The stack is
+zero-padded at the start of an episode, as Dopamine's agent state is: the reset observation is
+[0, 0, 0, f0]. The episode is truncated after `max_agent_steps_per_episode` agent steps (27k agent
+steps = 108k frames); the ALE's own frame limit is switched off so this is the only limit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+_ATARI_PREFIX = "ALE/"
+
+
+@dataclasses.dataclass(frozen=True)
+class AtariConfig:
+  """Atari preprocessing (defaults: the paper's Dopamine setup, Machado et al. 2018 protocol)."""
+
+  frame_skip: int = 4  # raw frames per agent step; the obs max-pools the last two.
+  screen_size: int = 84  # side of the square observation, pixels.
+  grayscale: bool = True  # ALE grayscale; False keeps RGB (3 * frame_stack channels).
+  frame_stack: int = 4  # frames stacked on the last axis.
+  sticky_action_prob: float = 0.25  # ALE repeat_action_probability, per raw frame.
+  max_agent_steps_per_episode: int = 27_000  # truncation limit, in agent steps.
+  noop_max: int = 0  # up to this many random raw-frame no-ops at reset; 0 disables.
+  fire_reset: bool = False  # press FIRE at reset (and after a lost life) in games that need it.
+  terminal_on_life_loss: bool = False  # signal terminated on a lost life; the game goes on.
+  clip_rewards: bool = False  # sign-clip rewards in the env (the suite's DQN clips in the agent).
+
+
+# ----------------------------------------------------------------------------------- wrappers
+
+
+class EpisodeStats(gym.Wrapper):
+  """Adds the unclipped `info['episode'] = {'r': return, 'l': length}` when an episode ends."""
+
+  def __init__(self, env: gym.Env):
+    super().__init__(env)
+    self._return, self._length = 0.0, 0
+
+  def reset(self, *, seed=None, options=None):
+    self._return, self._length = 0.0, 0
+    return self.env.reset(seed=seed, options=options)
+
+  def step(self, action):
+    obs, reward, terminated, truncated, info = self.env.step(action)
+    self._return += float(reward)
+    self._length += 1
+    if terminated or truncated:
+      info = {**info, "episode": {"r": self._return, "l": self._length}}
+    return obs, reward, terminated, truncated, info
+
+
+class _SeedOnFirstReset(gym.Wrapper):
+  """Seeds the first `reset()` so a runner that calls `env.reset()` gets a reproducible run."""
+
+  def __init__(self, env: gym.Env, seed: int):
+    super().__init__(env)
+    self._pending_seed: int | None = seed
+    env.action_space.seed(seed)
+    env.observation_space.seed(seed)
+
+  def reset(self, *, seed=None, options=None):
+    if seed is None:
+      seed = self._pending_seed
+    self._pending_seed = None
+    return self.env.reset(seed=seed, options=options)
+
+
+def _area_taps(size_in: int, size_out: int) -> tuple[np.ndarray, np.ndarray]:
+  """Source indices and weights of area-averaging resampling along one axis."""
+  scale = size_in / size_out
+  edges = np.arange(size_out + 1) * scale
+  src = np.arange(size_in)
+  weights = np.minimum(edges[1:, None], src + 1) - np.maximum(edges[:-1, None], src)
+  weights = np.clip(weights, 0.0, None) / scale  # (size_out, size_in), rows sum to 1
+  taps = int((weights > 0).sum(axis=1).max())
+  order = np.argsort(weights <= 0, axis=1, kind="stable")[:, :taps]  # nonzero columns first
+  return order, np.take_along_axis(weights, order, axis=1).astype(np.float32)
+
+
+class _AtariPreprocess(gym.Wrapper):
+  """Frame skip with max-pooling, resize and no-op/FIRE reset on a frameskip=1 ALE env."""
+
+  def __init__(self, env: gym.Env, config: AtariConfig):
+    super().__init__(env)
+    self._config = config
+    height, width = env.observation_space.shape[:2]
+    size = config.screen_size
+    self._rows = _area_taps(height, size)
+    self._cols = _area_taps(width, size)
+    shape = (size, size) if config.grayscale else (size, size, 3)
+    self.observation_space = spaces.Box(0, 255, shape, np.uint8)
+    meanings = env.unwrapped.get_action_meanings()
+    if config.noop_max > 0 and meanings[0] != "NOOP":
+      raise ValueError(f"noop_max > 0 needs action 0 to be NOOP, got {meanings[0]}")
+    if config.fire_reset and (len(meanings) < 2 or meanings[1] != "FIRE"):
+      raise ValueError(f"fire_reset needs action 1 to be FIRE, actions are {meanings}")
+
+  def _resize(self, frame: np.ndarray) -> np.ndarray:
+    (row_idx, row_w), (col_idx, col_w) = self._rows, self._cols
+    x = frame.astype(np.float32)
+    x = np.einsum("ik...,ik->i...", x[row_idx], row_w)  # (size, width[, 3])
+    x = np.einsum("ijk...,jk->ij...", x[:, col_idx], col_w)  # (size, size[, 3])
+    return np.rint(x).astype(np.uint8)
+
+  def _repeat(self, action):
+    total, previous, frame = 0.0, None, None
+    terminated = truncated = False
+    info: dict[str, Any] = {}
+    for _ in range(self._config.frame_skip):
+      previous = frame
+      frame, reward, terminated, truncated, info = self.env.step(action)
+      total += float(reward)
+      if terminated or truncated:
+        break
+    # Max over the last two raw frames removes Atari sprite flicker. Dopamine keeps stale buffers
+    # when the game ends mid-skip; here the final obs pools the last frames actually seen.
+    if previous is not None:
+      frame = np.maximum(previous, frame)
+    return frame, total, terminated, truncated, info
+
+  def step(self, action):
+    frame, reward, terminated, truncated, info = self._repeat(action)
+    return self._resize(frame), reward, terminated, truncated, info
+
+  def reset(self, *, seed=None, options=None):
+    frame, info = self.env.reset(seed=seed, options=options)
+    noop_max = self._config.noop_max
+    num_noops = int(self.env.unwrapped.np_random.integers(1, noop_max + 1)) if noop_max else 0
+    for _ in range(num_noops):  # raw frames, as in Machado et al. 2018
+      frame, _, terminated, truncated, info = self.env.step(0)
+      if terminated or truncated:
+        frame, info = self.env.reset()
+    if self._config.fire_reset:
+      frame, _, terminated, truncated, info = self._repeat(1)
+      if terminated or truncated:
+        frame, info = self.env.reset()
+    return self._resize(frame), info
+
+
+class _LifeLossTerminal(gym.Wrapper):
+  """terminated=True on a lost life; the following reset() continues the game (Dopamine-style).
+
+  A real reset happens only after the game is over or truncated (or when a seed is given).
+  Sits above EpisodeStats and the time limit, so both still count whole games; the length in
+  `info['episode']` includes the FIRE steps of fire_reset. (If such a FIRE step ends the game,
+  which needs a time limit hit at that very step, its episode statistics are dropped.)
+  """
+
+  def __init__(self, env: gym.Env, fire_reset: bool):
+    super().__init__(env)
+    self._fire_reset = fire_reset
+    self._lives = 0
+    self._game_over = True
+    self._last_obs = None
+
+  def step(self, action):
+    obs, reward, terminated, truncated, info = self.env.step(action)
+    self._game_over = terminated or truncated
+    lives = self.env.unwrapped.ale.lives()
+    terminated = terminated or lives < self._lives
+    self._lives, self._last_obs = lives, obs
+    return obs, reward, terminated, truncated, info
+
+  def reset(self, *, seed=None, options=None):
+    if self._game_over or seed is not None:
+      obs, info = self.env.reset(seed=seed, options=options)
+    else:
+      obs, info = self._last_obs, {"lives": self.env.unwrapped.ale.lives()}
+      if self._fire_reset:
+        obs, _, terminated, truncated, info = self.env.step(1)
+        if terminated or truncated:
+          obs, info = self.env.reset()
+    self._game_over = False
+    self._lives = self.env.unwrapped.ale.lives()
+    self._last_obs = obs
+    return obs, info
+
+
+class _FrameStack(gym.Wrapper):
+  """Stacks the last `num_frames` frames on the last axis, zero-padded at reset."""
+
+  def __init__(self, env: gym.Env, num_frames: int):
+    super().__init__(env)
+    shape = env.observation_space.shape
+    self._channels = 1 if len(shape) == 2 else shape[2]
+    stacked = (shape[0], shape[1], self._channels * num_frames)
+    self.observation_space = spaces.Box(0, 255, stacked, np.uint8)
+    self._stack = np.zeros(stacked, np.uint8)
+
+  def _push(self, frame: np.ndarray) -> np.ndarray:
+    c = self._channels
+    self._stack[..., :-c] = self._stack[..., c:]  # numpy buffers overlapping copies
+    self._stack[..., -c:] = frame.reshape(self._stack.shape[:2] + (c,))
+    return self._stack.copy()
+
+  def reset(self, *, seed=None, options=None):
+    frame, info = self.env.reset(seed=seed, options=options)
+    self._stack.fill(0)
+    return self._push(frame), info
+
+  def step(self, action):
+    frame, reward, terminated, truncated, info = self.env.step(action)
+    return self._push(frame), reward, terminated, truncated, info
+
+
+# ------------------------------------------------------------------------------ construction
+
+
+def _register_ale() -> None:
+  import ale_py  # imported lazily: only Atari runs pay for it
+
+  gym.register_envs(ale_py)
+
+
+def _check_env_id(env_id: str) -> None:
+  if env_id.startswith(_ATARI_PREFIX):
+    _register_ale()
+  if env_id in gym.registry:
+    return
+  _register_ale()  # so that Atari ids are among the suggestions
+  close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=5, cutoff=0.6)
+  hint = f" Did you mean one of: {', '.join(close)}?" if close else ""
+  raise ValueError(f"Unknown environment id {env_id!r}.{hint}")
+
+
+def _make_atari(env_id: str, config: AtariConfig) -> gym.Env:
+  env = gym.make(
+      env_id,
+      frameskip=1,  # the preprocessing repeats actions itself so it can max-pool
+      repeat_action_probability=config.sticky_action_prob,
+      obs_type="grayscale" if config.grayscale else "rgb",
+      max_num_frames_per_episode=None,  # the agent-step TimeLimit below is the only limit
+  )
+  env = _AtariPreprocess(env, config)
+  env = gym.wrappers.TimeLimit(env, max_episode_steps=config.max_agent_steps_per_episode)
+  env = EpisodeStats(env)
+  if config.terminal_on_life_loss:
+    env = _LifeLossTerminal(env, fire_reset=config.fire_reset)
+  env = _FrameStack(env, config.frame_stack)
+  if config.clip_rewards:
+    env = gym.wrappers.TransformReward(env, lambda r: float(np.sign(r)))
+  return env
+
+
+def make_env(
+    env_id: str,
+    seed: int,
+    *,
+    atari: AtariConfig | None = None,
+    max_episode_steps: int | None = None,
+) -> gym.Env:
+  """Builds one environment whose first `reset()` is seeded with `seed`.
+
+  Args:
+    env_id: a gymnasium id, e.g. 'CartPole-v1', 'HalfCheetah-v5' or 'ALE/Pong-v5'.
+    seed: seeds the first reset and the action/observation spaces.
+    atari: preprocessing for `ALE/` ids (default `AtariConfig()`); must be None otherwise.
+    max_episode_steps: overrides the registered time limit. For Atari it is in agent steps and
+      overrides `atari.max_agent_steps_per_episode`.
+
+  Returns:
+    The wrapped environment; `info['episode']` carries the unclipped return at episode end.
+
+  Raises:
+    ValueError: unknown id (with close matches), or an Atari config for a non-Atari id.
+  """
+  _check_env_id(env_id)
+  if env_id.startswith(_ATARI_PREFIX):
+    config = atari or AtariConfig()
+    if max_episode_steps is not None:
+      config = dataclasses.replace(config, max_agent_steps_per_episode=max_episode_steps)
+    env = _make_atari(env_id, config)
+  else:
+    if atari is not None:
+      raise ValueError(f"An AtariConfig was given for {env_id!r}, which is not an ALE/ id.")
+    env = EpisodeStats(gym.make(env_id, max_episode_steps=max_episode_steps))
+  return _SeedOnFirstReset(env, seed)
+
+
+def make_vector_env(
+    env_id: str,
+    num_envs: int,
+    seed: int,
+    *,
+    atari: AtariConfig | None = None,
+    max_episode_steps: int | None = None,
+) -> gym.vector.SyncVectorEnv:
+  """`num_envs` copies of `make_env` (seeds seed, seed+1, ...) in same-step autoreset mode.
+
+  SAME_STEP: when sub-env i ends an episode, the step returns the first observation of its next
+  episode in `obs[i]`; the real last observation is `info['final_obs'][i]` (valid where
+  `info['_final_obs'][i]`) and that step's info (with 'episode') is in `info['final_info']`.
+  For truncation, PPO bootstraps with V(info['final_obs'][i]); for termination, with 0.
+  """
+  if not hasattr(gym.vector, "AutoresetMode"):
+    raise RuntimeError(f"make_vector_env needs gymnasium>=1.1, found {gym.__version__}.")
+  _check_env_id(env_id)
+  env_fns = [
+      lambda i=i: make_env(
+          env_id, seed + i, atari=atari, max_episode_steps=max_episode_steps)
+      for i in range(num_envs)
+  ]
+  return gym.vector.SyncVectorEnv(env_fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+
+def episode_result(info: dict[str, Any]) -> tuple[float, int] | None:
+  """(unclipped return, length) if this step's info ends an episode, else None."""
+  episode = info.get("episode")
+  if episode is None:
+    return None
+  return float(episode["r"]), int(episode["l"])
+
+
+def vector_episode_results(info: dict[str, Any]) -> list[tuple[int, float, int]]:
+  """(env index, return, length) for each sub-env of a SAME_STEP vector env that ended."""
+  final = info.get("final_info", {})
+  if "episode" not in final:
+    return []
+  episode, done = final["episode"], final["_episode"]
+  return [(int(i), float(episode["r"][i]), int(episode["l"][i])) for i in np.flatnonzero(done)]
+
+
+def _env_name(env: gym.Env | gym.vector.VectorEnv) -> str:
+  spec = getattr(env, "spec", None)
+  return spec.id if spec is not None else "this environment"
+
+
+def env_spec_summary(env: gym.Env | gym.vector.VectorEnv) -> dict[str, Any]:
+  """Observation and action space facts an agent needs to build its networks."""
+  obs_space = getattr(env, "single_observation_space", env.observation_space)
+  action_space = getattr(env, "single_action_space", env.action_space)
+  summary: dict[str, Any] = {
+      "env_id": _env_name(env),
+      "obs_shape": tuple(obs_space.shape),
+      "obs_dtype": np.dtype(obs_space.dtype).name,
+      "is_image": len(obs_space.shape) == 3,
+  }
+  if isinstance(action_space, spaces.Discrete):
+    summary.update(action_kind="discrete", num_actions=int(action_space.n))
+  elif isinstance(action_space, spaces.Box):
+    summary.update(
+        action_kind="continuous",
+        action_shape=tuple(action_space.shape),
+        action_low=action_space.low.tolist(),
+        action_high=action_space.high.tolist(),
+    )
+  else:
+    summary.update(action_kind="other", action_space=str(action_space))
+  return summary
+
+
+def check_action_space(env: gym.Env | gym.vector.VectorEnv, kind: str, agent_name: str) -> None:
+  """Raises ValueError unless the env's action space is `kind` ('discrete' or 'continuous')."""
+  space = getattr(env, "single_action_space", env.action_space)
+  if kind == "discrete":
+    ok = isinstance(space, spaces.Discrete)
+  elif kind == "continuous":
+    ok = isinstance(space, spaces.Box) and np.issubdtype(space.dtype, np.floating)
+  else:
+    raise ValueError(f"kind must be 'discrete' or 'continuous', got {kind!r}")
+  if not ok:
+    raise ValueError(f"{agent_name} needs a {kind} action space, but {_env_name(env)} has {space}")

@@ -1,0 +1,296 @@
+"""Flax linen networks for the DQN, SAC and PPO agents (shapes from /work/shared/REFERENCE.md).
+
+Every weight lives in the `kernel` of a standard `nn.Dense` or `nn.Conv`, so sparsity is applied
+from outside by masking params; biases and PPO's `log_std` stay dense. Hidden sizes and channels
+scale with a float `width` (`ceil(n * width)`); observation and output sizes never scale.
+
+Pixel networks take raw frames, uint8 in [0, 255] of shape (batch, 84, 84, 4), channels last, and
+cast to float32 and divide by 255 themselves. Float frames are treated the same way, so pass the
+unscaled pixel values; frames already divided by 255 would be scaled twice.
+
+Param trees use auto-names in creation order (`Dense_0` is the first layer) plus a few explicit
+names (`critic_0`, `trunk`, `policy_head`, ...), so mask and metric keys stay stable.
+"""
+
+import math
+from collections.abc import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Initializer = jax.nn.initializers.Initializer
+Activation = str | Callable[[jax.Array], jax.Array]
+
+DEFAULT_KERNEL_INIT = nn.initializers.lecun_normal()  # flax's own Dense/Conv default
+_ACTIVATIONS = {'relu': nn.relu, 'tanh': nn.tanh}
+_SQRT2 = math.sqrt(2.0)
+
+
+def scale_width(n: int, width: float) -> int:
+  """Returns ceil(n * width), the size of a hidden layer or channel count `n` at `width`.
+
+  The product is rounded to 6 decimals first so float noise does not add a unit
+  (100 * 0.07 = 7.000000000000001 gives 7, not 8).
+
+  Raises:
+    ValueError: if width is not > 0.
+  """
+  if not width > 0:
+    raise ValueError(f'width must be > 0, got {width!r}')
+  return math.ceil(round(n * width, 6))
+
+
+def count_kernel_params(params) -> int:
+  """Returns the number of weights in all leaves named 'kernel' (Dense and Conv weights)."""
+  return sum(
+    math.prod(leaf.shape)
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params)
+    if getattr(path[-1], 'key', None) == 'kernel'
+  )
+
+
+def _activation(activation: Activation) -> Callable[[jax.Array], jax.Array]:
+  if callable(activation):
+    return activation
+  if activation not in _ACTIVATIONS:
+    raise ValueError(
+        f'unknown activation {activation!r}; expected one of {sorted(_ACTIVATIONS)}')
+  return _ACTIVATIONS[activation]
+
+
+def _torso(x, hidden_sizes, activation, width, kernel_init):
+  """Hidden Dense layers, created in the calling module's scope as Dense_0, Dense_1, ..."""
+  act = _activation(activation)
+  for n in hidden_sizes:
+    x = act(nn.Dense(scale_width(n, width), kernel_init=kernel_init or DEFAULT_KERNEL_INIT)(x))
+  return x
+
+
+def _scale_pixels(x: jax.Array) -> jax.Array:
+  """Raw pixels in [0, 255] (uint8 or float) -> float32 in [0, 1]."""
+  return x.astype(jnp.float32) / 255.0
+
+
+def _flatten(x: jax.Array) -> jax.Array:
+  return x.reshape((x.shape[0], -1))  # (batch, height * width * channels)
+
+
+def _nature_torso(x, width, kernel_init):
+  """Nature DQN convs with SAME padding, then Dense 512 and ReLU: Conv_0..2, Dense_0."""
+  init = kernel_init or DEFAULT_KERNEL_INIT
+  x = _scale_pixels(x)
+  for features, size, stride in ((32, 8, 4), (64, 4, 2), (64, 3, 1)):
+    conv = nn.Conv(scale_width(features, width), (size, size), (stride, stride),
+                   padding='SAME', kernel_init=init)
+    x = nn.relu(conv(x))
+  x = _flatten(x)  # (batch, 11 * 11 * 64) = (batch, 7744) at width 1
+  return nn.relu(nn.Dense(scale_width(512, width), kernel_init=init)(x))
+
+
+# --- generic MLP / DQN
+
+
+class MLP(nn.Module):
+  """Generic MLP torso and linear head (REFERENCE.md: DQN classic control, SAC, PPO MuJoCo)."""
+
+  output_size: int
+  hidden_sizes: Sequence[int] = (512, 512)
+  activation: Activation = 'relu'
+  width: float = 1.0
+  kernel_init: Initializer | None = None  # hidden layers; None means lecun_normal
+  output_kernel_init: Initializer | None = None  # head only; None means kernel_init
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = _torso(x, self.hidden_sizes, self.activation, self.width, self.kernel_init)
+    init = self.output_kernel_init or self.kernel_init or DEFAULT_KERNEL_INIT
+    return nn.Dense(self.output_size, kernel_init=init)(x)  # (batch, output_size)
+
+
+class QNetworkMLP(nn.Module):
+  """Classic-control DQN Q network, 2x512 ReLU (REFERENCE.md: DQN classic control)."""
+
+  num_actions: int
+  hidden_sizes: Sequence[int] = (512, 512)
+  width: float = 1.0
+
+  @nn.compact
+  def __call__(self, obs: jax.Array) -> jax.Array:
+    x = _torso(obs, self.hidden_sizes, 'relu', self.width, None)
+    return nn.Dense(self.num_actions)(x)  # (batch, num_actions)
+
+
+# --- Atari DQN
+
+
+class NatureCNN(nn.Module):
+  """Nature DQN, SAME padding, 7744 flat features, ~4.05M weights (REFERENCE.md: DQN Atari)."""
+
+  num_actions: int
+  width: float = 1.0
+
+  @nn.compact
+  def __call__(self, obs: jax.Array) -> jax.Array:
+    x = _nature_torso(obs, self.width, None)
+    return nn.Dense(self.num_actions)(x)  # (batch, num_actions)
+
+
+class ResidualBlock(nn.Module):
+  """Impala residual block: relu, conv3x3, relu, conv3x3, + skip (REFERENCE.md: DQN Atari)."""
+
+  channels: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    y = nn.Conv(self.channels, (3, 3), padding='SAME')(nn.relu(x))
+    y = nn.Conv(self.channels, (3, 3), padding='SAME')(nn.relu(y))
+    return x + y
+
+
+class ImpalaStack(nn.Module):
+  """Impala stack: conv 3x3, max-pool 3 stride 2, residual blocks (REFERENCE.md: DQN Atari)."""
+
+  channels: int
+  num_blocks: int = 2
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = nn.Conv(self.channels, (3, 3), padding='SAME')(x)
+    x = nn.max_pool(x, (3, 3), strides=(2, 2), padding='SAME')  # (batch, ceil(h/2), ceil(w/2), c)
+    for i in range(self.num_blocks):
+      x = ResidualBlock(self.channels, name=f'block_{i}')(x)
+    return x
+
+
+class ImpalaResNet(nn.Module):
+  """Impala ResNet, channels 32/64/64, no batch norm (REFERENCE.md: DQN Atari)."""
+
+  num_actions: int
+  channels: Sequence[int] = (32, 64, 64)
+  dense_units: int = 256
+  width: float = 1.0
+
+  @nn.compact
+  def __call__(self, obs: jax.Array) -> jax.Array:
+    x = _scale_pixels(obs)
+    for i, channels in enumerate(self.channels):
+      x = ImpalaStack(scale_width(channels, self.width), name=f'stack_{i}')(x)
+    x = _flatten(nn.relu(x))  # (batch, 11 * 11 * 64) at width 1 on 84x84 frames
+    x = nn.relu(nn.Dense(scale_width(self.dense_units, self.width))(x))
+    return nn.Dense(self.num_actions)(x)  # (batch, num_actions)
+
+
+# --- SAC
+
+
+class SACActor(nn.Module):
+  """SAC tanh-Gaussian actor, 2x256 ReLU; returns pre-tanh (mean, log_std) (REFERENCE.md: SAC)."""
+
+  action_dim: int
+  hidden_sizes: Sequence[int] = (256, 256)
+  width: float = 1.0
+  log_std_min: float = -20.0
+  log_std_max: float = 2.0
+
+  @nn.compact
+  def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    x = _torso(obs, self.hidden_sizes, 'relu', self.width, None)
+    mean = nn.Dense(self.action_dim, name='mean')(x)  # (batch, action_dim)
+    log_std = nn.Dense(self.action_dim, name='log_std')(x)  # (batch, action_dim)
+    # Hard clip, as in the original SAC code; the bounds bind only for extreme inputs.
+    return mean, jnp.clip(log_std, self.log_std_min, self.log_std_max)
+
+
+class SACCritic(nn.Module):
+  """SAC Q function on concat(obs, action), 2x256 ReLU (REFERENCE.md: SAC MuJoCo)."""
+
+  hidden_sizes: Sequence[int] = (256, 256)
+  width: float = 1.0
+
+  @nn.compact
+  def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+    x = jnp.concatenate([obs, action], axis=-1)
+    x = _torso(x, self.hidden_sizes, 'relu', self.width, None)
+    return nn.Dense(1)(x)[..., 0]  # (batch,)
+
+
+class TwinCritic(nn.Module):
+  """Two independent SAC critics `critic_0`, `critic_1`, returning (q1, q2) (REFERENCE.md: SAC).
+
+  Two submodules rather than `nn.vmap`: vmap would stack both critics into one kernel leaf of
+  shape (2, n_in, n_out), which a per-leaf masker and distribution would treat as one layer.
+  """
+
+  hidden_sizes: Sequence[int] = (256, 256)
+  width: float = 1.0
+
+  @nn.compact
+  def __call__(self, obs: jax.Array, action: jax.Array) -> tuple[jax.Array, jax.Array]:
+    q1 = SACCritic(self.hidden_sizes, self.width, name='critic_0')(obs, action)
+    q2 = SACCritic(self.hidden_sizes, self.width, name='critic_1')(obs, action)
+    return q1, q2  # (batch,), (batch,)
+
+
+# --- PPO
+
+
+class PPOActor(nn.Module):
+  """PPO Gaussian actor, 2x64 tanh, orthogonal init, state-independent log std (REFERENCE.md).
+
+  Returns (mean, log_std), log_std broadcast to mean's shape; the `log_std` param has shape
+  (action_dim,), starts at 0 and is not a kernel, so it stays dense.
+  """
+
+  action_dim: int
+  hidden_sizes: Sequence[int] = (64, 64)
+  width: float = 1.0
+
+  @nn.compact
+  def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    x = _torso(obs, self.hidden_sizes, 'tanh', self.width, nn.initializers.orthogonal(_SQRT2))
+    mean = nn.Dense(self.action_dim, kernel_init=nn.initializers.orthogonal(0.01))(x)
+    log_std = self.param('log_std', nn.initializers.zeros, (self.action_dim,))
+    return mean, jnp.broadcast_to(log_std, mean.shape)  # (batch, action_dim) each
+
+
+class PPOCritic(nn.Module):
+  """PPO value function, 2x64 tanh, orthogonal init, head gain 1 (REFERENCE.md: PPO MuJoCo)."""
+
+  hidden_sizes: Sequence[int] = (64, 64)
+  width: float = 1.0
+
+  @nn.compact
+  def __call__(self, obs: jax.Array) -> jax.Array:
+    x = _torso(obs, self.hidden_sizes, 'tanh', self.width, nn.initializers.orthogonal(_SQRT2))
+    return nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0))(x)[..., 0]  # (batch,)
+
+
+class NatureTrunk(nn.Module):
+  """Nature CNN convs (SAME padding) and Dense 512 as a shared trunk (REFERENCE.md: DQN Atari)."""
+
+  width: float = 1.0
+  kernel_init: Initializer | None = None
+
+  @nn.compact
+  def __call__(self, obs: jax.Array) -> jax.Array:
+    return _nature_torso(obs, self.width, self.kernel_init)  # (batch, 512 * width)
+
+
+class PPOAtariNetwork(nn.Module):
+  """PPO Atari actor-critic on a shared Nature CNN trunk (REFERENCE.md: DQN Atari trunk).
+
+  REFERENCE.md lists no PPO Atari setup; the gains follow the common PPO recipe.
+  Submodules: `trunk` (gain sqrt 2), `policy_head` (gain 0.01), `value_head` (gain 1).
+  """
+
+  num_actions: int
+  width: float = 1.0
+
+  @nn.compact
+  def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
+    h = NatureTrunk(self.width, nn.initializers.orthogonal(_SQRT2), name='trunk')(obs)
+    logits = nn.Dense(self.num_actions, kernel_init=nn.initializers.orthogonal(0.01),
+                      name='policy_head')(h)
+    value = nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0), name='value_head')(h)
+    return logits, value[..., 0]  # (batch, num_actions), (batch,)

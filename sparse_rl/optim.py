@@ -1,0 +1,146 @@
+"""Sparse training around any optax optimizer.
+
+`SparseOptimizer(tx, config)` is the one object an agent needs:
+
+    opt = SparseOptimizer(optax.adam(1e-3), SparsityConfig(method='rigl', sparsity=0.9))
+    params, opt_state = opt.init(params, key)          # masks drawn, params masked
+    ...
+    grads = jax.grad(loss)(params)                     # dense gradient
+    params, opt_state = opt.step(params, grads, opt_state)   # jittable
+
+`step` masks the gradient (inactive weights are never trained), applies the
+optimizer, masks the update, and on the schedule's update steps changes the
+topology inside `jax.lax.cond` (no host round trip): dropped weights are set
+to 0, grown weights start at 0, and the optimizer moments of every position
+that is not active both before and after the update are reset to 0 through
+`optax.tree_map_params`, which works for any optax chain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from sparse_rl import masking
+from sparse_rl import tree as tree_lib
+from sparse_rl import initializers
+from sparse_rl.updaters import SparsityConfig, SparsityState, Updater, make_updater
+
+PyTree = Any
+
+
+class SparseOptState(flax.struct.PyTreeNode):
+  """Optimizer state plus the sparsity state (masks, step, key)."""
+  inner: optax.OptState
+  sparsity: SparsityState
+
+  @property
+  def masks(self) -> PyTree:
+    return self.sparsity.masks
+
+
+def weight_decay(rate: float, filter_fn=None) -> optax.GradientTransformation:
+  """L2 weight decay on weight kernels, added to the gradient: g + rate * w.
+
+  Chain it before the optimizer (coupled L2, as an L2 penalty on the loss
+  would give). Inactive weights are 0, so they are not decayed.
+  """
+  from sparse_rl.distributions import default_filter_fn
+  filter_fn = filter_fn or default_filter_fn
+  if rate == 0.0:
+    return optax.identity()
+  mask_fn = lambda params: tree_lib.map_with_path(filter_fn, params)
+  return optax.add_decayed_weights(rate, mask=mask_fn)
+
+
+@dataclasses.dataclass(frozen=True)
+class SparseOptimizer:
+  """Masked optimizer with a sparse training method (see module docstring).
+
+  Attributes:
+    tx: any optax GradientTransformation.
+    config: SparsityConfig selecting the method and its schedule.
+  """
+  tx: optax.GradientTransformation
+  config: SparsityConfig = SparsityConfig()
+
+  @property
+  def updater(self) -> Updater:
+    return make_updater(self.config)
+
+  def init(self, params: PyTree, key: jax.Array) -> tuple[PyTree, SparseOptState]:
+    """Draws the masks and returns (masked params, state)."""
+    mask_key, init_key = jax.random.split(key)
+    sparsity = self.updater.init(params, mask_key)
+    if self.config.sparse_init:
+      params = initializers.sparse_init(init_key, params, sparsity.masks)
+    params = masking.apply_masks(params, sparsity.masks)
+    return params, SparseOptState(inner=self.tx.init(params), sparsity=sparsity)
+
+  def step(self, params: PyTree, grads: PyTree, state: SparseOptState
+           ) -> tuple[PyTree, SparseOptState]:
+    """One optimizer step and, on schedule, a mask update. Jittable.
+
+    Args:
+      params: current (masked) params.
+      grads: dense gradient w.r.t. params (every position).
+      state: SparseOptState.
+
+    Returns:
+      (new params, new state); the state's step is incremented.
+    """
+    updater = self.updater
+    masks = state.sparsity.masks
+    tree_lib.check_same_structure(masks, params)
+    updates, inner = self.tx.update(masking.apply_masks(grads, masks), state.inner, params)
+    new_params = optax.apply_updates(params, masking.apply_masks(updates, masks))
+    sparsity = state.sparsity.replace(step=state.sparsity.step + 1)
+    if updater.is_update_step is None:
+      return new_params, SparseOptState(inner=inner, sparsity=sparsity)
+
+    is_update = updater.is_update_step(sparsity.step)
+    if self.config.skip_optimizer_on_update:
+      new_params, inner = jax.lax.cond(
+          is_update, lambda: (params, state.inner), lambda: (new_params, inner))
+
+    def change_topology(operand):
+      p, opt_state, sp = operand
+      new_masks, key = updater.update_masks(state.sparsity, p, grads)
+      survived = tree_lib.map_masked(jnp.logical_and, masks, new_masks)
+      p = masking.apply_masks(p, survived)  # dropped -> 0, grown start at 0
+      opt_state = reset_moments(self.tx, opt_state, survived, p)
+      return p, opt_state, sp.replace(masks=new_masks, key=key)
+
+    new_params, inner, sparsity = jax.lax.cond(
+        is_update, change_topology, lambda operand: operand,
+        (new_params, inner, sparsity))
+    return new_params, SparseOptState(inner=inner, sparsity=sparsity)
+
+
+def reset_moments(tx: optax.GradientTransformation, opt_state: optax.OptState,
+                  keep: PyTree, params: PyTree) -> optax.OptState:
+  """Zeroes every params-shaped optimizer buffer where `keep` is False.
+
+  `keep` mirrors params with a bool array per masked leaf and None for
+  leaves to leave untouched.
+  """
+  full_keep = jax.tree_util.tree_map(
+      lambda k, p: jnp.ones((), bool) if k is None else k, keep, params,
+      is_leaf=tree_lib.is_none)
+  return optax.tree_map_params(
+      tx, lambda buf, k: jnp.where(k, buf, jnp.zeros_like(buf)),
+      opt_state, full_keep)
+
+
+def make_sparse_optimizer(tx: optax.GradientTransformation,
+                          config: SparsityConfig | None = None,
+                          weight_decay_rate: float = 0.0) -> SparseOptimizer:
+  """SparseOptimizer over optax.chain(weight_decay, tx)."""
+  if weight_decay_rate:
+    tx = optax.chain(weight_decay(weight_decay_rate), tx)
+  return SparseOptimizer(tx=tx, config=config or SparsityConfig())

@@ -1,0 +1,170 @@
+"""Tests for agents/envs.py on real environments (a few steps each)."""
+
+import numpy as np
+import pytest
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode
+
+from agents import envs
+
+
+def _run(env, actions):
+  out = []
+  for action in actions:
+    out.append(env.step(action))
+  return out
+
+
+@pytest.mark.parametrize("env_id, obs_shape, kind", [
+    ("CartPole-v1", (4,), "discrete"),
+    ("Pendulum-v1", (3,), "continuous"),
+    ("InvertedPendulum-v5", (4,), "continuous"),
+])
+def test_vector_obs_envs_reset_and_step(env_id, obs_shape, kind):
+  env = envs.make_env(env_id, seed=0)
+  obs, _ = env.reset()
+  assert obs.shape == obs_shape and obs in env.observation_space
+  for _ in range(3):
+    obs, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+    assert obs.shape == obs_shape and np.ndim(reward) == 0
+  summary = envs.env_spec_summary(env)
+  assert summary["env_id"] == env_id
+  assert summary["obs_shape"] == obs_shape and not summary["is_image"]
+  assert summary["action_kind"] == kind
+  envs.check_action_space(env, kind, "Agent")  # does not raise
+
+
+def test_spec_summary_action_details():
+  assert envs.env_spec_summary(envs.make_env("CartPole-v1", 0))["num_actions"] == 2
+  pendulum = envs.env_spec_summary(envs.make_env("Pendulum-v1", 0))
+  assert pendulum["action_shape"] == (1,)
+  assert pendulum["action_low"] == [-2.0] and pendulum["action_high"] == [2.0]
+  assert pendulum["obs_dtype"] == "float32"
+
+
+def test_same_seed_same_episode_different_seed_differs():
+  first = [envs.make_env("CartPole-v1", seed=s).reset()[0] for s in (3, 3, 4)]
+  np.testing.assert_array_equal(first[0], first[1])
+  assert not np.array_equal(first[0], first[2])
+
+
+def test_pong_observation_is_stacked_uint8_channels_last():
+  env = envs.make_env("ALE/Pong-v5", seed=0)
+  assert env.observation_space.shape == (84, 84, 4)
+  obs, _ = env.reset()
+  assert obs.shape == (84, 84, 4) and obs.dtype == np.uint8
+  # Zero padding at reset (Dopamine): [0, 0, 0, f0].
+  assert not obs[..., :3].any() and obs[..., 3].any()
+  previous = obs
+  for obs, _, terminated, truncated, _ in _run(env, [0, 2, 3, 1, 0]):
+    assert obs.shape == (84, 84, 4) and obs.dtype == np.uint8
+    np.testing.assert_array_equal(obs[..., :3], previous[..., 1:])  # the stack shifts by one
+    assert not (terminated or truncated)
+    previous = obs
+  summary = envs.env_spec_summary(env)
+  assert summary["is_image"] and summary["obs_dtype"] == "uint8"
+  assert summary["action_kind"] == "discrete" and summary["num_actions"] == 6
+
+
+def test_pong_same_seed_same_frames():
+  actions = [0, 2, 3, 2, 3, 1, 0, 4] * 3
+  last = []
+  for _ in range(2):
+    env = envs.make_env("ALE/Pong-v5", seed=7)
+    env.reset()
+    last.append(_run(env, actions)[-1][0])
+  np.testing.assert_array_equal(last[0], last[1])
+
+
+def test_atari_rgb_stack_and_seeded_noop_reset():
+  config = envs.AtariConfig(grayscale=False, noop_max=30)
+  first = [envs.make_env("ALE/Pong-v5", seed=s, atari=config).reset()[0] for s in (1, 1)]
+  assert first[0].shape == (84, 84, 12) and first[0].dtype == np.uint8
+  assert not first[0][..., :9].any() and first[0][..., 9:].any()
+  np.testing.assert_array_equal(first[0], first[1])
+
+
+def test_atari_time_limit_is_in_agent_steps():
+  env = envs.make_env("ALE/Pong-v5", seed=0, max_episode_steps=3)
+  env.reset()
+  steps = _run(env, [0, 0, 0])
+  assert [s[3] for s in steps] == [False, False, True]  # truncated
+  assert not any(s[2] for s in steps)  # terminated
+  assert envs.episode_result(steps[1][4]) is None
+  assert envs.episode_result(steps[2][4]) == (sum(s[1] for s in steps), 3)
+
+
+def test_life_loss_is_terminal_but_the_game_goes_on():
+  config = envs.AtariConfig(terminal_on_life_loss=True, fire_reset=True)
+  env = envs.make_env("ALE/Breakout-v5", seed=0, atari=config)
+  _, info = env.reset()
+  lives = info["lives"]
+  for _ in range(2000):  # the paddle stays still: the ball is lost within ~30 steps
+    _, _, terminated, truncated, info = env.step(0)
+    if terminated or truncated:
+      break
+  assert terminated and not truncated
+  assert info["lives"] == lives - 1
+  assert envs.episode_result(info) is None  # the game is not over
+  obs, _ = env.reset()
+  assert env.unwrapped.ale.lives() == lives - 1  # no real reset
+  assert not obs[..., :3].any()  # the agent's stack restarts
+
+
+def test_area_resize_weights_by_hand():
+  # 5 pixels -> 2: output 0 covers [0, 2.5), output 1 covers [2.5, 5).
+  idx, weights = envs._area_taps(5, 2)
+  dense = np.zeros((2, 5))
+  np.put_along_axis(dense, idx, weights, axis=1)
+  np.testing.assert_allclose(dense, [[0.4, 0.4, 0.2, 0, 0], [0, 0, 0.2, 0.4, 0.4]], atol=1e-7)
+
+
+def test_cartpole_time_limit_truncates():
+  env = envs.make_env("CartPole-v1", seed=0, max_episode_steps=5)
+  env.reset()
+  steps = _run(env, [0, 1, 0, 1, 0])  # alternating: the pole stays up for 5 steps
+  assert [s[3] for s in steps] == [False] * 4 + [True]
+  assert not any(s[2] for s in steps)
+  assert [envs.episode_result(s[4]) for s in steps] == [None] * 4 + [(5.0, 5)]
+
+
+def test_unknown_env_id_names_it_and_suggests():
+  with pytest.raises(ValueError, match=r"'CartPol-v1'.*CartPole-v1"):
+    envs.make_env("CartPol-v1", 0)
+  with pytest.raises(ValueError, match=r"'ALE/Pongg-v5'.*ALE/Pong-v5"):
+    envs.make_env("ALE/Pongg-v5", 0)
+
+
+def test_atari_config_for_non_atari_env_is_an_error():
+  with pytest.raises(ValueError, match="CartPole-v1"):
+    envs.make_env("CartPole-v1", 0, atari=envs.AtariConfig())
+
+
+def test_check_action_space_errors():
+  pendulum = envs.make_env("Pendulum-v1", 0)
+  with pytest.raises(ValueError) as error:
+    envs.check_action_space(pendulum, "discrete", "DQN")
+  assert str(error.value) == (
+      "DQN needs a discrete action space, but Pendulum-v1 has Box(-2.0, 2.0, (1,), float32)")
+  with pytest.raises(ValueError, match="SAC needs a continuous action space, but CartPole-v1 has "
+                     r"Discrete\(2\)"):
+    envs.check_action_space(envs.make_env("CartPole-v1", 0), "continuous", "SAC")
+  with pytest.raises(ValueError, match="kind"):
+    envs.check_action_space(pendulum, "box", "SAC")
+
+
+def test_vector_env_same_step_autoreset_final_obs():
+  env = envs.make_vector_env("CartPole-v1", num_envs=2, seed=0, max_episode_steps=3)
+  assert env.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP
+  assert isinstance(env.single_action_space, spaces.Discrete)
+  obs, _ = env.reset()
+  assert not np.array_equal(obs[0], obs[1])  # seeds 0 and 1
+  for _ in range(3):
+    last_obs, _, terminated, truncated, info = env.step(np.array([0, 1]))
+  assert truncated.all() and not terminated.any()
+  assert info["_final_obs"].all()
+  final = np.stack(info["final_obs"])
+  assert final.shape == (2, 4)
+  assert not np.array_equal(final, last_obs)  # obs is already the next episode's first obs
+  assert envs.vector_episode_results(info) == [(0, 3.0, 3), (1, 3.0, 3)]
+  envs.check_action_space(env, "discrete", "PPO")

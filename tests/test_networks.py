@@ -1,0 +1,236 @@
+"""Tests for agents/networks.py: shapes, hand-counted kernels, width scaling, inits, pixel input."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import traverse_util
+
+from agents import networks
+
+KEY = jax.random.key(0)
+NUM_ACTIONS = 18
+OBS_DIM, ACTION_DIM = 17, 6
+BATCH = 2
+
+
+def _frames(key=KEY, batch=BATCH):
+  """Random raw Atari frames, uint8 (batch, 84, 84, 4)."""
+  return jax.random.randint(key, (batch, 84, 84, 4), 0, 256).astype(jnp.uint8)
+
+
+def _obs(key=KEY, dim=OBS_DIM):
+  return jax.random.normal(key, (BATCH, dim))
+
+
+@pytest.fixture(scope='module')
+def nature():
+  model = networks.NatureCNN(NUM_ACTIONS)
+  return model, model.init(KEY, _frames())
+
+
+@pytest.fixture(scope='module')
+def impala():
+  model = networks.ImpalaResNet(NUM_ACTIONS)
+  return model, model.init(KEY, _frames())
+
+
+@pytest.fixture(scope='module')
+def ppo_atari():
+  model = networks.PPOAtariNetwork(NUM_ACTIONS)
+  return model, model.init(KEY, _frames())
+
+
+# --- helpers
+
+
+@pytest.mark.parametrize('n, width, expected', [
+  (512, 1.0, 512), (512, 0.3, 154), (64, 0.5, 32), (512, 2.0, 1024),
+  (100, 0.07, 7),  # 100 * 0.07 = 7.000000000000001 in floats
+  (1, 0.01, 1),
+])
+def test_scale_width_rounds_up(n, width, expected):
+  assert networks.scale_width(n, width) == expected
+
+
+@pytest.mark.parametrize('width', [0.0, -1.0, float('nan')])
+def test_invalid_width_raises(width):
+  with pytest.raises(ValueError, match='width'):
+    networks.scale_width(512, width)
+  with pytest.raises(ValueError, match='width'):
+    networks.MLP(4, width=width).init(KEY, _obs())
+
+
+def test_unknown_activation_raises():
+  with pytest.raises(ValueError, match='activation'):
+    networks.MLP(4, activation='gelu_typo').init(KEY, _obs())
+
+
+def test_count_kernel_params_counts_only_kernels():
+  params = {'params': {
+    'Dense_0': {'kernel': jnp.zeros((3, 4)), 'bias': jnp.zeros(4)},
+    'block': {'Conv_0': {'kernel': jnp.zeros((3, 3, 2, 5)), 'bias': jnp.zeros(5)}},
+    'log_std': jnp.zeros(7),
+  }}
+  assert networks.count_kernel_params(params) == 3 * 4 + 3 * 3 * 2 * 5
+  assert networks.count_kernel_params(params['params']) == 3 * 4 + 3 * 3 * 2 * 5
+
+
+# --- MLPs
+
+
+def test_mlp_width_scales_hidden_layers_only():
+  model = networks.MLP(3, hidden_sizes=(512, 512), width=0.3)
+  params = model.init(KEY, _obs(dim=4))
+  p = params['params']
+  assert p['Dense_0']['kernel'].shape == (4, 154)
+  assert p['Dense_1']['kernel'].shape == (154, 154)
+  assert p['Dense_2']['kernel'].shape == (154, 3)
+  assert model.apply(params, _obs(dim=4)).shape == (BATCH, 3)
+
+
+def test_q_network_mlp():
+  model = networks.QNetworkMLP(num_actions=2)
+  params = model.init(KEY, _obs(dim=4))
+  assert list(params['params']) == ['Dense_0', 'Dense_1', 'Dense_2']
+  assert model.apply(params, _obs(dim=4)).shape == (BATCH, 2)
+  assert networks.count_kernel_params(params) == 4 * 512 + 512 * 512 + 512 * 2
+
+
+# --- Atari DQN
+
+
+def test_nature_cnn_shapes_and_hand_counted_kernels(nature):
+  model, params = nature
+  assert model.apply(params, _frames()).shape == (BATCH, NUM_ACTIONS)
+  # SAME padding: 84 -> 21 -> 11 -> 11, so 11 * 11 * 64 = 7744 flat features.
+  assert params['params']['Dense_0']['kernel'].shape == (7744, 512)
+  expected = (8 * 8 * 4 * 32 + 4 * 4 * 32 * 64 + 3 * 3 * 64 * 64
+        + 7744 * 512 + 512 * NUM_ACTIONS)
+  assert expected == 4_051_968
+  assert networks.count_kernel_params(params) == expected
+
+
+def test_nature_cnn_width_half():
+  model = networks.NatureCNN(NUM_ACTIONS, width=0.5)
+  params = jax.eval_shape(model.init, KEY, _frames())
+  assert params['params']['Dense_0']['kernel'].shape == (11 * 11 * 32, 256)
+  expected = (8 * 8 * 4 * 16 + 4 * 4 * 16 * 32 + 3 * 3 * 32 * 32
+        + 11 * 11 * 32 * 256 + 256 * NUM_ACTIONS)
+  assert networks.count_kernel_params(params) == expected
+
+
+def test_pixel_networks_take_raw_pixels(nature, impala):
+  """uint8 frames and the same values as float32 agree; frames pre-divided by 255 do not."""
+  x = _frames(jax.random.key(1))
+  for model, params in (nature, impala):
+    out_uint8 = model.apply(params, x)
+    np.testing.assert_allclose(out_uint8, model.apply(params, x.astype(jnp.float32)),
+                               rtol=1e-6, atol=1e-6)
+    assert not np.allclose(out_uint8, model.apply(params, x.astype(jnp.float32) / 255.0))
+
+
+def test_impala_shapes_and_param_tree(impala):
+  model, params = impala
+  assert set(params) == {'params'}  # no batch_stats: no batch norm
+  assert list(params['params']) == ['stack_0', 'stack_1', 'stack_2', 'Dense_0', 'Dense_1']
+  assert model.apply(params, _frames()).shape == (BATCH, NUM_ACTIONS)
+  for path, leaf in traverse_util.flatten_dict(params['params']).items():
+    layer, name = path[-2], path[-1]
+    assert name in ('kernel', 'bias'), path
+    if name == 'bias':
+      assert leaf.ndim == 1, path
+    elif layer.startswith('Conv_'):
+      assert leaf.shape[:2] == (3, 3), path
+    else:
+      assert layer.startswith('Dense_') and leaf.ndim == 2, path
+  # Flat features after three stride-2 SAME pools: 84 -> 42 -> 21 -> 11.
+  assert params['params']['Dense_0']['kernel'].shape == (11 * 11 * 64, 256)
+  convs = (3 * 3 * 4 * 32 + 4 * 3 * 3 * 32 * 32
+           + 3 * 3 * 32 * 64 + 4 * 3 * 3 * 64 * 64
+           + 3 * 3 * 64 * 64 + 4 * 3 * 3 * 64 * 64)
+  assert networks.count_kernel_params(params) == convs + 7744 * 256 + 256 * NUM_ACTIONS
+
+
+# --- SAC
+
+
+def test_sac_actor_shapes_and_log_std_bounds():
+  model = networks.SACActor(ACTION_DIM)
+  params = model.init(KEY, _obs())
+  assert list(params['params']) == ['Dense_0', 'Dense_1', 'mean', 'log_std']
+  mean, log_std = model.apply(params, 1e4 * _obs())  # extreme inputs to hit the clip
+  assert mean.shape == log_std.shape == (BATCH, ACTION_DIM)
+  assert jnp.all(log_std >= -20.0) and jnp.all(log_std <= 2.0)
+  assert jnp.any(log_std == 2.0) or jnp.any(log_std == -20.0)
+
+
+def test_sac_critic_shape():
+  model = networks.SACCritic()
+  action = jnp.zeros((BATCH, ACTION_DIM))
+  params = model.init(KEY, _obs(), action)
+  assert params['params']['Dense_0']['kernel'].shape == (OBS_DIM + ACTION_DIM, 256)
+  assert model.apply(params, _obs(), action).shape == (BATCH,)
+
+
+def test_twin_critic_has_independent_critics():
+  model = networks.TwinCritic()
+  action = jnp.ones((BATCH, ACTION_DIM))
+  params = model.init(KEY, _obs(), action)
+  p = params['params']
+  assert list(p) == ['critic_0', 'critic_1']
+  assert jax.tree.structure(p['critic_0']) == jax.tree.structure(p['critic_1'])
+  for layer in ('Dense_0', 'Dense_1', 'Dense_2'):
+    assert not np.allclose(p['critic_0'][layer]['kernel'], p['critic_1'][layer]['kernel'])
+  q1, q2 = model.apply(params, _obs(), action)
+  assert q1.shape == q2.shape == (BATCH,)
+  assert not np.allclose(q1, q2)
+
+
+# --- PPO
+
+
+def _assert_orthogonal_columns(kernel, gain):
+  """kernel (n_in, n_out) with n_in >= n_out: W^T W == gain^2 I."""
+  gram = kernel.T @ kernel / gain**2
+  np.testing.assert_allclose(gram, np.eye(kernel.shape[1]), atol=1e-4)
+
+
+def test_ppo_actor_log_std_and_orthogonal_init():
+  model = networks.PPOActor(ACTION_DIM)
+  params = model.init(KEY, _obs())
+  p = params['params']
+  assert list(p) == ['Dense_0', 'Dense_1', 'Dense_2', 'log_std']
+  assert p['log_std'].shape == (ACTION_DIM,)
+  np.testing.assert_array_equal(p['log_std'], 0.0)
+  _assert_orthogonal_columns(p['Dense_1']['kernel'], math.sqrt(2))  # square 64x64
+  _assert_orthogonal_columns(p['Dense_2']['kernel'], 0.01)
+  mean, log_std = model.apply(params, _obs())
+  assert mean.shape == log_std.shape == (BATCH, ACTION_DIM)
+  # Only log_std is outside a kernel.
+  assert networks.count_kernel_params(params) == OBS_DIM * 64 + 64 * 64 + 64 * ACTION_DIM
+
+
+def test_ppo_critic_shape_and_init():
+  model = networks.PPOCritic()
+  params = model.init(KEY, _obs())
+  _assert_orthogonal_columns(params['params']['Dense_1']['kernel'], math.sqrt(2))
+  _assert_orthogonal_columns(params['params']['Dense_2']['kernel'], 1.0)
+  assert model.apply(params, _obs()).shape == (BATCH,)
+
+
+def test_ppo_atari_network(ppo_atari, nature):
+  model, params = ppo_atari
+  p = params['params']
+  assert list(p) == ['trunk', 'policy_head', 'value_head']
+  assert list(p['trunk']) == ['Conv_0', 'Conv_1', 'Conv_2', 'Dense_0']
+  logits, value = model.apply(params, _frames())
+  assert logits.shape == (BATCH, NUM_ACTIONS) and value.shape == (BATCH,)
+  _assert_orthogonal_columns(p['trunk']['Dense_0']['kernel'], math.sqrt(2))
+  _assert_orthogonal_columns(p['policy_head']['kernel'], 0.01)
+  _assert_orthogonal_columns(p['value_head']['kernel'], 1.0)
+  # Same trunk as the Nature CNN, plus a policy and a value head.
+  assert networks.count_kernel_params(params) == (
+    networks.count_kernel_params(nature[1]) + 512 * 1)
