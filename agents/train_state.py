@@ -1,0 +1,120 @@
+"""A sparse network with its optimizer and (optionally) a target copy, as one pytree.
+
+Every network of every agent (Q net, actor, critics, PPO actor/critic) is a
+`SparseTrainState`: params + `SparseOptState` (optimizer moments and the
+sparsity state: masks, step, key) + optional target params that share the
+online masks. The network definition and the optimizer are static fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import flax.struct
+import jax
+import numpy as np
+import optax
+
+import sparse_rl
+from sparse_rl import tree as tree_lib
+
+PyTree = Any
+
+
+class SparseTrainState(flax.struct.PyTreeNode):
+  """params, opt_state (with masks) and target_params of one network."""
+  params: PyTree
+  opt_state: sparse_rl.SparseOptState
+  target_params: PyTree | None
+  net: sparse_rl.SparseNetwork = flax.struct.field(pytree_node=False)
+  opt: sparse_rl.SparseOptimizer = flax.struct.field(pytree_node=False)
+
+  @property
+  def masks(self) -> PyTree:
+    return self.opt_state.sparsity.masks
+
+  def apply(self, *args, params: PyTree | None = None, **kwargs):
+    """Forward pass with the online params (or `params`) and the masks."""
+    return self.net.apply(self.params if params is None else params, self.masks,
+                          *args, **kwargs)
+
+  def apply_target(self, *args, **kwargs):
+    """Forward pass with the target params and the online masks."""
+    return self.net.apply(self.target_params, self.masks, *args, **kwargs)
+
+  def apply_gradients(self, grads: PyTree) -> 'SparseTrainState':
+    """Optimizer step (masked) and, on schedule, a mask update."""
+    params, opt_state = self.opt.step(self.params, grads, self.opt_state)
+    return self.replace(params=params, opt_state=opt_state)
+
+  def hard_update_target(self) -> 'SparseTrainState':
+    return self.replace(target_params=self.params)
+
+  def soft_update_target(self, tau: float) -> 'SparseTrainState':
+    """target <- tau * online + (1 - tau) * target (masked weights stay 0)."""
+    return self.replace(target_params=optax.incremental_update(
+        self.params, self.target_params, tau))
+
+  @classmethod
+  def create(cls, module: nn.Module, tx: optax.GradientTransformation,
+             sparsity: sparse_rl.SparsityConfig, key: jax.Array, *example_inputs,
+             weight_decay: float = 0.0, with_target: bool = False) -> 'SparseTrainState':
+    """Initializes params, masks them, and builds the optimizer state.
+
+    Args:
+      module: the flax.linen network.
+      tx: the optax optimizer (weight decay is chained in front of it).
+      sparsity: the sparse training method for this network.
+      key: PRNG key (params and masks).
+      *example_inputs: batched example inputs for init.
+      weight_decay: L2 rate on weight kernels.
+      with_target: keep a target copy of the params.
+    """
+    net = sparse_rl.SparseNetwork(module)
+    opt = sparse_rl.make_sparse_optimizer(tx, sparsity, weight_decay_rate=weight_decay)
+    init_key, mask_key = jax.random.split(key)
+    params = net.init(init_key, *example_inputs)
+    params, opt_state = opt.init(params, mask_key)
+    return cls(params=params, opt_state=opt_state,
+               target_params=params if with_target else None, net=net, opt=opt)
+
+
+def sparsity_metrics(states: dict[str, SparseTrainState]) -> dict[str, float]:
+  """Host-side sparsity metrics of several named networks.
+
+  Keys: 'sparsity/<net>/<path>' per masked leaf, 'sparsity/<net>/total',
+  'sparsity/total' over all masked leaves, 'params/active' and 'params/total'
+  over all params of all networks (targets excluded).
+  """
+  out: dict[str, float] = {}
+  masked, inactive, active, total = 0, 0, 0, 0
+  for name, state in states.items():
+    stats = jax.device_get(sparse_rl.sparsity_stats(state.masks, state.params))
+    for key, value in stats.items():
+      if key.startswith('sparsity/'):
+        out[f'sparsity/{name}/{key[len("sparsity/"):]}'] = float(value)
+    for m in jax.tree_util.tree_leaves(state.masks):
+      masked += m.size
+      inactive += int(m.size - np.sum(np.asarray(m)))
+    active += int(stats['params/active'])
+    total += int(stats['params/total'])
+  out['sparsity/total'] = inactive / masked if masked else 0.0
+  out['params/active'] = float(active)
+  out['params/total'] = float(total)
+  return out
+
+
+def forward_flops(state: SparseTrainState, *example_inputs) -> float:
+  """Forward FLOPs of the network on the example batch with its current masks."""
+  return sparse_rl.network_forward_flops(state.net.module, state.masks, *example_inputs)
+
+
+def masks_match(a: PyTree, b: PyTree) -> bool:
+  """True if two mask trees are identical (None leaves included)."""
+  la = jax.tree_util.tree_leaves(a, is_leaf=tree_lib.is_none)
+  lb = jax.tree_util.tree_leaves(b, is_leaf=tree_lib.is_none)
+  return len(la) == len(lb) and all(
+      (x is None and y is None) or (x is not None and y is not None and
+                                    np.array_equal(np.asarray(x), np.asarray(y)))
+      for x, y in zip(la, lb))
