@@ -4,6 +4,14 @@ Every network of every agent (Q net, actor, critics, PPO actor/critic) is a
 `SparseTrainState`: params + `SparseOptState` (optimizer moments and the
 sparsity state: masks, step, key) + optional target params that share the
 online masks. The network definition and the optimizer are static fields.
+
+Invariant: params and target params are exactly 0 wherever the online mask is
+0. `SparseOptimizer.step` keeps it for the params (masked gradients and
+updates, dropped weights zeroed) and `apply_gradients` re-masks the target
+params on the steps where the masks change. The forward pass therefore runs
+without the mask multiply (`SparseNetwork(mask_forward=False)`): masking the
+4M weights of the Nature CNN on every acting step would cost more than the
+forward pass itself. Gradients through `apply` are still the dense gradient.
 """
 
 from __future__ import annotations
@@ -44,9 +52,20 @@ class SparseTrainState(flax.struct.PyTreeNode):
     return self.net.apply(self.target_params, self.masks, *args, **kwargs)
 
   def apply_gradients(self, grads: PyTree) -> 'SparseTrainState':
-    """Optimizer step (masked) and, on schedule, a mask update."""
+    """Optimizer step (masked) and, on schedule, a mask update.
+
+    On mask-update steps the target params are masked with the new online
+    masks (the target shares the online network's masks).
+    """
     params, opt_state = self.opt.step(self.params, grads, self.opt_state)
-    return self.replace(params=params, opt_state=opt_state)
+    target = self.target_params
+    is_update_step = self.opt.updater.is_update_step
+    if target is not None and is_update_step is not None:
+      target = jax.lax.cond(
+          is_update_step(opt_state.sparsity.step),
+          lambda t: sparse_rl.apply_masks(t, opt_state.sparsity.masks),
+          lambda t: t, target)
+    return self.replace(params=params, opt_state=opt_state, target_params=target)
 
   def hard_update_target(self) -> 'SparseTrainState':
     return self.replace(target_params=self.params)
@@ -71,7 +90,7 @@ class SparseTrainState(flax.struct.PyTreeNode):
       weight_decay: L2 rate on weight kernels.
       with_target: keep a target copy of the params.
     """
-    net = sparse_rl.SparseNetwork(module)
+    net = sparse_rl.SparseNetwork(module, mask_forward=False)
     opt = sparse_rl.make_sparse_optimizer(tx, sparsity, weight_decay_rate=weight_decay)
     init_key, mask_key = jax.random.split(key)
     params = net.init(init_key, *example_inputs)
