@@ -1,0 +1,310 @@
+"""Gin registrations: the only module of the suite that imports gin.
+
+The configs (`DQNConfig`, `SACConfig`, `PPOConfig`, `PPOAtariConfig`, `SparsityConfig`,
+`RunnerConfig`, `AtariConfig`) are registered with `gin.external_configurable`, so only gin
+references such as `@DQNConfig()` see the bindings; a plain `DQNConfig()` elsewhere gets the
+real defaults. `build_experiment` is the one factory a gin file configures:
+
+    build_experiment.agent = 'dqn'
+    build_experiment.env_id = 'CartPole-v1'
+    build_experiment.agent_config = @DQNConfig()
+    build_experiment.sparsity = @SparsityConfig()
+    build_experiment.runner = @RunnerConfig()
+
+Sparsity of agents with several networks. DQN has one network and takes
+`build_experiment.sparsity`. SAC and PPO give each network its own `SparsityConfig`, held by the
+agent config and bound with gin scopes; `build_experiment.sparsity` stays unset for them:
+
+    SACConfig.actor_sparsity = @actor/SparsityConfig()
+    SACConfig.critic_sparsity = @critic/SparsityConfig()
+    SparsityConfig.method = 'rigl'             # unscoped: both networks (gin_configs/sparsity/)
+    SparsityConfig.sparsity = 0.9              # both networks
+    actor/SparsityConfig.sparsity = 0.5        # the actor only (a scope beats no scope)
+
+(PPO Atari has one network: `PPOAtariConfig.sparsity = @SparsityConfig()`.) A binding that
+the experiment never uses, such as a misspelled scope (`acter/SparsityConfig.sparsity`) or
+`DQNConfig.width` in a SAC experiment, is an error, like an unknown parameter.
+
+Adding an agent takes a few lines here: register its config class in `CONFIG_CLASSES`, add a
+`TrainerFactory` to `AGENTS`, its config class to `AGENT_CONFIGS` and, if its config holds one
+`SparsityConfig` per network, a function listing them to `NETWORK_SPARSITY`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import inspect
+import os
+import re
+from typing import Any, Callable, Sequence
+
+import gin
+
+import sparse_rl
+from agents import base
+from agents import dqn
+from agents import envs
+from agents import ppo
+from agents import runner as runner_lib
+from agents import sac
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GIN_DIR = os.path.join(REPO_ROOT, 'gin_configs')
+
+CONFIG_CLASSES = {
+    'DQNConfig': dqn.DQNConfig,
+    'SACConfig': sac.SACConfig,
+    'PPOConfig': ppo.PPOConfig,
+    'PPOAtariConfig': ppo.PPOAtariConfig,
+    'SparsityConfig': sparse_rl.SparsityConfig,
+    'RunnerConfig': runner_lib.RunnerConfig,
+    'AtariConfig': envs.AtariConfig,
+}
+for _name, _cls in CONFIG_CLASSES.items():
+  gin.external_configurable(_cls, name=_name)
+
+# (env_id, seed, agent_config, sparsity, atari, max_episode_steps) -> Trainer
+TrainerFactory = Callable[..., base.Trainer]
+
+
+def _make_dqn(env_id: str, seed: int, agent_config: dqn.DQNConfig,
+              sparsity: sparse_rl.SparsityConfig, atari: envs.AtariConfig | None,
+              max_episode_steps: int | None) -> base.Trainer:
+  return dqn.DQNTrainer(env_id, seed, agent_config, sparsity, atari=atari,
+                        max_episode_steps=max_episode_steps)
+
+
+def _make_sac(env_id: str, seed: int, agent_config: sac.SACConfig,
+              sparsity: sparse_rl.SparsityConfig | None, atari: envs.AtariConfig | None,
+              max_episode_steps: int | None) -> base.Trainer:
+  if atari is not None:
+    raise ValueError(f'SAC needs a continuous action space and vector observations, but '
+                     f'{env_id} is set up as an Atari game (build_experiment.atari is given).')
+  return sac.SACTrainer(env_id, seed, agent_config, sparsity,
+                        max_episode_steps=max_episode_steps)
+
+
+def _make_ppo(env_id: str, seed: int, agent_config: ppo.PPOBaseConfig,
+              sparsity: sparse_rl.SparsityConfig | None, atari: envs.AtariConfig | None,
+              max_episode_steps: int | None) -> base.Trainer:
+  return ppo.PPOTrainer(env_id, seed, agent_config, sparsity, atari=atari,
+                        max_episode_steps=max_episode_steps)
+
+
+AGENTS: dict[str, TrainerFactory] = {'dqn': _make_dqn, 'sac': _make_sac, 'ppo': _make_ppo,
+                                     'ppo_atari': _make_ppo}
+AGENT_CONFIGS: dict[str, type] = {'dqn': dqn.DQNConfig, 'sac': sac.SACConfig,
+                                  'ppo': ppo.PPOConfig, 'ppo_atari': ppo.PPOAtariConfig}
+# Agents whose config holds one SparsityConfig per network: config -> {network: sparsity}.
+NETWORK_SPARSITY: dict[str, Callable[[Any], dict[str, sparse_rl.SparsityConfig]]] = {
+    'sac': lambda c: {'actor': c.actor_sparsity, 'critic': c.critic_sparsity},
+    'ppo': lambda c: {'actor': c.actor_sparsity, 'critic': c.critic_sparsity},
+    'ppo_atari': lambda c: {'network': c.sparsity},
+}
+
+
+class ConfigError(ValueError):
+  """A gin file or binding that does not fit the registered configurables."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+  """What the launcher runs: a trainer factory, the runner config and facts for the summary."""
+
+  make_trainer: Callable[[], base.Trainer]
+  runner: runner_lib.RunnerConfig
+  info: dict[str, Any]
+
+
+def _config_dict(config: Any) -> dict[str, Any] | None:
+  """A JSON-able dict of a config dataclass (nested configs as dicts, callables as repr)."""
+  if config is None:
+    return None
+  out = {}
+  for field in dataclasses.fields(config):
+    value = getattr(config, field.name)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+      value = _config_dict(value)
+    elif not isinstance(value, (str, int, float, bool, type(None), tuple, list)):
+      value = repr(value)
+    out[field.name] = value
+  return out
+
+
+def _shared(values: list[Any]) -> Any:
+  """The common value of a list, or None if the values differ."""
+  return values[0] if all(v == values[0] for v in values) else None
+
+
+def _short_name(scope: str, selector: str) -> str:
+  name = selector.split('.')[-1]
+  return f'{scope}/{name}' if scope else name
+
+
+def _check_bindings_used() -> None:
+  """Raises ConfigError for a gin binding that no configurable called so far has used.
+
+  A binding in scope 'a' is used by a call in scope 'a' or 'a/...' (gin applies bindings of
+  every prefix of the calling scope); an unscoped binding by a call in any scope. Gin keeps
+  bindings and calls in module-level dicts with no public accessor, read here; if a gin
+  version lacks them the check is skipped.
+  """
+  bindings = getattr(gin.config, '_CONFIG', None)
+  calls = getattr(gin.config, '_OPERATIVE_CONFIG', None)
+  if not isinstance(bindings, dict) or not isinstance(calls, dict):
+    return
+  called = [(tuple(scope.split('/')) if scope else (), selector) for scope, selector in calls]
+  unused = []
+  for (scope, selector), params in bindings.items():
+    parts = tuple(scope.split('/')) if scope else ()
+    if params and not any(sel == selector and op[:len(parts)] == parts for op, sel in called):
+      unused.extend(f'{_short_name(scope, selector)}.{param}' for param in params)
+  if unused:
+    in_use = sorted(_short_name(scope, selector) for scope, selector in calls)
+    raise ConfigError(f'gin bindings that this experiment never uses: {", ".join(unused)}. '
+                      f'Configurables it calls: {", ".join(in_use)}. (A misspelled scope, or a '
+                      f'binding for another agent?)')
+
+
+@gin.configurable
+def build_experiment(agent: str = gin.REQUIRED, env_id: str = gin.REQUIRED, seed: int = 0,
+                     agent_config: Any = None,
+                     sparsity: sparse_rl.SparsityConfig | None = None,
+                     atari: envs.AtariConfig | None = None,
+                     max_episode_steps: int | None = None,
+                     runner: runner_lib.RunnerConfig | None = None) -> Experiment:
+  """Assembles an experiment from gin-built configs (nothing is constructed yet).
+
+  Args:
+    agent: a key of AGENTS ('dqn', 'sac', 'ppo', 'ppo_atari').
+    env_id: gymnasium id, e.g. 'CartPole-v1', 'HalfCheetah-v5' or 'ALE/Pong-v5'.
+    seed: seeds everything in the run.
+    agent_config: the agent's config (e.g. @DQNConfig()); None means its defaults.
+    sparsity: sparse training method (@SparsityConfig()) of a one-network agent (DQN); None
+      means dense. Must be None for the agents of NETWORK_SPARSITY, whose config holds one
+      SparsityConfig per network.
+    atari: Atari preprocessing (@AtariConfig()), for ALE ids only.
+    max_episode_steps: overrides the env's time limit (agent steps).
+    runner: iterations, evaluation and checkpointing (@RunnerConfig()).
+
+  Returns:
+    The experiment. `info['method']`, `info['sparsity']` and `info['distribution']` are the
+    values shared by all networks (None where they differ); `info['network_sparsity']` has
+    them per network.
+
+  Raises:
+    ConfigError: unknown agent, an agent config of the wrong type, a `sparsity` for an agent
+      with per-network sparsity, or a gin binding that nothing uses.
+  """
+  _check_bindings_used()
+  if agent not in AGENTS:
+    close = difflib.get_close_matches(agent, list(AGENTS), n=3)
+    hint = f' Did you mean {close[0]!r}?' if close else ''
+    raise ConfigError(f'Unknown agent {agent!r}; registered agents: {sorted(AGENTS)}.{hint}')
+  config_cls = AGENT_CONFIGS[agent]
+  agent_config = config_cls() if agent_config is None else agent_config
+  if not isinstance(agent_config, config_cls):
+    raise ConfigError(f'Agent {agent!r} needs a {config_cls.__name__} as agent_config, got '
+                      f'{type(agent_config).__name__}.')
+  if agent in NETWORK_SPARSITY:
+    if sparsity is not None:
+      raise ConfigError(
+          f'Agent {agent!r} takes one SparsityConfig per network from its '
+          f'{config_cls.__name__}; leave build_experiment.sparsity unset and bind e.g. '
+          f"'SparsityConfig.sparsity = 0.9' (every network) or "
+          f"'actor/SparsityConfig.sparsity = 0.5' (one network).")
+    networks = NETWORK_SPARSITY[agent](agent_config)
+  else:
+    sparsity = sparsity or sparse_rl.SparsityConfig()
+    networks = {'q': sparsity}  # DQN's one network, named as in its sparsity metrics
+  runner = runner or runner_lib.RunnerConfig()
+  factory = AGENTS[agent]
+
+  def make_trainer() -> base.Trainer:
+    return factory(env_id, seed, agent_config, sparsity, atari, max_episode_steps)
+
+  fields = ('method', 'sparsity', 'distribution')
+  info = {
+      'agent': agent,
+      'env_id': env_id,
+      'seed': seed,
+      **{f: _shared([getattr(c, f) for c in networks.values()]) for f in fields},
+      'network_sparsity': {name: {f: getattr(c, f) for f in fields}
+                           for name, c in networks.items()},
+      'agent_config': _config_dict(agent_config),
+      'sparsity_config': (_config_dict(sparsity) if sparsity is not None else
+                          {name: _config_dict(c) for name, c in networks.items()}),
+      'atari_config': _config_dict(atari),
+  }
+  return Experiment(make_trainer=make_trainer, runner=runner, info=info)
+
+
+# ------------------------------------------------------------------------------ parsing
+
+
+def _known_parameters() -> dict[str, list[str]]:
+  """{configurable name: parameter names} of everything registered here."""
+  out = {name: [f.name for f in dataclasses.fields(cls)] for name, cls in CONFIG_CLASSES.items()}
+  out['build_experiment'] = list(inspect.signature(build_experiment).parameters)
+  return out
+
+
+def _hint(message: str) -> str:
+  """Close matches for a misspelled configurable or parameter named in a gin error."""
+  known = _known_parameters()
+  match = re.search(r"Configurable '([\w.]+)' doesn't have a parameter named '(\w+)'", message)
+  if match and match.group(1) in known:
+    close = difflib.get_close_matches(match.group(2), known[match.group(1)], n=3)
+    return f'Did you mean {match.group(1)}.{close[0]}?' if close else ''
+  match = re.search(r"No configurable matching '([\w./]+)'", message)
+  if match:
+    close = difflib.get_close_matches(match.group(1).split('.')[-1], list(known), n=3)
+    return f'Did you mean {close[0]}?' if close else ''
+  return ''
+
+
+def _find_gin_file(path: str) -> str:
+  """`path` as given, or relative to the repository root."""
+  for candidate in (path, os.path.join(REPO_ROOT, path)):
+    if os.path.isfile(candidate):
+      return candidate
+  raise ConfigError(f'gin file not found: {path!r} (looked in {os.getcwd()} and {REPO_ROOT})')
+
+
+def parse_config(gin_files: Sequence[str] = (), bindings: Sequence[str] = (),
+                 finalize: bool = True) -> None:
+  """Parses gin files then bindings (later ones win); unknown names are errors.
+
+  Files and `include` paths resolve against the current directory, then the repository root.
+
+  Raises:
+    ConfigError: a file is missing or a binding names an unknown configurable or parameter.
+  """
+  gin.add_config_file_search_path(REPO_ROOT)
+  gin_files = [_find_gin_file(path) for path in gin_files]
+  try:
+    gin.parse_config_files_and_bindings(gin_files, list(bindings),
+                                        finalize_config=finalize, skip_unknown=False)
+  except (ValueError, SyntaxError, OSError) as e:
+    message = str(e)
+    hint = _hint(message)
+    raise ConfigError(f'{message}\n  {hint}' if hint else message) from e
+
+
+def clear_config() -> None:
+  """Forgets all bindings (between tests or experiments in one process)."""
+  gin.clear_config()
+
+
+def operative_config() -> str:
+  """The bindings actually used by the configurables called so far (after building)."""
+  return gin.operative_config_str()
+
+
+def gin_files(root: str = GIN_DIR) -> list[str]:
+  """Every .gin file under gin_configs/, sorted."""
+  found = []
+  for directory, _, names in os.walk(root):
+    found.extend(os.path.join(directory, n) for n in names if n.endswith('.gin'))
+  return sorted(found)

@@ -1,0 +1,442 @@
+"""DQN (Mnih et al. 2015) with a sparse Q network, as in Graesser et al. 2022.
+
+Reads top to bottom: config -> state -> init -> act -> loss -> update -> `DQNTrainer`, the host
+loop that owns the environments and the replay buffer. Everything above the trainer is a pure
+function of a `DQNState` pytree (no Python-side state), so K agents can later be stacked and
+vmapped. The trainer builds each jitted function once.
+
+RL details:
+  * The TD target bootstraps through time-limit truncations and not through true terminals:
+    y = r + gamma * (1 - terminated) * max_a Q_target(s', a). The replay stores the env's real
+    final observation as s' at a truncation.
+  * The target network shares the online network's masks (`SparseTrainState.apply_target`).
+  * Epsilon is 1 for the first `min_replay_size` env steps (uniform random actions fill the
+    replay, as Dopamine and TF-Agents do), then decays linearly to `epsilon_train` over
+    `epsilon_decay_steps` env steps (Dopamine's `linearly_decaying_epsilon`).
+  * Atari rewards are sign-clipped inside the loss only (`clip_rewards`); the episode returns
+    the trainer reports are unclipped game scores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import sparse_rl
+from agents import base
+from agents import envs as envs_lib
+from agents import networks
+from agents import replay as replay_lib
+from agents import train_state as train_state_lib
+from sparse_rl import flops as flops_lib
+
+NETWORKS = ('mlp', 'nature_cnn', 'impala')
+LOSSES = ('huber', 'mse')
+
+
+@dataclasses.dataclass(frozen=True)
+class DQNConfig:
+  """DQN hyperparameters. Defaults: the paper's classic-control setup (REFERENCE.md)."""
+
+  network: str = 'mlp'  # Q network: 'mlp' (vector obs), 'nature_cnn' or 'impala' (pixels).
+  hidden_sizes: tuple[int, ...] = (512, 512)  # MLP hidden layers, units at width 1.
+  impala_dense_units: int = 256  # Impala ResNet dense layer, units at width 1.
+  width: float = 1.0  # multiplier on hidden units and conv channels (ceil(n * width)).
+  learning_rate: float = 1e-3  # Adam step size.
+  adam_eps: float = 1e-8  # Adam epsilon (optax default; the paper's code keeps TF's default).
+  weight_decay: float = 1e-6  # L2 rate on weight kernels, added to the gradient.
+  gamma: float = 0.99  # discount per env step.
+  batch_size: int = 128  # transitions per gradient step.
+  replay_capacity: int = 100_000  # transitions kept in the replay buffer.
+  min_replay_size: int = 1_000  # env steps of uniform random actions before learning starts.
+  update_period: int = 1  # env steps between gradient steps.
+  target_update_period: int = 100  # gradient steps between hard target-network updates.
+  epsilon_train: float = 0.1  # exploration rate after the decay, probability.
+  epsilon_decay_steps: int = 0  # env steps after min_replay_size to decay 1 -> epsilon_train.
+  epsilon_eval: float = 0.001  # exploration rate during evaluation, probability.
+  loss: str = 'huber'  # TD loss: 'huber' (delta 1) or 'mse' (0.5 * error**2).
+  clip_rewards: bool = False  # sign-clip rewards in the TD target (Atari).
+
+  def __post_init__(self):
+    if self.network not in NETWORKS:
+      raise ValueError(f'Unknown DQN network {self.network!r}; choose one of {NETWORKS}.')
+    if self.loss not in LOSSES:
+      raise ValueError(f'Unknown DQN loss {self.loss!r}; choose one of {LOSSES}.')
+    for name in ('batch_size', 'replay_capacity', 'update_period', 'target_update_period'):
+      if getattr(self, name) < 1:
+        raise ValueError(f'DQNConfig.{name} must be >= 1, got {getattr(self, name)}.')
+    if self.min_replay_size < 0 or self.epsilon_decay_steps < 0:
+      raise ValueError('DQNConfig.min_replay_size and epsilon_decay_steps must be >= 0.')
+    object.__setattr__(self, 'hidden_sizes', tuple(self.hidden_sizes))
+
+
+@flax.struct.dataclass
+class DQNState:
+  """Everything that changes during training, as one pytree."""
+
+  q: train_state_lib.SparseTrainState  # online + target params, Adam moments, masks.
+  key: jax.Array  # PRNG key for exploration.
+  env_steps: jax.Array  # int32, training env steps taken (drives epsilon).
+  gradient_steps: jax.Array  # int32, gradient steps taken (drives target updates).
+
+
+def make_network(config: DQNConfig, num_actions: int) -> nn.Module:
+  """The Q network named by `config.network` at `config.width`."""
+  if config.network == 'mlp':
+    return networks.QNetworkMLP(num_actions, config.hidden_sizes, config.width)
+  if config.network == 'nature_cnn':
+    return networks.NatureCNN(num_actions, config.width)
+  return networks.ImpalaResNet(num_actions, dense_units=config.impala_dense_units,
+                               width=config.width)
+
+
+def init(config: DQNConfig, sparsity: sparse_rl.SparsityConfig, network: nn.Module,
+         example_obs: jax.Array, key: jax.Array) -> DQNState:
+  """Builds the initial state.
+
+  Args:
+    config: DQN hyperparameters.
+    sparsity: sparse training method of the Q network.
+    network: the Q network (obs batch -> (batch, num_actions)).
+    example_obs: a batch of observations for shape inference, (batch, *obs_shape).
+    key: PRNG key (params, masks, exploration).
+
+  Returns:
+    The initial DQNState (target params = online params).
+  """
+  net_key, key = jax.random.split(key)
+  tx = optax.adam(config.learning_rate, eps=config.adam_eps)
+  q = train_state_lib.SparseTrainState.create(
+      network, tx, sparsity, net_key, example_obs, weight_decay=config.weight_decay,
+      with_target=True)
+  state = DQNState(q=q, key=key, env_steps=jnp.zeros((), jnp.int32),
+                   gradient_steps=jnp.zeros((), jnp.int32))
+  # One buffer per leaf (the target starts as the online params): jitted functions may then
+  # donate the state and XLA reuses its buffers in place.
+  return jax.tree_util.tree_map(jnp.array, state)
+
+
+# ------------------------------------------------------------------------------------- acting
+
+
+def epsilon_schedule(config: DQNConfig, env_step):
+  """Exploration rate before env step `env_step` (0-based); jnp or Python ints.
+
+  1 during the first min_replay_size steps, then a linear decay to epsilon_train over
+  epsilon_decay_steps steps (a step change when that is 0).
+  """
+  steps_left = config.min_replay_size + config.epsilon_decay_steps - env_step
+  bonus = (1.0 - config.epsilon_train) * steps_left / max(config.epsilon_decay_steps, 1)
+  return config.epsilon_train + jnp.clip(bonus, 0.0, 1.0 - config.epsilon_train)
+
+
+def select_action(q: train_state_lib.SparseTrainState, obs: jax.Array, epsilon,
+                  key: jax.Array) -> jax.Array:
+  """Epsilon-greedy action for one observation `obs` (*obs_shape); int32 scalar."""
+  explore_key, action_key = jax.random.split(key)
+  num_actions = q.net.module.num_actions
+
+  def greedy():
+    q_values = q.apply(obs[None])  # (1, num_actions)
+    return jnp.argmax(q_values[0]).astype(jnp.int32)
+
+  def explore():
+    return jax.random.randint(action_key, (), 0, num_actions, jnp.int32)
+
+  return jax.lax.cond(jax.random.uniform(explore_key) < epsilon, explore, greedy)
+
+
+def act(config: DQNConfig, state: DQNState, obs: jax.Array) -> tuple[DQNState, jax.Array]:
+  """Training action for `obs` with the scheduled epsilon; advances key and env_steps."""
+  key, sub = jax.random.split(state.key)
+  action = select_action(state.q, obs, epsilon_schedule(config, state.env_steps), sub)
+  return state.replace(key=key, env_steps=state.env_steps + 1), action
+
+
+def act_eval(config: DQNConfig, state: DQNState, obs: jax.Array,
+             key: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Evaluation action with epsilon_eval and the caller's key; returns (next key, action)."""
+  key, sub = jax.random.split(key)
+  return key, select_action(state.q, obs, config.epsilon_eval, sub)
+
+
+# ------------------------------------------------------------------------------------ learning
+
+
+def compute_td_target(config: DQNConfig, reward: jax.Array, terminated: jax.Array,
+                      next_q_values: jax.Array) -> jax.Array:
+  """y = r + gamma * (1 - terminated) * max_a Q_target(s', a), shape (batch,).
+
+  `terminated` is 1 only at true terminals; a truncated transition has terminated = 0 and
+  bootstraps from its real final observation.
+  """
+  if config.clip_rewards:
+    reward = jnp.sign(reward)
+  return reward + config.gamma * (1.0 - terminated) * jnp.max(next_q_values, axis=-1)
+
+
+def loss(config: DQNConfig, params: Any, q: train_state_lib.SparseTrainState,
+         batch: replay_lib.Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """TD loss of `params` on a batch; returns (loss, metrics). Differentiate w.r.t. params."""
+  next_q_values = q.apply_target(batch.next_obs)  # (batch, num_actions)
+  target = jax.lax.stop_gradient(
+      compute_td_target(config, batch.reward, batch.terminated, next_q_values))
+  # The gradient w.r.t. params through `apply` is the dense gradient (what RigL grows with);
+  # apply_gradients masks it.
+  q_values = q.apply(batch.obs, params=params)  # (batch, num_actions)
+  action = batch.action.astype(jnp.int32)[:, None]  # (batch, 1)
+  q_taken = jnp.take_along_axis(q_values, action, axis=-1)[:, 0]  # (batch,)
+  if config.loss == 'huber':
+    losses = optax.huber_loss(q_taken, target, delta=1.0)
+  else:
+    losses = 0.5 * jnp.square(q_taken - target)
+  value = jnp.mean(losses)
+  return value, {'loss/td': value, 'q/taken': jnp.mean(q_taken)}
+
+
+def update(config: DQNConfig, state: DQNState,
+           batch: replay_lib.Batch) -> tuple[DQNState, dict[str, jax.Array]]:
+  """One gradient step (masked Adam, mask updates on schedule) and the target sync on schedule."""
+  grads, metrics = jax.grad(functools.partial(loss, config), has_aux=True)(
+      state.q.params, state.q, batch)
+  q = state.q.apply_gradients(grads)  # the dense gradient; masked inside
+  gradient_steps = state.gradient_steps + 1
+  target_params = jax.lax.cond(gradient_steps % config.target_update_period == 0,
+                               lambda: q.params, lambda: q.target_params)
+  state = state.replace(q=q.replace(target_params=target_params), gradient_steps=gradient_steps)
+  return state, metrics
+
+
+# ------------------------------------------------------------------------------------- trainer
+
+
+def _tree_to_numpy(tree: Any) -> list[np.ndarray]:
+  return [np.asarray(x) for x in jax.device_get(jax.tree_util.tree_leaves(tree))]
+
+
+def _tree_from_numpy(like: Any, leaves: list[np.ndarray]) -> Any:
+  ref, treedef = jax.tree_util.tree_flatten(like)
+  if len(ref) != len(leaves):
+    raise ValueError(f'checkpoint has {len(leaves)} arrays, the agent state {len(ref)}')
+  for r, x in zip(ref, leaves):
+    if r.shape != x.shape or r.dtype != x.dtype:
+      raise ValueError(f'checkpoint array {x.dtype}{x.shape} does not match {r.dtype}{r.shape}')
+  return jax.tree_util.tree_unflatten(treedef, [jnp.asarray(x) for x in leaves])
+
+
+class DQNTrainer(base.Trainer):
+  """DQN on one env: the host loop around the jitted `act`, `act_eval` and `update`.
+
+  Args:
+    env_id: gymnasium id ('CartPole-v1', 'ALE/Pong-v5', ...).
+    seed: seeds networks, masks, exploration, replay sampling and the envs.
+    config: DQN hyperparameters.
+    sparsity: sparse training method of the Q network (schedules count gradient steps).
+    atari: preprocessing for ALE ids (None: the default AtariConfig).
+    max_episode_steps: overrides the env's time limit (agent steps).
+  """
+
+  name = 'dqn'
+
+  def __init__(self, env_id: str, seed: int, config: DQNConfig = DQNConfig(),
+               sparsity: sparse_rl.SparsityConfig = sparse_rl.SparsityConfig(),
+               atari: envs_lib.AtariConfig | None = None, max_episode_steps: int | None = None):
+    self.env_id, self.seed, self.config, self.sparsity_config = env_id, seed, config, sparsity
+    self._env = envs_lib.make_env(env_id, seed, atari=atari, max_episode_steps=max_episode_steps)
+    envs_lib.check_action_space(self._env, 'discrete', 'DQN')
+    self._eval_env = envs_lib.make_env(env_id, seed + 10_000, atari=atari,
+                                       max_episode_steps=max_episode_steps)
+    spec = envs_lib.env_spec_summary(self._env)
+    self._obs_shape = spec['obs_shape']
+    self._is_image = spec['is_image']
+    if self._is_image != (config.network != 'mlp'):
+      kind = 'image' if self._is_image else 'vector'
+      raise ValueError(f'DQN network {config.network!r} does not fit the {kind} observations '
+                       f'{self._obs_shape} of {env_id}; use '
+                       f"{'nature_cnn or impala' if self._is_image else 'mlp'}.")
+    self._frame_stack = (atari or envs_lib.AtariConfig()).frame_stack
+    obs_dtype = np.uint8 if self._is_image else np.float32
+    network = make_network(config, spec['num_actions'])
+    example = jnp.zeros((1, *self._obs_shape), obs_dtype)
+    # Jitted: flax's eager init compiles every layer's ops one by one. It runs once, so XLA's
+    # backend optimizations (seconds of compile time for the CNNs) are not worth it.
+    init_fn = jax.jit(lambda obs, key: init(config, sparsity, network, obs, key),
+                      compiler_options={'xla_backend_optimization_level': 0})
+    state = init_fn(example, jax.random.PRNGKey(seed))
+    self._state = jax.tree_util.tree_map(jnp.array, state)  # one buffer per leaf (donation)
+    # Built once. `act` and `update` donate the old state: XLA reuses its buffers instead of
+    # copying every param, moment and mask on each call.
+    self._act = jax.jit(functools.partial(act, config), donate_argnums=0)
+    self._act_eval = jax.jit(functools.partial(act_eval, config))
+    self._update = jax.jit(functools.partial(update, config), donate_argnums=0)
+    self._eval_key = jax.random.PRNGKey(seed + 10_000)
+    self._replay_rng = np.random.default_rng(seed)
+    self._replay: Any = None  # allocated on the first train() (1M Atari slots are 7 GB)
+    self._env_steps = 0  # host mirror of state.env_steps: no device sync to read it
+    self._gradient_steps = 0
+    self._obs: np.ndarray | None = None
+    self._reset_seed: int | None = None  # after a restore, reseed the envs' next reset
+    self._eval_seed: int | None = None
+    self._costs = flops_lib.layer_costs(network, jax.ShapeDtypeStruct(example.shape, obs_dtype))
+    self._flops = {'acting': 0.0, 'target': 0.0}
+
+  # --- the Trainer contract
+
+  @property
+  def env_steps(self) -> int:
+    return self._env_steps
+
+  @property
+  def gradient_steps(self) -> int:
+    return self._gradient_steps
+
+  @property
+  def state(self) -> DQNState:
+    """The current agent state. The next train() donates its buffers: copy what you keep."""
+    return self._state
+
+  def _make_replay(self):
+    capacity = self.config.replay_capacity
+    if self._is_image:
+      return replay_lib.AtariReplayBuffer(capacity, self._obs_shape, self._frame_stack)
+    return replay_lib.ReplayBuffer(capacity, self._obs_shape, np.float32)
+
+  def _reset(self) -> np.ndarray:
+    obs, _ = self._env.reset(seed=self._reset_seed)
+    self._reset_seed = None
+    return obs
+
+  def train(self, num_env_steps: int, progress: base.ProgressFn | None = None
+            ) -> dict[str, float]:
+    cfg = self.config
+    if self._replay is None:
+      self._replay = self._make_replay()
+    if self._obs is None:
+      self._obs = self._reset()
+    forward = self._forward_flops()
+    returns, lengths, metrics = [], [], []
+    steps_done = since_progress = 0
+    try:
+      for _ in range(num_env_steps):
+        self._state, action = self._act(self._state, self._obs)
+        action = int(action)  # the one host sync per step
+        next_obs, reward, terminated, truncated, info = self._env.step(action)
+        self._replay.add(self._obs, action, reward, next_obs, terminated, truncated)
+        self._env_steps += 1
+        if (self._env_steps % cfg.update_period == 0
+            and len(self._replay) >= max(cfg.min_replay_size, 1)):
+          batch = self._replay.sample(self._replay_rng, cfg.batch_size)
+          self._state, step_metrics = self._update(self._state, batch)
+          self._gradient_steps += 1
+          metrics.append(step_metrics)
+        result = envs_lib.episode_result(info)
+        if result is not None:
+          returns.append(result[0])
+          lengths.append(result[1])
+        self._obs = self._reset() if terminated or truncated else next_obs
+        steps_done += 1
+        since_progress += 1
+        if progress is not None and since_progress == 100:
+          since_progress = 0
+          progress(100)  # may raise to stop the run: the state is consistent here
+      if progress is not None and since_progress:
+        progress(since_progress)
+    finally:
+      self._flops['acting'] += steps_done * forward
+      self._flops['target'] += len(metrics) * forward * cfg.batch_size
+    out = {
+        'train/episode_return': float(np.mean(returns)) if returns else math.nan,
+        'train/episode_length': float(np.mean(lengths)) if lengths else math.nan,
+        'train/episodes': float(len(returns)),
+        'train/epsilon': float(epsilon_schedule(cfg, self._env_steps)),
+        'train/updates': float(len(metrics)),
+        'train/replay_size': float(len(self._replay)),
+    }
+    host_metrics = jax.device_get(metrics)
+    for name in ('loss/td', 'q/taken'):
+      out[name] = float(np.mean([m[name] for m in host_metrics])) if metrics else math.nan
+    return out
+
+  def evaluate(self, num_episodes: int) -> dict[str, float]:
+    returns, lengths = [], []
+    while len(returns) < num_episodes:
+      obs, _ = self._eval_env.reset(seed=self._eval_seed)
+      self._eval_seed = None
+      while True:
+        self._eval_key, action = self._act_eval(self._state, obs, self._eval_key)
+        obs, _, terminated, truncated, info = self._eval_env.step(int(action))
+        result = envs_lib.episode_result(info)
+        if result is not None:
+          returns.append(result[0])
+          lengths.append(result[1])
+          break
+        if terminated or truncated:  # a lost life with terminal_on_life_loss: the game goes on
+          obs, _ = self._eval_env.reset()
+    return {
+        'eval/episode_return': float(np.mean(returns)) if returns else math.nan,
+        'eval/episode_length': float(np.mean(lengths)) if lengths else math.nan,
+        'eval/episodes': float(len(returns)),
+    }
+
+  def sparsity_metrics(self) -> dict[str, float]:
+    return train_state_lib.sparsity_metrics({'q': self._state.q})
+
+  def _forward_flops(self) -> float:
+    """Forward FLOPs of one observation with the current masks."""
+    densities = flops_lib.densities_from_masks(jax.device_get(self._state.q.masks))
+    return flops_lib.forward_flops(self._costs, densities)
+
+  def training_flops(self) -> float:
+    """Gradient steps (3x forward on a batch, per the method) + target and acting forwards.
+
+    Target and acting forwards use the masks at the start of each train() chunk.
+    """
+    batch_costs = [dataclasses.replace(c, macs=c.macs * self.config.batch_size,
+                                       bias_flops=c.bias_flops * self.config.batch_size)
+                   for c in self._costs]
+    updates = sparse_rl.training_flops(self.sparsity_config, batch_costs, self._state.q.params,
+                                       self._gradient_steps)
+    return updates + self._flops['acting'] + self._flops['target']
+
+  def state_dict(self, include_replay: bool = False) -> dict[str, Any]:
+    """See `Trainer.state_dict`. Replay arrays are shared, not copied: serialize them before
+    training continues."""
+    out = {
+        'agent_state': _tree_to_numpy(self._state),
+        'eval_key': np.asarray(jax.device_get(self._eval_key)),
+        'replay_rng': self._replay_rng.bit_generator.state,
+        'env_steps': self._env_steps,
+        'gradient_steps': self._gradient_steps,
+        'flops': dict(self._flops),
+    }
+    if include_replay and self._replay is not None:
+      out['replay'] = self._replay.state_dict()
+    return out
+
+  def load_state_dict(self, state: dict[str, Any]) -> None:
+    self._state = _tree_from_numpy(self._state, state['agent_state'])
+    self._eval_key = jnp.asarray(state['eval_key'])
+    self._replay_rng.bit_generator.state = state['replay_rng']
+    self._env_steps = int(state['env_steps'])
+    self._gradient_steps = int(state['gradient_steps'])
+    self._flops = dict(state['flops'])
+    self._replay = self._make_replay()
+    if 'replay' in state:
+      self._replay.load_state_dict(state['replay'])
+    # Episodes in progress restart; new env seeds so the restart does not replay episode 1.
+    self._obs = None
+    self._reset_seed = self.seed + self._env_steps
+    self._eval_seed = self.seed + 10_000 + self._env_steps
+
+  def close(self) -> None:
+    self._env.close()
+    self._eval_env.close()

@@ -1,0 +1,161 @@
+"""DQN benchmark (issue #3 acceptance; not a test).
+
+1. CartPole-v1, DQN dense and RigL-ERK-90 with the paper's classic-control settings
+   (gin_configs/experiments/dqn_classic_{dense,rigl}.gin), `--seeds` seeds x `--cartpole_steps`
+   env steps each: final score (mean eval return of the last 10% of iterations) and training
+   steps/s per run, and the mean over seeds. Target: mean final score >= 400.
+2. ALE/Pong-v5, DQN dense and RigL-ERK-90 with the Nature CNN
+   (gin_configs/experiments/dqn_atari_{dense,rigl}.gin): agent steps/s over `--pong_steps`
+   steps after a warm-up that fills `--pong_warmup_steps` transitions (so every 4th step runs
+   an update, and jit compilation is done). Epsilon is set to its final 0.01 right after the
+   warm-up so acting runs the greedy Q forward as in most of a real run. Target: >= 200 steps/s.
+
+Full run (the lead runs it; roughly an hour on a 2-core CPU):
+    python -m benchmarks.dqn_benchmark
+Quick check that it works:
+    python -m benchmarks.dqn_benchmark --seeds 1 --cartpole_steps 2000 --pong_warmup_steps 300 \\
+        --pong_steps 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+
+import numpy as np
+
+from agents import configurables
+from agents import runner
+
+EXPERIMENTS = os.path.join(configurables.GIN_DIR, 'experiments')
+METHODS = ('dense', 'rigl')
+
+
+def _experiment(gin_file: str, bindings: list[str]) -> configurables.Experiment:
+  configurables.clear_config()
+  configurables.parse_config([gin_file], bindings)
+  return configurables.build_experiment()
+
+
+def run_cartpole(method: str, seed: int, steps: int, run_root: str, progress: bool) -> dict:
+  iterations = 20
+  per_iteration = max(steps // iterations, 1)
+  bindings = [
+      f'build_experiment.seed = {seed}',
+      f'RunnerConfig.num_iterations = {iterations}',
+      f'RunnerConfig.train_steps_per_iteration = {per_iteration}',
+      'RunnerConfig.checkpoint_every = 1000',  # only the final checkpoint
+      'RunnerConfig.tensorboard = False',
+      f'RunnerConfig.progress = {progress}',
+  ]
+  if method == 'rigl':  # the paper's schedule scaled to the run: last update at 75%
+    bindings.append(f'SparsityConfig.end_step = {int(0.75 * iterations * per_iteration)}')
+  experiment = _experiment(os.path.join(EXPERIMENTS, f'dqn_classic_{method}.gin'), bindings)
+  run_dir = os.path.join(run_root, f'cartpole_{method}_seed{seed}')
+  t0 = time.monotonic()
+  summary = runner.run(experiment.make_trainer, experiment.runner, run_dir, info=experiment.info)
+  wall = time.monotonic() - t0
+  rows = runner.read_metrics(run_dir)
+  train_seconds = sum(r['time/train_seconds'] for r in rows)
+  return {
+      'env': 'CartPole-v1', 'method': method, 'seed': seed,
+      'final_score': summary['final_score'],
+      'steps_per_second': summary['env_steps'] / train_seconds,
+      'wall_seconds': wall,
+      'sparsity': summary['sparsity/total'],
+  }
+
+
+def run_pong(method: str, warmup: int, steps: int) -> dict:
+  bindings = [
+      f'DQNConfig.min_replay_size = {warmup}',
+      'DQNConfig.replay_capacity = 100_000',  # the speed does not depend on it; memory does
+      'DQNConfig.epsilon_decay_steps = 0',  # epsilon 0.01 after the warm-up
+  ]
+  experiment = _experiment(os.path.join(EXPERIMENTS, f'dqn_atari_{method}.gin'), bindings)
+  trainer = experiment.make_trainer()
+  try:
+    t0 = time.monotonic()
+    trainer.train(warmup + 40)  # fill the replay; compile act and update
+    warmup_seconds = time.monotonic() - t0
+    updates_before = trainer.gradient_steps
+    t0, cpu0 = time.monotonic(), time.process_time()
+    trainer.train(steps)
+    seconds, cpu = time.monotonic() - t0, time.process_time() - cpu0
+    return {
+        'env': 'ALE/Pong-v5', 'method': method, 'seed': 0,
+        'steps_per_second': steps / seconds,
+        # CPU-seconds (all threads) per agent step: on a shared machine, 2 / this bounds the
+        # steps/s the 2 cores could give this process alone.
+        'cpu_ms_per_step': 1e3 * cpu / steps,
+        'updates': trainer.gradient_steps - updates_before,
+        'warmup_seconds': warmup_seconds,
+        'sparsity': trainer.sparsity_metrics()['sparsity/total'],
+    }
+  finally:
+    trainer.close()
+
+
+def _table(results: list[dict]) -> str:
+  lines = [f"{'env':<12} {'method':<6} {'seed':>4} {'final score':>11} {'steps/s':>8} "
+           f"{'sparsity':>8}"]
+  def row(r, seed='', score=None):
+    score = r.get('final_score') if score is None else score
+    score_text = f'{score:11.1f}' if score is not None else f"{'-':>11}"
+    lines.append(f"{r['env']:<12} {r['method']:<6} {seed:>4} {score_text} "
+                 f"{r['steps_per_second']:8.1f} {r['sparsity']:8.3f}")
+  for env in dict.fromkeys(r['env'] for r in results):
+    for method in dict.fromkeys(r['method'] for r in results if r['env'] == env):
+      group = [r for r in results if r['env'] == env and r['method'] == method]
+      for r in group:
+        row(r, str(r['seed']))
+      if len(group) > 1:
+        scores = [r['final_score'] for r in group if r.get('final_score') is not None]
+        mean = {**group[0], 'steps_per_second': float(np.mean(
+            [r['steps_per_second'] for r in group]))}
+        row(mean, 'mean', float(np.mean(scores)) if scores else None)
+  return '\n'.join(lines)
+
+
+def main(argv=None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--seeds', type=int, default=3, help='CartPole seeds per method')
+  parser.add_argument('--cartpole_steps', type=int, default=100_000, help='env steps per run')
+  parser.add_argument('--pong_warmup_steps', type=int, default=2_000,
+                      help='replay transitions before updates start (untimed)')
+  parser.add_argument('--pong_steps', type=int, default=3_000, help='timed agent steps')
+  parser.add_argument('--methods', default=','.join(METHODS), help='comma-separated')
+  parser.add_argument('--skip_cartpole', action='store_true')
+  parser.add_argument('--skip_pong', action='store_true')
+  parser.add_argument('--run_root', default=None,
+                      help='where CartPole run dirs go (default: a temporary directory)')
+  parser.add_argument('--out', default=None, help='also write the results as JSON here')
+  parser.add_argument('--progress', action='store_true', help='print runner progress lines')
+  args = parser.parse_args(argv)
+  methods = [m for m in args.methods.split(',') if m]
+  results = []
+  with tempfile.TemporaryDirectory() as tmp:
+    run_root = args.run_root or tmp
+    if not args.skip_cartpole:
+      for method in methods:
+        for seed in range(args.seeds):
+          results.append(run_cartpole(method, seed, args.cartpole_steps, run_root,
+                                      args.progress))
+          print(f'done: {results[-1]}', flush=True)
+    if not args.skip_pong:
+      for method in methods:
+        results.append(run_pong(method, args.pong_warmup_steps, args.pong_steps))
+        print(f'done: {results[-1]}', flush=True)
+  print()
+  print(_table(results))
+  if args.out:
+    with open(args.out, 'w') as f:
+      json.dump(results, f, indent=2)
+
+
+if __name__ == '__main__':
+  main()

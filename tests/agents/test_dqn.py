@@ -1,0 +1,225 @@
+"""Tests for agents/dqn.py: hand-computed epsilon and TD targets, and smoke runs per method."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import sparse_rl
+from agents import dqn
+from agents.replay import Batch
+
+# ------------------------------------------------------------------------------ by hand
+
+
+def test_epsilon_schedule_by_hand():
+  config = dqn.DQNConfig(min_replay_size=100, epsilon_decay_steps=1000, epsilon_train=0.01)
+  expected = {0: 1.0, 99: 1.0, 100: 1.0, 350: 0.7525, 600: 0.505, 1099: 0.01099, 1100: 0.01,
+              5000: 0.01}
+  for step, value in expected.items():
+    assert float(dqn.epsilon_schedule(config, step)) == pytest.approx(value, abs=1e-6), step
+    assert float(jax.jit(lambda s: dqn.epsilon_schedule(config, s))(step)) == pytest.approx(
+        value, abs=1e-6)
+
+
+def test_epsilon_without_decay_is_a_step():
+  config = dqn.DQNConfig(min_replay_size=1000, epsilon_decay_steps=0, epsilon_train=0.1)
+  assert float(dqn.epsilon_schedule(config, 999)) == 1.0
+  assert float(dqn.epsilon_schedule(config, 1000)) == pytest.approx(0.1)
+
+
+def test_td_target_bootstraps_through_truncation_not_termination():
+  config = dqn.DQNConfig(gamma=0.5)
+  reward = jnp.array([1.0, 1.0, -3.0])
+  terminated = jnp.array([0.0, 1.0, 0.0])  # row 0: truncated or mid-episode; row 1: terminal
+  next_q = jnp.array([[2.0, 4.0], [2.0, 4.0], [-1.0, -2.0]])
+  np.testing.assert_allclose(dqn.compute_td_target(config, reward, terminated, next_q),
+                             [1.0 + 0.5 * 4.0, 1.0, -3.0 + 0.5 * -1.0])
+  clipped = dqn.DQNConfig(gamma=0.5, clip_rewards=True)
+  np.testing.assert_allclose(dqn.compute_td_target(clipped, reward, terminated, next_q),
+                             [3.0, 1.0, -1.5])
+
+
+class _Linear(nn.Module):
+  """Q(s) = s @ W: Q values are hand-computable."""
+  num_actions: int = 2
+
+  @nn.compact
+  def __call__(self, obs):
+    return nn.Dense(self.num_actions, use_bias=False)(obs)
+
+
+def _linear_state(config, online, target):
+  state = dqn.init(config, sparse_rl.SparsityConfig(), _Linear(), jnp.zeros((1, 2)),
+                   jax.random.PRNGKey(0))
+  q = state.q.replace(params={'Dense_0': {'kernel': jnp.asarray(online)}},
+                      target_params={'Dense_0': {'kernel': jnp.asarray(target)}})
+  return state.replace(q=q)
+
+
+@pytest.mark.parametrize('loss_kind', ['huber', 'mse'])
+def test_loss_on_a_hand_built_batch(loss_kind):
+  config = dqn.DQNConfig(gamma=0.9, loss=loss_kind)
+  online = np.eye(2, dtype=np.float32)  # Q(s) = s
+  target = 2 * np.eye(2, dtype=np.float32)  # Q_target(s) = 2 s
+  state = _linear_state(config, online, target)
+  # Same transition twice: once truncated by a time limit (terminated=0), once terminal.
+  batch = Batch(obs=np.array([[1.0, 2.0], [1.0, 2.0]], np.float32),
+                action=np.array([1, 1], np.int32), reward=np.array([0.5, 0.5], np.float32),
+                next_obs=np.array([[3.0, 1.0], [3.0, 1.0]], np.float32),
+                terminated=np.array([0.0, 1.0], np.float32))
+  value, metrics = dqn.loss(config, state.q.params, state.q, batch)
+  q_taken = 2.0  # Q(s)[1]
+  targets = np.array([0.5 + 0.9 * 6.0, 0.5])  # max Q_target(s') = 2 * 3 through truncation
+  errors = q_taken - targets
+  if loss_kind == 'huber':
+    per_item = np.where(np.abs(errors) <= 1, 0.5 * errors**2, np.abs(errors) - 0.5)
+  else:
+    per_item = 0.5 * errors**2
+  assert float(value) == pytest.approx(per_item.mean(), rel=1e-6)
+  assert float(metrics['q/taken']) == pytest.approx(q_taken)
+
+
+def test_update_syncs_the_target_on_schedule():
+  config = dqn.DQNConfig(target_update_period=3, learning_rate=0.1, weight_decay=0.0)
+  state = _linear_state(config, np.eye(2, dtype=np.float32), np.zeros((2, 2), np.float32))
+  batch = Batch(np.ones((4, 2), np.float32), np.zeros(4, np.int32), np.ones(4, np.float32),
+                np.ones((4, 2), np.float32), np.zeros(4, np.float32))
+  update = jax.jit(lambda s, b: dqn.update(config, s, b))
+  for step in range(1, 7):
+    state, _ = update(state, batch)
+    target = np.asarray(state.q.target_params['Dense_0']['kernel'])
+    online = np.asarray(state.q.params['Dense_0']['kernel'])
+    assert int(state.gradient_steps) == step
+    if step % 3 == 0:
+      np.testing.assert_array_equal(target, online)
+    else:
+      assert not np.array_equal(target, online)
+
+
+def test_act_is_greedy_at_zero_epsilon_and_advances_counters():
+  config = dqn.DQNConfig(min_replay_size=0, epsilon_train=0.0, epsilon_eval=0.0)
+  state = _linear_state(config, np.eye(2, dtype=np.float32), np.eye(2, dtype=np.float32))
+  act = jax.jit(lambda s, o: dqn.act(config, s, o))
+  for obs, expected in (([1.0, 3.0], 1), ([2.0, -1.0], 0)):
+    new_state, action = act(state, jnp.asarray(obs))
+    assert int(action) == expected
+    assert int(new_state.env_steps) == int(state.env_steps) + 1
+    assert not np.array_equal(new_state.key, state.key)
+    state = new_state
+  key, action = dqn.act_eval(config, state, jnp.asarray([0.0, 1.0]), jax.random.PRNGKey(1))
+  assert int(action) == 1
+
+
+def test_network_must_fit_the_observations():
+  with pytest.raises(ValueError, match='nature_cnn or impala'):
+    dqn.DQNTrainer('ALE/Pong-v5', 0, dqn.DQNConfig(network='mlp', replay_capacity=10))
+  with pytest.raises(ValueError, match='use mlp'):
+    dqn.DQNTrainer('CartPole-v1', 0, dqn.DQNConfig(network='nature_cnn'))
+  with pytest.raises(ValueError, match='discrete action space'):
+    dqn.DQNTrainer('Pendulum-v1', 0)
+  with pytest.raises(ValueError, match='Unknown DQN network'):
+    dqn.DQNConfig(network='resnet')
+
+
+def test_trainer_stores_the_real_final_obs_at_truncation():
+  config = dqn.DQNConfig(width=0.25, min_replay_size=10_000, replay_capacity=100)
+  trainer = dqn.DQNTrainer('CartPole-v1', 0, config, max_episode_steps=5)
+  trainer.train(12)
+  arrays = trainer._replay.state_dict()  # pylint: disable=protected-access
+  truncated = arrays['truncated'][:12]
+  assert truncated.tolist() == [False] * 4 + [True] + [False] * 4 + [True] + [False] * 2
+  assert not arrays['terminated'][:12].any()
+  # At a truncation next_obs is the env's last obs, not the first obs of the next episode.
+  assert not np.array_equal(arrays['next_obs'][4], arrays['obs'][5])
+  np.testing.assert_array_equal(arrays['next_obs'][3], arrays['obs'][4])
+
+
+# ------------------------------------------------------------------------------ smoke runs
+
+_SMOKE_SPARSITY = {
+    'dense': dict(method='dense', sparsity=0.0),
+    'static': dict(method='static', sparsity=0.9, sparse_init=True),
+    'prune': dict(method='prune', sparsity=0.9, begin_step=20, end_step=150, update_interval=20),
+    'set': dict(method='set', sparsity=0.9, end_step=150, update_interval=50, drop_fraction=0.5),
+    'rigl': dict(method='rigl', sparsity=0.9, end_step=150, update_interval=50,
+                 drop_fraction=0.5),
+}
+
+
+def _check_smoke(trainer, sparsity, steps, initial_masks):
+  metrics = trainer.train(steps)
+  assert np.isfinite(metrics['loss/td']) and metrics['train/updates'] > 0
+  assert trainer.env_steps == steps
+  stats = trainer.sparsity_metrics()
+  assert stats['sparsity/total'] == pytest.approx(sparsity.sparsity, abs=2e-3)
+  state = trainer.state
+  masks = jax.tree_util.tree_leaves(state.q.masks)
+  assert all(m.dtype == jnp.bool_ for m in masks)
+  assert len(masks) == (0 if sparsity.method == 'dense' else
+                        len(jax.tree_util.tree_leaves(state.q.params)) // 2)  # kernels only
+  # Inactive weights are exactly zero in the online params.
+  masked = sparse_rl.apply_masks(state.q.params, state.q.masks)
+  for a, b in zip(jax.tree_util.tree_leaves(masked), jax.tree_util.tree_leaves(state.q.params)):
+    np.testing.assert_array_equal(a, b)
+  if sparsity.method in ('set', 'rigl'):  # the topology changed, the density did not
+    changed = [not np.array_equal(a, b) for a, b in
+               zip(initial_masks, jax.tree_util.tree_leaves(state.q.masks))]
+    assert any(changed)
+  evaluation = trainer.evaluate(1)
+  assert evaluation['eval/episodes'] == 1 and np.isfinite(evaluation['eval/episode_return'])
+  assert trainer.training_flops() > 0
+
+
+@pytest.mark.parametrize('method', list(_SMOKE_SPARSITY))
+def test_cartpole_smoke(method):
+  config = dqn.DQNConfig(width=0.25, batch_size=32, min_replay_size=100, replay_capacity=1000,
+                         target_update_period=20)
+  sparsity = sparse_rl.SparsityConfig(**_SMOKE_SPARSITY[method])
+  trainer = dqn.DQNTrainer('CartPole-v1', 0, config, sparsity)
+  initial = [np.asarray(m) for m in jax.tree_util.tree_leaves(trainer.state.q.masks)]
+  _check_smoke(trainer, sparsity, 300, initial)
+  assert trainer.gradient_steps == 201
+
+
+_ATARI_SCHEDULES = {  # shorter: 40 gradient steps
+    'prune': dict(begin_step=5, end_step=30, update_interval=5),
+    'rigl': dict(end_step=30, update_interval=10),
+}
+
+
+@pytest.mark.parametrize('network, method', [('nature_cnn', 'dense'), ('nature_cnn', 'rigl'),
+                                             ('nature_cnn', 'prune'), ('impala', 'static')])
+def test_atari_smoke(network, method):
+  config = dqn.DQNConfig(network=network, width=0.25, batch_size=8, min_replay_size=50,
+                         replay_capacity=500, update_period=2, target_update_period=10,
+                         clip_rewards=True, learning_rate=2.5e-4)
+  sparsity = sparse_rl.SparsityConfig(**{**_SMOKE_SPARSITY[method],
+                                         **_ATARI_SCHEDULES.get(method, {})})
+  trainer = dqn.DQNTrainer('ALE/Pong-v5', 0, config, sparsity, max_episode_steps=100)
+  initial = [np.asarray(m) for m in jax.tree_util.tree_leaves(trainer.state.q.masks)]
+  _check_smoke(trainer, sparsity, 130, initial)
+  assert trainer.gradient_steps == 41  # env steps 50, 52, ..., 130
+
+
+def test_state_dict_round_trip_gives_the_same_actions():
+  config = dqn.DQNConfig(width=0.25, batch_size=16, min_replay_size=50, replay_capacity=500)
+  sparsity = sparse_rl.SparsityConfig(**_SMOKE_SPARSITY['rigl'])
+  trainer = dqn.DQNTrainer('CartPole-v1', 3, config, sparsity)
+  trainer.train(120)
+  saved = trainer.state_dict(include_replay=True)
+  copy = dqn.DQNTrainer('CartPole-v1', 3, config, sparsity)
+  copy.load_state_dict(saved)
+  assert (copy.env_steps, copy.gradient_steps) == (trainer.env_steps, trainer.gradient_steps)
+  for a, b in zip(jax.tree_util.tree_leaves(copy.state), jax.tree_util.tree_leaves(trainer.state)):
+    np.testing.assert_array_equal(a, b)
+  obs = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
+  greedy = lambda t: [int(jnp.argmax(t.state.q.apply(o[None])[0])) for o in obs]
+  assert greedy(copy) == greedy(trainer)
+  replay_a = trainer._replay.state_dict()  # pylint: disable=protected-access
+  replay_b = copy._replay.state_dict()  # pylint: disable=protected-access
+  for name in ('obs', 'action', 'reward', 'next_obs', 'terminated'):
+    np.testing.assert_array_equal(replay_a[name], replay_b[name])
+  rngs = (copy._replay_rng, trainer._replay_rng)  # pylint: disable=protected-access
+  assert rngs[0].random() == rngs[1].random()
