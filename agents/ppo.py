@@ -1,0 +1,613 @@
+"""Proximal Policy Optimization with sparse networks, on MuJoCo v5 and Atari.
+
+Schulman et al. 2017, "Proximal Policy Optimization Algorithms" (arXiv 1707.06347), with the
+usual implementation details (Huang et al. 2022, "The 37 Implementation Details of PPO"): GAE,
+clipped surrogate, optional value clipping, advantage normalization per minibatch, Adam with
+linear learning-rate decay to 0, global grad-norm clipping. Sparsity: Graesser et al. 2022.
+
+Two setups share this file (REFERENCE.md, PPO MuJoCo; the issue for Atari):
+- `PPOConfig`: separate actor (Gaussian, state-independent log std) and critic MLPs, 2x64 tanh,
+  each a `SparseTrainState` with its own SparsityConfig; observation and reward normalization.
+- `PPOAtariConfig`: one `PPOAtariNetwork` (shared Nature CNN trunk, policy and value heads) as
+  one `SparseTrainState`: the distribution covers trunk and heads; rewards sign-clipped.
+
+Reading order: config -> state -> init -> act -> loss -> update -> `PPOTrainer` (host loop).
+Rollouts step host envs (SyncVectorEnv) with one jitted policy call per vector step. The update
+(GAE and all epochs x minibatches) is one jitted call with `lax.scan` for the MLPs; for the CNN
+a Python loop drives one jitted minibatch update (XLA CPU convolutions inside a rolled loop run
+about 10x slower). Mask updates count gradient (minibatch) steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any, NamedTuple
+
+import flax.serialization
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import sparse_rl
+from agents import envs as envs_lib
+from agents import rollout as rollout_lib
+from agents.base import ProgressFn, Trainer
+from agents.networks import PPOActor, PPOAtariNetwork, PPOCritic
+from agents.sac import gaussian_log_prob
+from agents.train_state import SparseTrainState, forward_flops, sparsity_metrics
+
+_ATARI_PREFIX = 'ALE/'
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOBaseConfig:
+  """Hyperparameters shared by both PPO setups (defaults: REFERENCE.md, PPO MuJoCo)."""
+
+  total_env_steps: int = 1_000_000  # horizon of the linear learning-rate decay, env steps.
+  num_envs: int = 8  # parallel envs (SyncVectorEnv).
+  num_steps: int = 256  # steps per env per rollout; rollout = num_envs * num_steps.
+  num_epochs: int = 10  # passes over each rollout.
+  minibatch_size: int = 64  # transitions per gradient step; must divide the rollout.
+  learning_rate: float = 3e-4  # Adam step size at the start.
+  anneal_learning_rate: bool = True  # decay the step size linearly to 0 at total_env_steps.
+  adam_eps: float = 1e-5  # Adam epsilon.
+  max_grad_norm: float = 0.5  # global grad-norm clip, per network.
+  gamma: float = 0.99  # discount.
+  gae_lambda: float = 0.95  # GAE lambda.
+  clip_eps: float = 0.2  # ratio clip of the surrogate (and of the value change).
+  clip_value_loss: bool = True  # clip the value update around the rollout's values.
+  value_coef: float = 0.5  # weight of the value loss.
+  entropy_coef: float = 0.0  # weight of the entropy bonus.
+  normalize_advantages: bool = True  # per minibatch.
+  eval_deterministic: bool = True  # evaluate the mean / argmax action instead of a sample.
+
+  def __post_init__(self):
+    for name in ('total_env_steps', 'num_envs', 'num_steps', 'num_epochs', 'minibatch_size'):
+      if getattr(self, name) < 1:
+        raise ValueError(f'{type(self).__name__}.{name} must be >= 1, got '
+                         f'{getattr(self, name)}.')
+    if self.rollout_size % self.minibatch_size:
+      raise ValueError(f'minibatch_size {self.minibatch_size} does not divide the rollout of '
+                       f'num_envs * num_steps = {self.rollout_size} transitions.')
+
+  @property
+  def rollout_size(self) -> int:
+    return self.num_envs * self.num_steps
+
+  @property
+  def num_minibatches(self) -> int:
+    return self.rollout_size // self.minibatch_size
+
+  def gradient_steps(self, env_steps: int) -> int:
+    """Gradient steps taken after `env_steps` env steps (what sparsity schedules count)."""
+    return (env_steps // self.rollout_size) * self.num_epochs * self.num_minibatches
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig(PPOBaseConfig):
+  """PPO on MuJoCo: separate actor and critic MLPs (REFERENCE.md, PPO MuJoCo)."""
+
+  actor_hidden_sizes: tuple[int, ...] = (64, 64)  # before the width multiplier.
+  critic_hidden_sizes: tuple[int, ...] = (64, 64)  # before the width multiplier.
+  actor_width: float = 1.0  # width multiplier of the actor's hidden layers.
+  critic_width: float = 1.0  # width multiplier of the critic's hidden layers.
+  actor_sparsity: sparse_rl.SparsityConfig = sparse_rl.SparsityConfig()  # actor method.
+  critic_sparsity: sparse_rl.SparsityConfig = sparse_rl.SparsityConfig()  # critic method.
+  actor_weight_decay: float = 0.0  # L2 rate on the actor's kernels.
+  critic_weight_decay: float = 0.0  # L2 rate on the critic's kernels.
+  normalize_observations: bool = True  # running mean/std of observations (checkpointed).
+  obs_clip: float = 10.0  # clip of normalized observations.
+  normalize_rewards: bool = True  # scale rewards by the running std of discounted returns.
+  reward_clip: float = 10.0  # clip of scaled rewards.
+
+  def __post_init__(self):
+    super().__post_init__()
+    object.__setattr__(self, 'actor_hidden_sizes', tuple(self.actor_hidden_sizes))
+    object.__setattr__(self, 'critic_hidden_sizes', tuple(self.critic_hidden_sizes))
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOAtariConfig(PPOBaseConfig):
+  """PPO on Atari: shared Nature CNN trunk (the usual PPO Atari setup, CleanRL/baselines)."""
+
+  total_env_steps: int = 10_000_000  # 40M frames at frame skip 4.
+  num_envs: int = 8
+  num_steps: int = 128
+  num_epochs: int = 4
+  minibatch_size: int = 256  # 4 minibatches of the 1024-transition rollout.
+  learning_rate: float = 2.5e-4
+  clip_eps: float = 0.1
+  entropy_coef: float = 0.01
+  eval_deterministic: bool = False  # sample: greedy Atari policies can stall.
+  width: float = 1.0  # width multiplier of trunk channels and the 512-unit layer.
+  sparsity: sparse_rl.SparsityConfig = sparse_rl.SparsityConfig()  # trunk and both heads.
+  weight_decay: float = 0.0  # L2 rate on the network's kernels.
+  clip_rewards: bool = True  # learn from sign(reward); logged returns stay unclipped.
+
+
+# ----------------------------------------------------------------------------------- state
+
+
+class PPOState(flax.struct.PyTreeNode):
+  """nets: {'actor', 'critic'} (MuJoCo) or {'network'} (Atari); key: minibatch shuffling."""
+  nets: dict[str, SparseTrainState]
+  key: jax.Array
+
+
+def make_optimizer(config: PPOBaseConfig) -> optax.GradientTransformation:
+  """Grad-norm clip then Adam, with the step size decaying linearly to 0 if configured."""
+  lr = config.learning_rate
+  if config.anneal_learning_rate:
+    lr = optax.linear_schedule(lr, 0.0, max(1, config.gradient_steps(config.total_env_steps)))
+  return optax.chain(optax.clip_by_global_norm(config.max_grad_norm),
+                     optax.adam(lr, eps=config.adam_eps))
+
+
+def init(config: PPOBaseConfig, obs_shape: tuple[int, ...], obs_dtype, action_size: int,
+         key: jax.Array) -> PPOState:
+  """Builds the networks (masks drawn) and optimizers. action_size: dims or num actions."""
+  obs = jnp.zeros((1, *obs_shape), obs_dtype)
+  tx = make_optimizer(config)
+  if isinstance(config, PPOAtariConfig):
+    net_key, key = jax.random.split(key)
+    nets = {'network': SparseTrainState.create(
+        PPOAtariNetwork(action_size, config.width), tx, config.sparsity, net_key, obs,
+        weight_decay=config.weight_decay)}
+  else:
+    actor_key, critic_key, key = jax.random.split(key, 3)
+    nets = {
+        'actor': SparseTrainState.create(
+            PPOActor(action_size, config.actor_hidden_sizes, config.actor_width), tx,
+            config.actor_sparsity, actor_key, obs, weight_decay=config.actor_weight_decay),
+        'critic': SparseTrainState.create(
+            PPOCritic(config.critic_hidden_sizes, config.critic_width), tx,
+            config.critic_sparsity, critic_key, obs, weight_decay=config.critic_weight_decay),
+    }
+  return PPOState(nets=nets, key=key)
+
+
+# ------------------------------------------------------------------ policy and act
+
+
+def forward(nets: dict[str, SparseTrainState], params: dict, obs: jax.Array):
+  """(distribution params, value): ((mean, log_std) or logits, (batch,))."""
+  if 'network' in nets:
+    return nets['network'].apply(obs, params=params['network'])
+  dist = nets['actor'].apply(obs, params=params['actor'])
+  return dist, nets['critic'].apply(obs, params=params['critic'])
+
+
+def log_prob_and_entropy(dist, action: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Log-prob of the actions and entropy, per sample; dist is logits or (mean, log_std)."""
+  if isinstance(dist, tuple):
+    mean, log_std = dist
+    entropy = jnp.sum(log_std + 0.5 * math.log(2 * math.pi * math.e), axis=-1)
+    return gaussian_log_prob(action, mean, log_std), entropy
+  log_p = jax.nn.log_softmax(dist)  # (batch, num_actions)
+  chosen = jnp.take_along_axis(log_p, action[:, None].astype(jnp.int32), axis=-1)[:, 0]
+  return chosen, -jnp.sum(jnp.exp(log_p) * log_p, axis=-1)
+
+
+def sample_action(key: jax.Array, dist, deterministic: bool = False) -> jax.Array:
+  if isinstance(dist, tuple):
+    mean, log_std = dist
+    if deterministic:
+      return mean
+    return mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+  if deterministic:
+    return jnp.argmax(dist, axis=-1).astype(jnp.int32)
+  return jax.random.categorical(key, dist).astype(jnp.int32)
+
+
+def act(nets: dict[str, SparseTrainState], obs: jax.Array, key: jax.Array,
+        deterministic: bool = False):
+  """Returns (action, log_prob, value) for a batch of (normalized) observations."""
+  params = {name: net.params for name, net in nets.items()}
+  dist, value = forward(nets, params, obs)
+  action = sample_action(key, dist, deterministic)
+  return action, log_prob_and_entropy(dist, action)[0], value
+
+
+# ------------------------------------------------------------------------ loss and update
+
+
+class Minibatch(NamedTuple):
+  obs: jax.Array  # (batch, *obs_shape)
+  action: jax.Array  # (batch, action_dim) float or (batch,) int
+  log_prob: jax.Array  # (batch,) under the rollout policy
+  value: jax.Array  # (batch,) V at rollout time
+  advantage: jax.Array  # (batch,)
+  ret: jax.Array  # (batch,) value target: advantage + value
+
+
+class Rollout(NamedTuple):
+  obs: np.ndarray  # (T, N, *obs_shape) as the networks saw them
+  action: np.ndarray  # (T, N, action_dim) or (T, N)
+  log_prob: np.ndarray  # (T, N)
+  value: np.ndarray  # (T, N)
+  reward: np.ndarray  # (T, N) as learned from (normalized or clipped)
+  terminated: np.ndarray  # (T, N) float
+  done: np.ndarray  # (T, N) float: terminated or truncated
+  final_value: np.ndarray  # (T, N) V(final obs) where done; used at truncations
+  last_value: np.ndarray  # (N,) V of the observation after the rollout
+
+
+def ppo_loss(params: dict, nets: dict[str, SparseTrainState], mb: Minibatch,
+             config: PPOBaseConfig) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Clipped surrogate + value_coef * value loss - entropy_coef * entropy."""
+  dist, value = forward(nets, params, mb.obs)
+  log_prob, entropy = log_prob_and_entropy(dist, mb.action)
+  log_ratio = log_prob - mb.log_prob
+  ratio = jnp.exp(log_ratio)
+  adv = mb.advantage
+  if config.normalize_advantages:
+    adv = (adv - jnp.mean(adv)) / (jnp.std(adv) + 1e-8)
+  clipped_ratio = jnp.clip(ratio, 1.0 - config.clip_eps, 1.0 + config.clip_eps)
+  policy_loss = jnp.mean(jnp.maximum(-adv * ratio, -adv * clipped_ratio))
+  value_error = (value - mb.ret) ** 2
+  if config.clip_value_loss:
+    clipped = mb.value + jnp.clip(value - mb.value, -config.clip_eps, config.clip_eps)
+    value_error = jnp.maximum(value_error, (clipped - mb.ret) ** 2)
+  value_loss = 0.5 * jnp.mean(value_error)
+  entropy = jnp.mean(entropy)
+  loss = policy_loss + config.value_coef * value_loss - config.entropy_coef * entropy
+  return loss, {
+      'loss/total': loss, 'loss/policy': policy_loss, 'loss/value': value_loss,
+      'loss/entropy': entropy, 'train/approx_kl': jnp.mean((ratio - 1.0) - log_ratio),
+      'train/clip_fraction': jnp.mean((jnp.abs(ratio - 1.0) > config.clip_eps)
+                                      .astype(jnp.float32)),
+  }
+
+
+def minibatch_update(config: PPOBaseConfig, state: PPOState, mb: Minibatch
+                     ) -> tuple[PPOState, dict[str, jax.Array]]:
+  """One gradient step of every network on one minibatch (each counts it as a step)."""
+  params = {name: net.params for name, net in state.nets.items()}
+  grads, metrics = jax.grad(ppo_loss, has_aux=True)(params, state.nets, mb, config)
+  nets = {name: net.apply_gradients(grads[name]) for name, net in state.nets.items()}
+  return state.replace(nets=nets), metrics
+
+
+def compute_advantages(config: PPOBaseConfig, rollout: Rollout
+                       ) -> tuple[jax.Array, jax.Array]:
+  """GAE advantages and value targets over the rollout, each (T, N)."""
+  next_v = rollout_lib.next_values(rollout.value, rollout.last_value, rollout.final_value,
+                                   rollout.done)
+  return rollout_lib.compute_gae(rollout.reward, rollout.value, next_v, rollout.terminated,
+                                 rollout.done, config.gamma, config.gae_lambda)
+
+
+def _flat(x):
+  return jnp.reshape(x, (-1, *x.shape[2:]))  # (T, N, ...) -> (T * N, ...)
+
+
+def update(config: PPOBaseConfig, state: PPOState, rollout: Rollout
+           ) -> tuple[PPOState, dict[str, jax.Array]]:
+  """GAE, then num_epochs passes of shuffled minibatches, all in `lax.scan`. For MLPs."""
+  adv, ret = compute_advantages(config, rollout)
+  batch = Minibatch(_flat(rollout.obs), _flat(rollout.action), _flat(rollout.log_prob),
+                    _flat(rollout.value), _flat(adv), _flat(ret))
+  size, num_mb = config.rollout_size, config.num_minibatches
+
+  def epoch(state, _):
+    key, perm_key = jax.random.split(state.key)
+    perm = jax.random.permutation(perm_key, size)
+    shuffled = jax.tree_util.tree_map(
+        lambda x: x[perm].reshape((num_mb, config.minibatch_size, *x.shape[1:])), batch)
+    return jax.lax.scan(functools.partial(minibatch_update, config),
+                        state.replace(key=key), shuffled)
+
+  state, metrics = jax.lax.scan(epoch, state, None, length=config.num_epochs)
+  return state, jax.tree_util.tree_map(jnp.mean, metrics)
+
+
+def flat_advantages(config: PPOBaseConfig, rollout: Rollout) -> tuple[jax.Array, jax.Array]:
+  """(T * N,) advantages and value targets, for the host minibatch loop (Atari)."""
+  adv, ret = compute_advantages(config, rollout)
+  return _flat(adv), _flat(ret)
+
+
+# ----------------------------------------------------------------------------- trainer
+
+
+def _check_env_id(config: PPOBaseConfig, env_id: str) -> None:
+  if isinstance(config, PPOAtariConfig) and not env_id.startswith(_ATARI_PREFIX):
+    raise ValueError(f"PPO Atari (PPOAtariConfig) needs an Atari env id 'ALE/<Game>-v5', got "
+                     f'{env_id!r}; use PPOConfig for vector-observation continuous control.')
+  if not isinstance(config, PPOAtariConfig) and env_id.startswith(_ATARI_PREFIX):
+    raise ValueError(f'PPO MuJoCo (PPOConfig) needs vector observations and continuous actions, '
+                     f'but {env_id} is an Atari env with image observations and discrete '
+                     f'actions; use PPOAtariConfig.')
+
+
+def _check_env(envs, env_id: str, atari: bool) -> None:
+  spec = envs_lib.env_spec_summary(envs)
+  if atari:
+    envs_lib.check_action_space(envs, 'discrete', 'PPO Atari (PPOAtariConfig)')
+    if not spec['is_image']:
+      raise ValueError(f'PPO Atari (PPOAtariConfig) needs image observations, but {env_id} has '
+                       f'observations of shape {spec["obs_shape"]}.')
+    return
+  if spec['is_image'] or len(spec['obs_shape']) != 1:
+    raise ValueError(f'PPO MuJoCo (PPOConfig) needs flat vector observations, but {env_id} has '
+                     f'observations of shape {spec["obs_shape"]}; use PPOAtariConfig for images.')
+  envs_lib.check_action_space(envs, 'continuous', 'PPO MuJoCo (PPOConfig)')
+
+
+class PPOTrainer(Trainer):
+  """PPO on `num_envs` synchronous envs; one jitted policy call per vector step.
+
+  A rollout is `num_steps` vector steps; `train(n)` runs ceil(n / num_envs) vector steps and
+  updates whenever a rollout is complete, so rollouts may span `train` calls. The update
+  donates the state: arrays taken from `trainer.state` are invalid after the next update.
+
+  Args:
+    env_id: MuJoCo-style id (vector obs, Box actions) for PPOConfig, 'ALE/<Game>-v5' for
+      PPOAtariConfig.
+    seed: seeds networks, masks, sampling, shuffling and the envs (env i gets seed + i).
+    config: PPOConfig (MuJoCo) or PPOAtariConfig (Atari), including each network's sparsity.
+    sparsity: if given, the sparse training method of every network (replaces
+      actor_sparsity and critic_sparsity, or the Atari network's `sparsity`).
+    atari: Atari preprocessing (None: the default AtariConfig); Atari only.
+    max_episode_steps: overrides the env's time limit (agent steps on Atari).
+  """
+
+  name = 'ppo'
+
+  def __init__(self, env_id: str, seed: int = 0, config: PPOBaseConfig = PPOConfig(),
+               sparsity: sparse_rl.SparsityConfig | None = None,
+               atari: envs_lib.AtariConfig | None = None, max_episode_steps: int | None = None):
+    if not isinstance(config, (PPOConfig, PPOAtariConfig)):
+      raise TypeError(f'config must be a PPOConfig or PPOAtariConfig, got {type(config)}.')
+    _check_env_id(config, env_id)
+    self.is_atari = isinstance(config, PPOAtariConfig)
+    if atari is not None and not self.is_atari:
+      raise ValueError('Atari preprocessing (atari=...) applies to PPOAtariConfig only.')
+    if sparsity is not None:
+      config = dataclasses.replace(config, **(
+          {'sparsity': sparsity} if self.is_atari else
+          {'actor_sparsity': sparsity, 'critic_sparsity': sparsity}))
+    self.env_id, self.config, self.seed = env_id, config, seed
+    self._atari_config = (atari or envs_lib.AtariConfig()) if self.is_atari else None
+    self._max_episode_steps = max_episode_steps
+    self._envs = envs_lib.make_vector_env(env_id, config.num_envs, seed, atari=self._atari_config,
+                                          max_episode_steps=max_episode_steps)
+    try:
+      _check_env(self._envs, env_id, self.is_atari)
+    except ValueError:
+      self._envs.close()
+      raise
+    obs_space, space = self._envs.single_observation_space, self._envs.single_action_space
+    self.obs_shape = tuple(obs_space.shape)
+    obs_dtype = np.uint8 if self.is_atari else np.float32
+    if self.is_atari:
+      action_size, action_shape, action_dtype = int(space.n), (), np.int32
+    else:
+      action_size = int(np.prod(space.shape))
+      action_shape, action_dtype = (action_size,), np.float32
+      self._low, self._high = space.low, space.high
+    state = init(config, self.obs_shape, obs_dtype, action_size, jax.random.PRNGKey(seed))
+    self._state = jax.tree_util.tree_map(jnp.array, state)  # own buffers (donated below)
+    self._obs_norm = self._reward_norm = None
+    if not self.is_atari and config.normalize_observations:
+      self._obs_norm = rollout_lib.ObsNormalizer(self.obs_shape, config.obs_clip)
+    if not self.is_atari and config.normalize_rewards:
+      self._reward_norm = rollout_lib.RewardNormalizer(config.num_envs, config.gamma,
+                                                       config.reward_clip)
+    t, n = config.num_steps, config.num_envs
+    self._buffers = Rollout(
+        obs=np.zeros((t, n, *self.obs_shape), obs_dtype),
+        action=np.zeros((t, n, *action_shape), action_dtype),
+        **{f: np.zeros((t, n), np.float32) for f in Rollout._fields[2:-1]},
+        last_value=np.zeros((n,), np.float32))
+    self._rng = np.random.default_rng(seed)
+    self._act_key = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
+    self._t = 0  # filled steps of the current rollout
+    self._env_steps = self._gradient_steps = self._vector_steps = 0
+    self._episodes = self._eval_calls = 0
+    self._eval_env = None
+    self._reset_envs(seed=None)
+    self._act = jax.jit(
+        lambda nets, obs, key, step, deterministic=False: act(
+            nets, obs, jax.random.fold_in(key, step), deterministic),
+        static_argnames='deterministic')
+    self._value = jax.jit(lambda nets, obs: forward(
+        nets, {k: v.params for k, v in nets.items()}, obs)[1])
+    self._update = jax.jit(functools.partial(update, config), donate_argnums=0)
+    self._advantages = jax.jit(functools.partial(flat_advantages, config))
+    self._minibatch_update = jax.jit(functools.partial(minibatch_update, config),
+                                     donate_argnums=0)
+
+  # --- properties
+
+  @property
+  def env_steps(self) -> int:
+    return self._env_steps
+
+  @property
+  def gradient_steps(self) -> int:
+    return self._gradient_steps
+
+  @property
+  def state(self) -> PPOState:
+    return self._state
+
+  # --- rollouts
+
+  def _network_obs(self, obs: np.ndarray, update_stats: bool = True) -> np.ndarray:
+    """Observations as the networks take them: normalized floats (MuJoCo) or raw uint8."""
+    if self._obs_norm is not None:
+      return self._obs_norm(obs, update=update_stats)
+    return obs if self.is_atari else np.asarray(obs, np.float32)
+
+  def _reset_envs(self, seed: int | None, update_stats: bool = True) -> None:
+    obs, _ = self._envs.reset(seed=seed)
+    self._obs = self._network_obs(obs, update_stats)
+
+  def _collect_step(self, returns: list[float]) -> None:
+    t, buf = self._t, self._buffers
+    obs = self._obs
+    action, log_prob, value = jax.device_get(
+        self._act(self._state.nets, obs, self._act_key, self._vector_steps))
+    env_action = action if self.is_atari else np.clip(action, self._low, self._high)
+    next_obs, reward, terminated, truncated, info = self._envs.step(env_action)
+    done = terminated | truncated
+    final_value = np.zeros(self.config.num_envs, np.float32)
+    if np.any(truncated & ~terminated):  # bootstrap from V(final obs) at time limits
+      final_obs = np.array(next_obs)
+      has_final = info['_final_obs']
+      final_obs[has_final] = np.stack(info['final_obs'][has_final])
+      final_value = np.asarray(self._value(self._state.nets,
+                                           self._network_obs(final_obs, update_stats=False)))
+    if self._reward_norm is not None:
+      reward = self._reward_norm(reward, done)
+    elif self.is_atari and self.config.clip_rewards:
+      reward = np.sign(reward)
+    buf.obs[t], buf.action[t], buf.log_prob[t], buf.value[t] = obs, action, log_prob, value
+    buf.reward[t], buf.terminated[t], buf.done[t] = reward, terminated, done
+    buf.final_value[t] = final_value
+    for _, episode_return, _ in envs_lib.vector_episode_results(info):
+      returns.append(episode_return)
+      self._episodes += 1
+    self._obs = self._network_obs(next_obs)
+    self._t += 1
+    self._vector_steps += 1
+    self._env_steps += self.config.num_envs
+
+  def _run_update(self) -> dict[str, jax.Array]:
+    self._buffers.last_value[:] = np.asarray(self._value(self._state.nets, self._obs))
+    config = self.config
+    self._gradient_steps += config.num_epochs * config.num_minibatches
+    if not self.is_atari:
+      self._state, metrics = self._update(self._state, self._buffers)
+      return metrics
+    adv, ret = jax.device_get(self._advantages(self._buffers._replace(obs=None)))
+    flat = lambda x: x.reshape((-1, *x.shape[2:]))  # (T * N, ...)
+    buf = self._buffers
+    obs, action, log_prob, value = (flat(buf.obs), flat(buf.action), flat(buf.log_prob),
+                                    flat(buf.value))
+    all_metrics = []
+    for _ in range(config.num_epochs):
+      perm = self._rng.permutation(config.rollout_size)
+      for j in range(config.num_minibatches):
+        idx = perm[j * config.minibatch_size:(j + 1) * config.minibatch_size]
+        mb = Minibatch(obs[idx], action[idx], log_prob[idx], value[idx], adv[idx], ret[idx])
+        self._state, metrics = self._minibatch_update(self._state, mb)
+        all_metrics.append(metrics)
+    return jax.tree_util.tree_map(lambda *xs: jnp.mean(jnp.stack(xs)), *all_metrics)
+
+  def train(self, num_env_steps: int, progress: ProgressFn | None = None) -> dict[str, float]:
+    """ceil(num_env_steps / num_envs) vector steps, updating after each full rollout."""
+    returns: list[float] = []
+    update_metrics = []
+    start = self._env_steps
+    for _ in range(-(-num_env_steps // self.config.num_envs)):
+      self._collect_step(returns)
+      if self._t == self.config.num_steps:
+        update_metrics.append(self._run_update())
+        self._t = 0
+        if progress is not None:
+          progress(self._env_steps - start)
+          start = self._env_steps
+    if progress is not None and self._env_steps > start:
+      progress(self._env_steps - start)
+    update_metrics = jax.device_get(update_metrics)
+    metrics = {k: float(np.mean([m[k] for m in update_metrics])) if update_metrics
+               else float('nan') for k in _METRIC_KEYS}
+    metrics['train/episode_return'] = float(np.mean(returns)) if returns else float('nan')
+    metrics['train/episodes'] = float(len(returns))
+    metrics['train/updates'] = float(len(update_metrics))
+    return metrics
+
+  def evaluate(self, num_episodes: int) -> dict[str, float]:
+    """Episodes on a separate env, reseeded per call; normalization statistics frozen."""
+    if self._eval_env is None:
+      self._eval_env = envs_lib.make_env(self.env_id, self.seed + 10_000,
+                                         atari=self._atari_config,
+                                         max_episode_steps=self._max_episode_steps)
+    key = jax.random.fold_in(jax.random.PRNGKey(self.seed), 2 + self._eval_calls)
+    returns, lengths, step = [], [], 0
+    for episode in range(num_episodes):
+      obs, _ = self._eval_env.reset(seed=self.seed + 10_000 + 1000 * self._eval_calls + episode)
+      done = False
+      while not done:
+        action, _, _ = self._act(self._state.nets,
+                                 self._network_obs(obs[None], update_stats=False), key, step,
+                                 deterministic=self.config.eval_deterministic)
+        action = np.asarray(action)[0]
+        if not self.is_atari:
+          action = np.clip(action, self._low, self._high)
+        obs, _, terminated, truncated, info = self._eval_env.step(action)
+        done, step = terminated or truncated, step + 1
+      result = envs_lib.episode_result(info)
+      returns.append(result[0])
+      lengths.append(result[1])
+    self._eval_calls += 1
+    return {'eval/episode_return': float(np.mean(returns)),
+            'eval/episode_length': float(np.mean(lengths)), 'eval/episodes': float(num_episodes)}
+
+  # --- sparsity and cost
+
+  def sparsity_metrics(self) -> dict[str, float]:
+    return sparsity_metrics(self._state.nets)
+
+  def training_flops(self) -> float:
+    """Gradient steps of each network (sparse_rl.training_flops on a minibatch) plus one
+    forward of every network per env step of the rollouts (acting and values)."""
+    dtype = jnp.uint8 if self.is_atari else jnp.float32
+    obs = jnp.zeros((self.config.minibatch_size, *self.obs_shape), dtype)
+    total = 0.0
+    for net in self._state.nets.values():
+      costs = sparse_rl.layer_costs(net.net.module, obs)
+      total += sparse_rl.training_flops(net.opt.config, costs, net.params, self._gradient_steps)
+      total += self._env_steps * forward_flops(net, obs[:1])
+    return float(total)
+
+  # --- checkpoints
+
+  def state_dict(self, include_replay: bool = False) -> dict[str, Any]:
+    """Networks, masks, optimizers, normalization statistics, RNG and counters.
+
+    PPO has no replay; `include_replay` is ignored. A partly collected rollout is not saved.
+    """
+    del include_replay
+    return {
+        'agent': flax.serialization.to_state_dict(jax.device_get(self._state)),
+        'obs_norm': self._obs_norm.state_dict() if self._obs_norm else None,
+        'reward_norm': self._reward_norm.state_dict() if self._reward_norm else None,
+        'rng': self._rng.bit_generator.state,
+        'env_steps': self._env_steps, 'gradient_steps': self._gradient_steps,
+        'vector_steps': self._vector_steps, 'episodes': self._episodes,
+        'eval_calls': self._eval_calls,
+    }
+
+  def load_state_dict(self, state: dict[str, Any]) -> None:
+    restored = flax.serialization.from_state_dict(self._state, state['agent'])
+    self._state = jax.tree_util.tree_map(jnp.array, restored)
+    if self._obs_norm is not None:
+      self._obs_norm.load_state_dict(state['obs_norm'])
+    if self._reward_norm is not None:
+      self._reward_norm.load_state_dict(state['reward_norm'])
+      self._reward_norm.reset_returns()  # the episodes in progress restart
+    self._rng.bit_generator.state = state['rng']
+    self._env_steps = int(state['env_steps'])
+    self._gradient_steps = int(state['gradient_steps'])
+    self._vector_steps = int(state['vector_steps'])
+    self._episodes = int(state['episodes'])
+    self._eval_calls = int(state['eval_calls'])
+    self._t = 0
+    # Restored statistics stay exactly as saved: the reset obs does not update them.
+    self._reset_envs(seed=self.seed + 7919 * (self._vector_steps + 1), update_stats=False)
+
+  def close(self) -> None:
+    self._envs.close()
+    if self._eval_env is not None:
+      self._eval_env.close()
+
+
+_METRIC_KEYS = ('loss/total', 'loss/policy', 'loss/value', 'loss/entropy', 'train/approx_kl',
+                'train/clip_fraction')

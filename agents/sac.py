@@ -1,0 +1,481 @@
+"""Soft Actor-Critic with sparse actor and twin critics (REFERENCE.md: SAC MuJoCo).
+
+Haarnoja et al. 2018, "Soft Actor-Critic Algorithms and Applications" (arXiv 1812.05905):
+tanh-Gaussian actor, twin critics with soft-updated targets, automatic entropy tuning.
+Sparsity: Graesser et al. 2022. The actor and the twin critics are two `SparseTrainState`s,
+each with its own `SparsityConfig`, width and weight decay. The twin critics are one
+`TwinCritic` network, so the critic distribution is solved over the layers of both critics; as
+the two critics have the same shapes, this gives every layer the sparsity it would get from a
+distribution solved per critic, and each critic draws its own masks. The target critics use the
+online critics' masks.
+
+Reading order: config -> state -> init -> act -> loss/update -> `SACTrainer` (the host loop).
+The whole gradient step (critic, actor, alpha, soft target update) is one jitted function, and
+the trainer fuses it with acting on the next observation: one device call per env step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any
+
+import flax.serialization
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import sparse_rl
+from agents import envs as envs_lib
+from agents.base import ProgressFn, Trainer
+from agents.networks import SACActor, TwinCritic
+from agents.replay import Batch, ReplayBuffer
+from agents.train_state import SparseTrainState, forward_flops, sparsity_metrics
+
+# Env ids (base names) that get 10k initial random steps in the paper; others get 1k.
+_LONG_WARMUP_ENVS = ('HalfCheetah', 'Ant')
+_LOG2 = math.log(2.0)
+
+
+def default_initial_random_steps(env_id: str) -> int:
+  """Uniform-random steps before learning: 10k for HalfCheetah and Ant, 1k otherwise.
+
+  Args:
+    env_id: a gymnasium id such as 'HalfCheetah-v5'.
+  """
+  base = env_id.split('/')[-1].split('-')[0]
+  return 10_000 if base in _LONG_WARMUP_ENVS else 1_000
+
+
+@dataclasses.dataclass(frozen=True)
+class SACConfig:
+  """SAC hyperparameters (defaults: REFERENCE.md, SAC MuJoCo)."""
+
+  learning_rate: float = 3e-4  # Adam step size of actor, critics and log alpha.
+  gamma: float = 0.99  # discount per env step.
+  tau: float = 0.005  # soft target update rate, per gradient step.
+  batch_size: int = 256  # transitions per gradient step.
+  replay_capacity: int = 1_000_000  # transitions.
+  initial_random_steps: int | None = None  # uniform-random env steps; None: by env id.
+  updates_per_step: int = 1  # gradient steps per env step once learning starts.
+  initial_alpha: float = 1.0  # entropy temperature at the start.
+  target_entropy: float | None = None  # nats; None: -action_dim.
+  actor_hidden_sizes: tuple[int, ...] = (256, 256)  # before the width multiplier.
+  critic_hidden_sizes: tuple[int, ...] = (256, 256)  # per critic, before the multiplier.
+  actor_width: float = 1.0  # width multiplier of the actor's hidden layers.
+  critic_width: float = 1.0  # width multiplier of both critics' hidden layers.
+  actor_sparsity: sparse_rl.SparsityConfig = sparse_rl.SparsityConfig()  # actor method.
+  critic_sparsity: sparse_rl.SparsityConfig = sparse_rl.SparsityConfig()  # twin critics.
+  actor_weight_decay: float = 0.0  # L2 rate on the actor's kernels.
+  critic_weight_decay: float = 0.0  # L2 rate on the critics' kernels.
+
+  def __post_init__(self):
+    for name in ('batch_size', 'replay_capacity', 'updates_per_step'):
+      if getattr(self, name) < 1:
+        raise ValueError(f'SACConfig.{name} must be >= 1, got {getattr(self, name)}.')
+    if not 0.0 < self.tau <= 1.0:
+      raise ValueError(f'SACConfig.tau must be in (0, 1], got {self.tau}.')
+    if self.initial_alpha <= 0.0:
+      raise ValueError(f'SACConfig.initial_alpha must be > 0, got {self.initial_alpha}.')
+    if self.initial_random_steps is not None and self.initial_random_steps < 0:
+      raise ValueError('SACConfig.initial_random_steps must be >= 0 or None.')
+    object.__setattr__(self, 'actor_hidden_sizes', tuple(self.actor_hidden_sizes))
+    object.__setattr__(self, 'critic_hidden_sizes', tuple(self.critic_hidden_sizes))
+
+
+# ----------------------------------------------------------------------------------- state
+
+
+class SACState(flax.struct.PyTreeNode):
+  """Everything the jitted update changes."""
+  actor: SparseTrainState
+  critic: SparseTrainState  # TwinCritic, with target params sharing its masks
+  log_alpha: jax.Array  # () float32
+  alpha_opt_state: optax.OptState
+  key: jax.Array
+
+
+def init(config: SACConfig, obs_dim: int, action_dim: int, key: jax.Array
+         ) -> tuple[SACState, optax.GradientTransformation]:
+  """Builds the networks, masks and optimizers. Returns (state, alpha optimizer)."""
+  actor_key, critic_key, key = jax.random.split(key, 3)
+  obs = jnp.zeros((1, obs_dim), jnp.float32)
+  action = jnp.zeros((1, action_dim), jnp.float32)
+  actor = SparseTrainState.create(
+      SACActor(action_dim, config.actor_hidden_sizes, config.actor_width),
+      optax.adam(config.learning_rate), config.actor_sparsity, actor_key, obs,
+      weight_decay=config.actor_weight_decay)
+  critic = SparseTrainState.create(
+      TwinCritic(config.critic_hidden_sizes, config.critic_width),
+      optax.adam(config.learning_rate), config.critic_sparsity, critic_key, obs, action,
+      weight_decay=config.critic_weight_decay, with_target=True)
+  alpha_tx = optax.adam(config.learning_rate)
+  log_alpha = jnp.asarray(math.log(config.initial_alpha), jnp.float32)
+  state = SACState(actor=actor, critic=critic, log_alpha=log_alpha,
+                   alpha_opt_state=alpha_tx.init(log_alpha), key=key)
+  return state, alpha_tx
+
+
+# ------------------------------------------------------------------------ tanh-Gaussian
+
+
+def gaussian_log_prob(x: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
+  """log N(x; mean, exp(log_std)^2), summed over the last axis. -> (batch,)"""
+  z = (x - mean) * jnp.exp(-log_std)
+  return jnp.sum(-0.5 * z ** 2 - log_std - 0.5 * math.log(2 * math.pi), axis=-1)
+
+
+def tanh_log_det_jacobian(pre_tanh: jax.Array) -> jax.Array:
+  """sum log(1 - tanh(u)^2) over the last axis, as 2 (log 2 - u - softplus(-2u)) (stable)."""
+  return jnp.sum(2.0 * (_LOG2 - pre_tanh - jax.nn.softplus(-2.0 * pre_tanh)), axis=-1)
+
+
+def tanh_gaussian_log_prob(pre_tanh: jax.Array, mean: jax.Array, log_std: jax.Array
+                           ) -> jax.Array:
+  """Log density of a = tanh(u), u ~ N(mean, std), at a = tanh(pre_tanh). -> (batch,)
+
+  The density is of the action in [-1, 1]^d; the affine map to the env's bounds adds a constant
+  and is left out (the target entropy -action_dim is defined on this scale).
+  """
+  return gaussian_log_prob(pre_tanh, mean, log_std) - tanh_log_det_jacobian(pre_tanh)
+
+
+def sample_tanh_gaussian(key: jax.Array, mean: jax.Array, log_std: jax.Array
+                         ) -> tuple[jax.Array, jax.Array]:
+  """Reparameterized sample a = tanh(mean + std * eps) and its log-prob. -> (batch, d), (batch,)"""
+  pre_tanh = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
+  return jnp.tanh(pre_tanh), tanh_gaussian_log_prob(pre_tanh, mean, log_std)
+
+
+# ---------------------------------------------------------------------------------- act
+
+
+def act(actor: SparseTrainState, obs: jax.Array, key: jax.Array, deterministic: bool = False
+        ) -> jax.Array:
+  """Actions in [-1, 1]^d for a batch of observations: tanh(mean) or a sample. -> (batch, d)"""
+  mean, log_std = actor.apply(obs)
+  if deterministic:
+    return jnp.tanh(mean)
+  return sample_tanh_gaussian(key, mean, log_std)[0]
+
+
+def scale_action(action: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+  """Maps actions in [-1, 1] affinely onto [low, high]."""
+  return low + 0.5 * (action + 1.0) * (high - low)
+
+
+# ------------------------------------------------------------------------------ update
+
+
+def td_target(state: SACState, batch: Batch, alpha: jax.Array, key: jax.Array, gamma: float
+              ) -> jax.Array:
+  """r + gamma * (1 - terminated) * (min target Q(s', a') - alpha log pi(a'|s')), a' ~ pi.
+
+  Bootstraps through time limits (the buffer stores the real next obs there), not through
+  terminals. -> (batch,)
+  """
+  next_mean, next_log_std = state.actor.apply(batch.next_obs)
+  next_action, next_log_prob = sample_tanh_gaussian(key, next_mean, next_log_std)
+  next_q1, next_q2 = state.critic.apply_target(batch.next_obs, next_action)
+  next_v = jnp.minimum(next_q1, next_q2) - alpha * next_log_prob  # (batch,)
+  return batch.reward + gamma * (1.0 - batch.terminated) * next_v
+
+
+def critic_loss(critic_params, state: SACState, batch: Batch, target: jax.Array):
+  """Sum of both critics' mean squared errors to the TD target. Returns (loss, mean Q)."""
+  q1, q2 = state.critic.apply(batch.obs, batch.action, params=critic_params)
+  loss = jnp.mean((q1 - target) ** 2) + jnp.mean((q2 - target) ** 2)
+  return loss, jnp.mean(q1)
+
+
+def actor_loss(actor_params, state: SACState, obs: jax.Array, alpha: jax.Array,
+               key: jax.Array):
+  """E[alpha log pi(a|s) - min Q(s, a)], a ~ pi. Returns (loss, log-probs (batch,))."""
+  mean, log_std = state.actor.apply(obs, params=actor_params)
+  action, log_prob = sample_tanh_gaussian(key, mean, log_std)
+  q1, q2 = state.critic.apply(obs, action)
+  return jnp.mean(alpha * log_prob - jnp.minimum(q1, q2)), log_prob
+
+
+def update(config: SACConfig, alpha_tx: optax.GradientTransformation, target_entropy: float,
+           state: SACState, batch: Batch) -> tuple[SACState, dict[str, jax.Array]]:
+  """One SAC gradient step: critics, then actor (on the new critics), alpha, targets.
+
+  The alpha loss reuses the log-probs of the actor loss (before the actor step), as SB3 does.
+  """
+  key, critic_key, actor_key = jax.random.split(state.key, 3)
+  alpha = jnp.exp(state.log_alpha)
+  target = jax.lax.stop_gradient(td_target(state, batch, alpha, critic_key, config.gamma))
+  (c_loss, q_mean), c_grads = jax.value_and_grad(critic_loss, has_aux=True)(
+      state.critic.params, state, batch, target)
+  critic = state.critic.apply_gradients(c_grads)
+  state = state.replace(critic=critic)
+  (a_loss, log_prob), a_grads = jax.value_and_grad(actor_loss, has_aux=True)(
+      state.actor.params, state, batch.obs, alpha, actor_key)
+  actor = state.actor.apply_gradients(a_grads)
+  # alpha loss -log_alpha * (log pi + target entropy); its gradient w.r.t. log_alpha:
+  entropy_gap = jax.lax.stop_gradient(jnp.mean(log_prob) + target_entropy)
+  alpha_updates, alpha_opt_state = alpha_tx.update(-entropy_gap, state.alpha_opt_state)
+  log_alpha = optax.apply_updates(state.log_alpha, alpha_updates)
+  new_state = state.replace(actor=actor, critic=critic.soft_update_target(config.tau),
+                            log_alpha=log_alpha, alpha_opt_state=alpha_opt_state, key=key)
+  metrics = {'loss/critic': c_loss, 'loss/actor': a_loss,
+             'loss/alpha': -state.log_alpha * entropy_gap, 'train/alpha': alpha,
+             'train/entropy': -jnp.mean(log_prob), 'train/q_mean': q_mean}
+  return new_state, metrics
+
+
+METRIC_KEYS = ('loss/critic', 'loss/actor', 'loss/alpha', 'train/alpha', 'train/entropy',
+               'train/q_mean')
+
+
+# ----------------------------------------------------------------------------- trainer
+
+
+def _check_env(env, env_id: str) -> None:
+  envs_lib.check_action_space(env, 'continuous', 'SAC')
+  spec = envs_lib.env_spec_summary(env)
+  if spec['is_image'] or len(spec['obs_shape']) != 1:
+    raise ValueError(f'SAC needs flat vector observations, but {env_id} has observations of '
+                     f'shape {spec["obs_shape"]}.')
+  if not (np.all(np.isfinite(spec['action_low'])) and np.all(np.isfinite(spec['action_high']))):
+    raise ValueError(f'SAC scales actions to the env bounds, but {env_id} has unbounded actions '
+                     f'{env.action_space}.')
+
+
+class SACTrainer(Trainer):
+  """SAC on one continuous-control env with a host replay buffer.
+
+  Per env step after the initial random steps: one env step, one replay add and sample, and one
+  jitted call that does the gradient step and picks the action for the next observation with
+  the updated actor (the same order as update-then-act). The jitted calls donate the state:
+  arrays taken from `trainer.state` are invalid after the next `train` (copy them first).
+
+  Args:
+    env_id: a gymnasium id with vector observations and a bounded Box action space.
+    seed: seeds networks, masks, exploration, replay sampling and the envs.
+    config: SAC hyperparameters, including each network's sparsity.
+    sparsity: if given, the sparse training method of the actor and the critics both
+      (replaces config.actor_sparsity and config.critic_sparsity).
+    max_episode_steps: overrides the env's time limit.
+  """
+
+  name = 'sac'
+
+  def __init__(self, env_id: str, seed: int = 0, config: SACConfig = SACConfig(),
+               sparsity: sparse_rl.SparsityConfig | None = None,
+               max_episode_steps: int | None = None):
+    if sparsity is not None:
+      config = dataclasses.replace(config, actor_sparsity=sparsity, critic_sparsity=sparsity)
+    self.env_id, self.config, self.seed = env_id, config, seed
+    self._max_episode_steps = max_episode_steps
+    self._env = envs_lib.make_env(env_id, seed, max_episode_steps=max_episode_steps)
+    try:
+      _check_env(self._env, env_id)
+    except ValueError:
+      self._env.close()
+      raise
+    space = self._env.action_space
+    self._low = space.low.astype(np.float32)
+    self._high = space.high.astype(np.float32)
+    self.obs_dim = int(self._env.observation_space.shape[0])
+    self.action_dim = int(np.prod(space.shape))
+    self.initial_random_steps = (default_initial_random_steps(env_id)
+                                 if config.initial_random_steps is None
+                                 else config.initial_random_steps)
+    self.target_entropy = (-float(self.action_dim) if config.target_entropy is None
+                           else float(config.target_entropy))
+    state, alpha_tx = init(config, self.obs_dim, self.action_dim, jax.random.PRNGKey(seed))
+    # Fresh buffers per leaf (target params start as the params' buffers): the jitted step
+    # donates the state, and a buffer cannot be donated twice.
+    self._state = jax.tree_util.tree_map(jnp.array, state)
+    self._replay = ReplayBuffer(config.replay_capacity, (self.obs_dim,), np.float32,
+                                (self.action_dim,), np.float32)
+    self._rng = np.random.default_rng(seed)
+    self._env_steps = 0
+    self._gradient_steps = 0
+    self._policy_steps = 0  # env steps whose action came from the actor (acting FLOPs)
+    self._episodes = 0
+    self._eval_env = None
+    self._eval_calls = 0
+    self._obs, _ = self._env.reset()
+    self._pending_action = None  # action for self._obs from the last fused call
+    self._build_functions(alpha_tx)
+
+  def _build_functions(self, alpha_tx) -> None:
+    config = self.config
+    update_fn = functools.partial(update, config, alpha_tx, self.target_entropy)
+
+    def train_step(state, sums, batch, next_obs):
+      """updates_per_step gradient steps on as many batches, then the next action."""
+      if config.updates_per_step == 1:
+        state, metrics = update_fn(state, batch)
+      else:  # batch leaves are (updates_per_step, batch_size, ...)
+        state, metrics = jax.lax.scan(update_fn, state, batch)
+        metrics = jax.tree_util.tree_map(jnp.sum, metrics)
+      sums = {k: sums[k] + metrics[k] for k in METRIC_KEYS}
+      # update() split state.key, so this key is not reused by the next update.
+      action = act(state.actor, next_obs, jax.random.fold_in(state.key, 1))
+      return state, sums, action[0]
+
+    self._train_step = jax.jit(train_step, donate_argnums=(0, 1))
+    self._update = jax.jit(update_fn)
+    self._act = jax.jit(act, static_argnames='deterministic')
+
+  # --- Trainer properties
+
+  @property
+  def env_steps(self) -> int:
+    return self._env_steps
+
+  @property
+  def gradient_steps(self) -> int:
+    return self._gradient_steps
+
+  @property
+  def state(self) -> SACState:
+    return self._state
+
+  @property
+  def replay(self) -> ReplayBuffer:
+    return self._replay
+
+  # --- training loop
+
+  def _policy_action(self) -> np.ndarray:
+    if self._pending_action is not None:
+      action = np.asarray(self._pending_action)
+    elif self._env_steps < self.initial_random_steps:
+      return self._rng.uniform(-1.0, 1.0, self.action_dim).astype(np.float32)
+    else:
+      key = jax.random.fold_in(jax.random.PRNGKey(self.seed + 1), self._env_steps)
+      action = np.asarray(self._act(self._state.actor, self._obs[None], key))[0]
+    self._pending_action = None
+    self._policy_steps += 1
+    return action
+
+  def train(self, num_env_steps: int, progress: ProgressFn | None = None) -> dict[str, float]:
+    """Runs num_env_steps env steps; one fused update + act per step once learning starts."""
+    config = self.config
+    sums = {k: jnp.zeros((), jnp.float32) for k in METRIC_KEYS}
+    returns, updates, reported = [], 0, 0
+    learning_starts = max(self.initial_random_steps, config.batch_size)
+    for i in range(num_env_steps):
+      action = self._policy_action()
+      next_obs, reward, terminated, truncated, info = self._env.step(
+          scale_action(action, self._low, self._high))
+      self._replay.add(self._obs, action, reward, next_obs, terminated, truncated)
+      self._env_steps += 1
+      if terminated or truncated:
+        result = envs_lib.episode_result(info)
+        if result is not None:
+          returns.append(result[0])
+        self._episodes += 1
+        next_obs, _ = self._env.reset()
+      self._obs = next_obs
+      if self._env_steps >= learning_starts:
+        batch = self._replay.sample(self._rng, config.batch_size * config.updates_per_step)
+        if config.updates_per_step > 1:
+          batch = Batch(*(x.reshape(config.updates_per_step, config.batch_size, *x.shape[1:])
+                          for x in batch))
+        self._state, sums, self._pending_action = self._train_step(
+            self._state, sums, batch, np.asarray(next_obs, np.float32)[None])
+        self._gradient_steps += config.updates_per_step
+        updates += config.updates_per_step
+      if progress is not None and (i + 1) % 1000 == 0:
+        progress(i + 1 - reported)
+        reported = i + 1
+    if progress is not None and num_env_steps > reported:
+      progress(num_env_steps - reported)
+    sums = jax.device_get(sums)
+    metrics = {k: (float(v) / updates if updates else float('nan')) for k, v in sums.items()}
+    metrics['train/episode_return'] = float(np.mean(returns)) if returns else float('nan')
+    metrics['train/episodes'] = float(len(returns))
+    if not updates:
+      metrics['train/alpha'] = float(jnp.exp(self._state.log_alpha))
+    return metrics
+
+  def evaluate(self, num_episodes: int) -> dict[str, float]:
+    """Deterministic policy tanh(mean) on a separate env, reseeded per call."""
+    if self._eval_env is None:
+      self._eval_env = envs_lib.make_env(self.env_id, self.seed + 10_000,
+                                         max_episode_steps=self._max_episode_steps)
+    returns, lengths = [], []
+    for episode in range(num_episodes):
+      obs, _ = self._eval_env.reset(seed=self.seed + 10_000 + 1000 * self._eval_calls + episode)
+      done = False
+      while not done:
+        action = np.asarray(self._act(self._state.actor, np.asarray(obs, np.float32)[None],
+                                      self._state.key, deterministic=True))[0]
+        obs, _, terminated, truncated, info = self._eval_env.step(
+            scale_action(action, self._low, self._high))
+        done = terminated or truncated
+      result = envs_lib.episode_result(info)
+      returns.append(result[0])
+      lengths.append(result[1])
+    self._eval_calls += 1
+    return {'eval/episode_return': float(np.mean(returns)),
+            'eval/episode_length': float(np.mean(lengths)), 'eval/episodes': float(num_episodes)}
+
+  # --- sparsity and cost
+
+  def sparsity_metrics(self) -> dict[str, float]:
+    return sparsity_metrics({'actor': self._state.actor, 'critic': self._state.critic})
+
+  def training_flops(self) -> float:
+    """Gradient steps of actor and critics, plus the extra forwards of SAC and acting.
+
+    Per gradient step: critic training (3 forwards, sparse_rl.training_flops for its method),
+    actor training (likewise), and with the current masks one actor forward on next_obs, one
+    target-critic forward, and about two critic forwards for the actor loss (forward and the
+    backward to the actions). Per policy env step: one actor forward on one observation.
+    """
+    state, n = self._state, self._gradient_steps
+    obs = jnp.zeros((self.config.batch_size, self.obs_dim))
+    action = jnp.zeros((self.config.batch_size, self.action_dim))
+    total = 0.0
+    for net, inputs in ((state.actor, (obs,)), (state.critic, (obs, action))):
+      costs = sparse_rl.layer_costs(net.net.module, *inputs)
+      total += sparse_rl.training_flops(net.opt.config, costs, net.params, n)
+    f_actor = forward_flops(state.actor, obs)
+    f_critic = forward_flops(state.critic, obs, action)
+    total += n * (f_actor + 3.0 * f_critic)
+    total += self._policy_steps * forward_flops(state.actor, obs[:1])
+    return float(total)
+
+  # --- checkpoints
+
+  def state_dict(self, include_replay: bool = False) -> dict[str, Any]:
+    out = {
+        'agent': flax.serialization.to_state_dict(jax.device_get(self._state)),
+        'rng': self._rng.bit_generator.state,
+        'env_steps': self._env_steps, 'gradient_steps': self._gradient_steps,
+        'policy_steps': self._policy_steps, 'episodes': self._episodes,
+        'eval_calls': self._eval_calls,
+    }
+    if include_replay:
+      out['replay'] = {k: np.array(v) for k, v in self._replay.state_dict().items()}
+    return out
+
+  def load_state_dict(self, state: dict[str, Any]) -> None:
+    self._state = flax.serialization.from_state_dict(self._state, state['agent'])
+    self._state = jax.tree_util.tree_map(jnp.array, self._state)  # own buffers (donated)
+    self._rng.bit_generator.state = state['rng']
+    self._env_steps = int(state['env_steps'])
+    self._gradient_steps = int(state['gradient_steps'])
+    self._policy_steps = int(state['policy_steps'])
+    self._episodes = int(state['episodes'])
+    self._eval_calls = int(state['eval_calls'])
+    if 'replay' in state:
+      self._replay.load_state_dict(state['replay'])
+    # The episode in progress restarts, from a reset seeded by the restored counters.
+    self._obs, _ = self._env.reset(seed=self.seed + 7919 * (self._episodes + 1))
+    self._pending_action = None
+
+  def close(self) -> None:
+    self._env.close()
+    if self._eval_env is not None:
+      self._eval_env.close()

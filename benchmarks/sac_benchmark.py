@@ -1,0 +1,133 @@
+"""SAC on MuJoCo: final score and speed, dense vs RigL-ERK-90 (issue #4 acceptance).
+
+    python -m benchmarks.sac_benchmark                       # HalfCheetah-v5, 3 seeds, 100k steps
+    python -m benchmarks.sac_benchmark --steps 3000 --seeds 0 --initial-random-steps 1000 \
+        --eval-every 1000 --eval-episodes 1                  # a quick check
+
+For each method and seed: trains `--steps` env steps, evaluating every `--eval-every` steps;
+the final score is the mean of the last 10% of the evaluation returns (REFERENCE.md). Speed is
+env steps per second of training only (evaluation excluded), measured after the initial random
+steps. Printed beside it: the isolated jitted SAC update (ms per gradient step, chained calls on
+one fixed batch) and the loop's overhead per step on top of it.
+
+Settings per method: the paper's best SAC settings (REFERENCE.md): dense weight decay 1e-4;
+RigL weight decay 1e-6, update interval 1000, drop fraction 0.5, ERK 0.9 for actor and critics,
+mask updates until 80% of the gradient steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import sparse_rl as sr
+from agents import sac
+
+
+def make_config(method: str, steps: int, initial_random_steps: int | None) -> sac.SACConfig:
+  if method == 'dense':
+    return sac.SACConfig(actor_weight_decay=1e-4, critic_weight_decay=1e-4,
+                         initial_random_steps=initial_random_steps)
+  if method != 'rigl':
+    raise ValueError(f'benchmark methods are dense and rigl, got {method!r}')
+  end_step = int(0.8 * steps)
+  sparsity = sr.SparsityConfig(method='rigl', sparsity=0.9, distribution='erk',
+                               end_step=end_step, update_interval=1000, drop_fraction=0.5)
+  return sac.SACConfig(actor_sparsity=sparsity, critic_sparsity=sparsity,
+                       actor_weight_decay=1e-6, critic_weight_decay=1e-6,
+                       initial_random_steps=initial_random_steps)
+
+
+def time_update(trainer: sac.SACTrainer, repeats: int, calls: int) -> float:
+  """Median over `repeats` of the mean seconds per jitted update (chained, one fixed batch)."""
+  batch = trainer.replay.sample(np.random.default_rng(0), trainer.config.batch_size)
+  batch = jax.tree_util.tree_map(jnp.asarray, batch)
+  state = jax.tree_util.tree_map(jnp.array, trainer.state)  # a copy: the trainer's stays intact
+  state, _ = trainer._update(state, batch)
+  jax.block_until_ready(state)
+  means = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    for _ in range(calls):
+      state, _ = trainer._update(state, batch)
+    jax.block_until_ready(state)
+    means.append((time.perf_counter() - start) / calls)
+  return statistics.median(means)
+
+
+def run(env_id: str, method: str, seed: int, args) -> dict[str, float]:
+  config = make_config(method, args.steps, args.initial_random_steps)
+  trainer = sac.SACTrainer(env_id, seed, config)
+  warmup = min(trainer.initial_random_steps + 200, args.steps)
+  train_time, timed_steps, evals = 0.0, 0, []
+  while trainer.env_steps < args.steps:
+    chunk = min(args.eval_every - trainer.env_steps % args.eval_every,
+                args.steps - trainer.env_steps)
+    if trainer.env_steps < warmup:  # random steps and compilation are not timed
+      chunk = min(chunk, warmup - trainer.env_steps)
+      metrics = trainer.train(chunk)
+    else:
+      start = time.perf_counter()
+      metrics = trainer.train(chunk)
+      train_time += time.perf_counter() - start
+      timed_steps += chunk
+    if trainer.env_steps % args.eval_every == 0 or trainer.env_steps == args.steps:
+      evals.append(trainer.evaluate(args.eval_episodes)['eval/episode_return'])
+      print(f'  {method} seed {seed} step {trainer.env_steps}: eval {evals[-1]:.1f} '
+            f'train return {metrics["train/episode_return"]:.1f}', flush=True)
+  last = evals[-max(1, len(evals) // 10):]
+  update_s = time_update(trainer, args.update_repeats, args.update_calls)
+  steps_per_s = timed_steps / train_time if train_time else float('nan')
+  result = {
+      'method': method, 'seed': seed, 'final_score': float(np.mean(last)),
+      'steps_per_s': steps_per_s, 'update_ms': update_s * 1e3,
+      'loop_overhead_ms': (1.0 / steps_per_s - update_s) * 1e3 if train_time else float('nan'),
+      'sparsity': trainer.sparsity_metrics()['sparsity/total'],
+      'training_flops': trainer.training_flops(),
+  }
+  trainer.close()
+  return result
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--env', default='HalfCheetah-v5')
+  parser.add_argument('--methods', default='dense,rigl')
+  parser.add_argument('--seeds', default='0,1,2')
+  parser.add_argument('--steps', type=int, default=100_000)
+  parser.add_argument('--initial-random-steps', type=int, default=None,
+                      help='default: by env id (10k HalfCheetah/Ant, 1k others)')
+  parser.add_argument('--eval-every', type=int, default=5_000)
+  parser.add_argument('--eval-episodes', type=int, default=5)
+  parser.add_argument('--update-repeats', type=int, default=5)
+  parser.add_argument('--update-calls', type=int, default=100)
+  parser.add_argument('--out', default=None, help='write the results as JSON here')
+  args = parser.parse_args(argv)
+  print(f'jax {jax.__version__} on {jax.devices()[0].platform}; {args.env}, {args.steps} steps')
+  results = []
+  for method in args.methods.split(','):
+    for seed in (int(s) for s in args.seeds.split(',')):
+      results.append(run(args.env, method, seed, args))
+  print(f'\n{"method":8s} {"seed":>4s} {"score":>9s} {"steps/s":>8s} {"update ms":>10s} '
+        f'{"loop ms":>8s} {"sparsity":>8s}')
+  for r in results:
+    print(f'{r["method"]:8s} {r["seed"]:4d} {r["final_score"]:9.1f} {r["steps_per_s"]:8.1f} '
+          f'{r["update_ms"]:10.3f} {r["loop_overhead_ms"]:8.3f} {r["sparsity"]:8.3f}')
+  for method in args.methods.split(','):
+    rs = [r for r in results if r['method'] == method]
+    print(f'{method}: mean score {np.mean([r["final_score"] for r in rs]):.1f}, '
+          f'mean {np.mean([r["steps_per_s"] for r in rs]):.1f} steps/s, '
+          f'update {np.mean([r["update_ms"] for r in rs]):.3f} ms')
+  if args.out:
+    with open(args.out, 'w') as f:
+      json.dump(results, f, indent=2)
+
+
+if __name__ == '__main__':
+  main()

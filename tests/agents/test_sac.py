@@ -1,0 +1,234 @@
+"""SAC: tanh-Gaussian math, TD target, sparse smoke runs, resume round trip, wrong envs."""
+
+import math
+import pickle
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import serialization
+
+import sparse_rl as sr
+from agents import sac
+from agents.replay import Batch
+from agents.train_state import masks_match
+
+METHODS = ('dense', 'static', 'prune', 'set', 'rigl')
+
+
+def normal_cdf(x):
+  return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+def squashed_density_numerical(a, mean, std, h=1e-6):
+  """d/da P(tanh(U) <= a), U ~ N(mean, std), by central differences of the exact CDF."""
+  cdf = lambda y: normal_cdf((math.atanh(y) - mean) / std)
+  return (cdf(a + h) - cdf(a - h)) / (2 * h)
+
+
+@pytest.mark.parametrize('mean,log_std', [(0.0, 0.0), (0.7, -0.5), (-1.3, 0.4)])
+def test_tanh_gaussian_log_prob_matches_numerical_density(mean, log_std):
+  actions = np.array([-0.95, -0.5, 0.0, 0.3, 0.9])
+  pre_tanh = jnp.asarray(np.arctanh(actions))[:, None]  # (5, 1)
+  log_p = sac.tanh_gaussian_log_prob(pre_tanh, jnp.full((5, 1), mean), jnp.full((5, 1), log_std))
+  expected = [math.log(squashed_density_numerical(a, mean, math.exp(log_std))) for a in actions]
+  np.testing.assert_allclose(np.asarray(log_p, np.float64), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_tanh_gaussian_log_prob_sums_over_dimensions_and_is_stable():
+  mean, log_std = jnp.array([[0.2, -0.4]]), jnp.array([[-0.3, 0.1]])
+  actions = np.array([0.5, -0.8])
+  pre_tanh = jnp.asarray(np.arctanh(actions))[None]
+  expected = sum(math.log(squashed_density_numerical(a, float(m), math.exp(float(s))))
+                 for a, m, s in zip(actions, mean[0], log_std[0]))
+  np.testing.assert_allclose(float(sac.tanh_gaussian_log_prob(pre_tanh, mean, log_std)[0]),
+                             expected, rtol=1e-4)
+  # Saturated actions: log(1 - tanh(u)^2) computed naively would be log(0) = -inf.
+  far = sac.tanh_gaussian_log_prob(jnp.array([[30.0]]), jnp.array([[30.0]]), jnp.zeros((1, 1)))
+  assert np.isfinite(far).all()
+
+
+def test_sample_tanh_gaussian_returns_its_log_prob():
+  mean, log_std = jnp.array([[0.3, -2.0]] * 4), jnp.array([[-0.5, 0.2]] * 4)
+  action, log_p = sac.sample_tanh_gaussian(jax.random.PRNGKey(0), mean, log_std)
+  assert action.shape == (4, 2) and log_p.shape == (4,)
+  assert bool(jnp.all(jnp.abs(action) < 1))
+  np.testing.assert_allclose(log_p, sac.tanh_gaussian_log_prob(jnp.arctanh(action), mean, log_std),
+                             rtol=1e-4)
+
+
+def test_scale_action_and_default_initial_random_steps():
+  low, high = np.array([-2.0, 0.0]), np.array([2.0, 1.0])
+  np.testing.assert_allclose(sac.scale_action(np.array([-1.0, 1.0]), low, high), [-2.0, 1.0])
+  np.testing.assert_allclose(sac.scale_action(np.array([0.0, 0.0]), low, high), [0.0, 0.5])
+  assert sac.default_initial_random_steps('HalfCheetah-v5') == 10_000
+  assert sac.default_initial_random_steps('Ant-v5') == 10_000
+  assert sac.default_initial_random_steps('Hopper-v5') == 1_000
+
+
+def test_td_target_bootstraps_only_through_non_terminal_transitions():
+  config = sac.SACConfig(actor_hidden_sizes=(8,), critic_hidden_sizes=(8,))
+  state, _ = sac.init(config, obs_dim=3, action_dim=2, key=jax.random.PRNGKey(0))
+  batch = Batch(obs=jnp.ones((4, 3)), action=jnp.zeros((4, 2)), reward=jnp.arange(4.0),
+                next_obs=jnp.ones((4, 3)), terminated=jnp.array([1.0, 0.0, 1.0, 0.0]))
+  target = sac.td_target(state, batch, jnp.asarray(0.1), jax.random.PRNGKey(1), 0.99)
+  np.testing.assert_array_equal(target[::2], batch.reward[::2])  # terminal: r only
+  assert bool(jnp.all(target[1::2] != batch.reward[1::2]))  # truncated/ongoing: bootstrapped
+
+
+def small_config(method, **kwargs):
+  actor_sp = critic_sp = sr.SparsityConfig()
+  if method != 'dense':
+    common = dict(method=method, begin_step=10, end_step=120, update_interval=10,
+                  drop_fraction=0.5)
+    actor_sp = sr.SparsityConfig(sparsity=0.5, **common)
+    critic_sp = sr.SparsityConfig(sparsity=0.8, **common)
+  return sac.SACConfig(initial_random_steps=100, batch_size=32, actor_hidden_sizes=(32, 32),
+                       critic_hidden_sizes=(32, 32), actor_width=0.5, actor_sparsity=actor_sp,
+                       critic_sparsity=critic_sp, **kwargs)
+
+
+def assert_same_state(a, b):
+  """Equal leaves (arrays, masks, optimizer moments, keys); static fields are not compared."""
+  jax.tree_util.tree_map(np.testing.assert_array_equal, serialization.to_state_dict(a),
+                         serialization.to_state_dict(b))
+
+
+def kernel_masks(masks):
+  return [m for m in jax.tree_util.tree_leaves(masks) if m is not None]
+
+
+def zero_where_masked(params, masks):
+  flat_m = jax.tree_util.tree_leaves(masks, is_leaf=lambda x: x is None)
+  return all(m is None or bool(jnp.all(jnp.where(m, True, p == 0)))
+             for m, p in zip(flat_m, jax.tree_util.tree_leaves(params)))
+
+
+@pytest.mark.parametrize('method', METHODS)
+def test_smoke_pendulum(method):
+  trainer = sac.SACTrainer('Pendulum-v1', 0, small_config(method))
+  initial_masks = jax.device_get(trainer.state.critic.masks)  # the state is donated
+  metrics = trainer.train(250)
+  assert trainer.env_steps == 250
+  assert trainer.gradient_steps == 250 - 100 + 1
+  assert int(trainer.state.critic.opt_state.sparsity.step) == trainer.gradient_steps
+  for key in ('loss/critic', 'loss/actor', 'loss/alpha', 'train/alpha'):
+    assert np.isfinite(metrics[key]), key
+  assert metrics['train/episodes'] == 1.0 and np.isfinite(metrics['train/episode_return'])
+  stats = trainer.sparsity_metrics()
+  if method == 'dense':
+    assert stats['sparsity/total'] == 0.0
+  else:
+    # Each network reaches its own target (ERK, per-layer floor rounding).
+    for name, target in (('actor', 0.5), ('critic', 0.8)):
+      state = getattr(trainer.state, name)
+      masks = kernel_masks(state.masks)
+      kept = sum(int(m.sum()) for m in masks)
+      total = sum(m.size for m in masks)
+      assert abs(1 - kept / total - target) < 0.01, (name, 1 - kept / total)
+      assert zero_where_masked(state.params, state.masks)
+    assert zero_where_masked(trainer.state.critic.target_params, trainer.state.critic.masks)
+    changed = not masks_match(initial_masks, trainer.state.critic.masks)
+    assert changed == (method in ('prune', 'set', 'rigl'))
+  # Separate widths: the actor is half as wide as the critics.
+  assert trainer.state.actor.params['Dense_0']['kernel'].shape == (3, 16)
+  assert trainer.state.critic.params['critic_0']['Dense_0']['kernel'].shape == (4, 32)
+  assert trainer.training_flops() > 0
+  evaluation = trainer.evaluate(1)
+  assert evaluation['eval/episodes'] == 1.0 and np.isfinite(evaluation['eval/episode_return'])
+  assert trainer.env_steps == 250  # evaluation does not count
+  trainer.close()
+
+
+def test_replay_keeps_real_final_obs_at_truncation():
+  trainer = sac.SACTrainer('Pendulum-v1', 1, small_config('dense'), max_episode_steps=20)
+  trainer.train(21)
+  replay = trainer.replay.state_dict()
+  assert replay['truncated'][19] and not replay['terminated'][19]
+  # next_obs of the last step is the final obs, not the next episode's reset obs.
+  assert not np.allclose(replay['next_obs'][19], replay['obs'][20])
+  np.testing.assert_allclose(replay['next_obs'][18], replay['obs'][19])
+  trainer.close()
+
+
+def test_resume_round_trip(tmp_path):
+  config = small_config('rigl')
+  trainer = sac.SACTrainer('Pendulum-v1', 3, config)
+  trainer.train(180)
+  path = tmp_path / 'sac.pkl'
+  path.write_bytes(pickle.dumps(trainer.state_dict(include_replay=True)))
+
+  restored = sac.SACTrainer('Pendulum-v1', 3, config)
+  saved = pickle.loads(path.read_bytes())
+  restored.load_state_dict(saved)
+  assert restored.env_steps == 180 and restored.gradient_steps == trainer.gradient_steps
+  assert_same_state(restored.state, trainer.state)
+  assert masks_match(restored.state.critic.masks, trainer.state.critic.masks)
+  obs = jnp.ones((1, 3))
+  key = jax.random.PRNGKey(7)
+  for deterministic in (True, False):
+    np.testing.assert_array_equal(
+        sac.act(restored.state.actor, obs, key, deterministic),
+        sac.act(trainer.state.actor, obs, key, deterministic))
+  # Both continue identically from the same checkpoint (replay, RNG, alpha, masks, moments).
+  trainer.load_state_dict(pickle.loads(path.read_bytes()))
+  trainer.train(40)
+  restored.train(40)
+  assert_same_state(restored.state, trainer.state)
+  assert float(restored.state.log_alpha) != float(saved['agent']['log_alpha'])
+  restored.close()
+  trainer.close()
+
+
+def test_state_dict_without_replay_is_small():
+  trainer = sac.SACTrainer('Pendulum-v1', 0, small_config('dense'))
+  assert 'replay' not in trainer.state_dict()
+  assert 'replay' in trainer.state_dict(include_replay=True)
+  trainer.close()
+
+
+@pytest.mark.parametrize('env_id,match', [
+    ('CartPole-v1', 'SAC needs a continuous action space'),
+])
+def test_wrong_env_raises(env_id, match):
+  with pytest.raises(ValueError, match=match):
+    sac.SACTrainer(env_id, 0, small_config('dense'))
+
+
+def test_config_errors():
+  with pytest.raises(ValueError, match='tau'):
+    sac.SACConfig(tau=0.0)
+  with pytest.raises(ValueError, match='batch_size'):
+    sac.SACConfig(batch_size=0)
+
+
+def test_two_updates_per_step_use_two_batches():
+  trainer = sac.SACTrainer('Pendulum-v1', 0, small_config('dense', updates_per_step=2))
+  metrics = trainer.train(110)
+  assert trainer.gradient_steps == 2 * 11
+  assert int(trainer.state.actor.opt_state.sparsity.step) == 22
+  assert np.isfinite(metrics['loss/critic'])
+  trainer.close()
+
+
+def test_twin_critic_distribution_equals_per_critic_distribution():
+  """One TwinCritic state gives each critic the layer sparsities of its own ERK solve."""
+  from agents.networks import SACCritic, TwinCritic
+  obs, action = jnp.zeros((1, 17)), jnp.zeros((1, 6))
+  twin = jax.eval_shape(lambda: TwinCritic().init(jax.random.PRNGKey(0), obs, action))['params']
+  single = jax.eval_shape(lambda: SACCritic().init(jax.random.PRNGKey(0), obs, action))['params']
+  config = sr.SparsityConfig(method='rigl', sparsity=0.9, distribution='erk')
+  twin_s, single_s = config.target_sparsities(twin), config.target_sparsities(single)
+  for critic in ('critic_0', 'critic_1'):
+    for layer, leaves in single_s.items():
+      assert twin_s[critic][layer]['kernel'] == pytest.approx(leaves['kernel'], abs=1e-9)
+
+
+def test_sparsity_argument_applies_to_actor_and_critics():
+  method = sr.SparsityConfig(method='static', sparsity=0.7)
+  trainer = sac.SACTrainer('Pendulum-v1', 0, small_config('dense'), sparsity=method)
+  assert trainer.config.actor_sparsity == trainer.config.critic_sparsity == method
+  for name in ('actor', 'critic'):
+    assert trainer.sparsity_metrics()[f'sparsity/{name}/total'] == pytest.approx(0.7, abs=0.01)
+  trainer.close()
