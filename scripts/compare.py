@@ -1,0 +1,438 @@
+"""Compares sweep runs across sparsity: final scores, normalized IQM with 95% CIs, plots.
+
+    python -m scripts.compare --root runs/dqn_classic --root runs/sac_mujoco \\
+        --out docs/reproduction [--reps 50000] [--fixed_sparsity 0.9]
+
+Reads every run under each root: the labels from sweep.json (or summary.json for runs not
+started by scripts.sweep), the final score from summary.json (the runner's mean eval return of
+the last 10% of iterations), the eval curve from metrics.jsonl, and the planned runs from
+ROOT/sweep_manifest.json. Writes OUT/report.md (or OUT itself if it ends in .md) and PNGs next
+to it.
+
+Normalization, per suite (grid) and environment:
+  * Atari (the 15 games of scripts/atari_scores.py): human-normalized.
+  * Environments with a random-policy reference in RANDOM_SCORES (classic control):
+    (score - random) / (dense - random), dense = mean final score of the dense runs of that env.
+    Without the shift, Acrobot's negative returns would make a worse run score higher.
+  * Others (MuJoCo): score / dense, as in the paper.
+Aggregates across environments: IQM with a 95% stratified-bootstrap CI (scripts/stats.py).
+Runs that are not finished (failed, partial, never started) and cells with fewer seeds than
+planned are listed in the report; none is dropped silently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import datetime
+import math
+import os
+import shlex
+import sys
+from typing import Iterable
+
+import numpy as np
+
+from scripts import atari_scores
+from scripts import plot
+from scripts import stats
+from scripts.runs import Cell, Run, load_runs, load_sweep_info
+
+# Mean return of a uniformly random policy, measured with gymnasium 1.x (CartPole 2000
+# episodes, +-0.3 standard error; Acrobot 300 episodes, +-0.9; MountainCar 100 episodes, all
+# at the time limit).
+RANDOM_SCORES = {'CartPole-v1': 22.1, 'Acrobot-v1': -498.1, 'MountainCar-v0': -200.0}
+METHOD_ORDER = ('dense', 'small_dense', 'static', 'prune', 'set', 'rigl')
+
+
+# ------------------------------------------------------------------------- normalization
+
+
+def normalizer(env_id: str | None, dense_scores: list[float], random_baseline: bool = True):
+  """(fn: score -> normalized score or None, description) for one environment.
+
+  Args:
+    env_id: the gymnasium id (None if unknown).
+    dense_scores: final scores of the env's finished dense runs.
+    random_baseline: shift by RANDOM_SCORES where known; False divides by dense only.
+  """
+  if env_id and atari_scores.is_atari(env_id):
+    return (lambda s: atari_scores.human_normalized(s, env_id)), 'human-normalized'
+  if not dense_scores:
+    return (lambda s: None), 'not normalized: no finished dense runs'
+  dense = float(np.mean(dense_scores))
+  if random_baseline and env_id in RANDOM_SCORES:
+    random = RANDOM_SCORES[env_id]
+    if dense <= random:
+      return (lambda s: None), f'not normalized: dense mean {dense:.4g} <= random {random:.4g}'
+    return ((lambda s: (s - random) / (dense - random)),
+            f'(score - random) / (dense - random), dense {dense:.4g}, random {random:.4g}')
+  if dense <= 0:
+    return (lambda s: None), f'not normalized: dense mean {dense:.4g} <= 0'
+  return (lambda s: s / dense), f'score / dense, dense {dense:.4g}'
+
+
+@dataclasses.dataclass
+class Suite:
+  """The runs of one grid with normalized scores and aggregates."""
+
+  name: str
+  runs: list[Run]
+  experiments: list[str]
+  env_ids: dict[str, str | None]
+  notes: dict[str, str]  # experiment -> normalization description
+  normalized: dict[str, dict[Cell, list[float]]]  # experiment -> cell -> scores
+  raw: dict[str, dict[Cell, list[float]]]
+  planned: dict[str, dict[Cell, int]]  # experiment -> cell -> planned runs
+  aggregates: dict[Cell, tuple[stats.Interval, int]]  # cell -> (IQM CI, number of envs)
+
+
+def _sort_cells(cells: Iterable[Cell]) -> list[Cell]:
+  def key(cell):
+    method, dist, sparsity = cell
+    rank = METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
+    return (rank, method, dist or '', sparsity)
+  return sorted(set(cells), key=key)
+
+
+def build_suite(name: str, runs: list[Run], reps: int, seed: int,
+                random_baseline: bool = True) -> Suite:
+  """Normalizes the finished runs of one suite and aggregates each cell across envs."""
+  experiments = list(dict.fromkeys(r.experiment for r in runs))
+  env_ids = {e: next((r.env_id for r in runs if r.experiment == e and r.env_id), None)
+             for e in experiments}
+  normalized, raw, planned, notes = {}, {}, {}, {}
+  for exp in experiments:
+    exp_runs = [r for r in runs if r.experiment == exp]
+    done = [r for r in exp_runs if r.status == 'finished' and r.final_score is not None]
+    fn, notes[exp] = normalizer(env_ids[exp],
+                                [r.final_score for r in done if r.method == 'dense'],
+                                random_baseline)
+    planned[exp] = collections.Counter(r.cell for r in exp_runs)
+    raw[exp], normalized[exp] = collections.defaultdict(list), collections.defaultdict(list)
+    for r in done:
+      raw[exp][r.cell].append(r.final_score)
+      value = fn(r.final_score)
+      if value is not None:
+        normalized[exp][r.cell].append(value)
+  aggregates = {}
+  for cell in _sort_cells(c for exp in experiments for c in normalized[exp]):
+    tasks = [normalized[exp][cell] for exp in experiments if normalized[exp].get(cell)]
+    aggregates[cell] = (stats.stratified_bootstrap_ci(tasks, 'iqm', reps=reps, seed=seed),
+                        len(tasks))
+  return Suite(name, runs, experiments, env_ids, notes, normalized, raw, planned, aggregates)
+
+
+# ------------------------------------------------------------------------------- report
+
+
+def _fmt(x: float | None, digits: int = 3) -> str:
+  if x is None or not math.isfinite(x):
+    return '—'
+  return f'{x:.{digits}g}' if abs(x) < 1e4 else f'{x:.3e}'
+
+
+def _fmt_ci(interval: stats.Interval) -> str:
+  return f'{interval.point:.2f} [{interval.lower:.2f}, {interval.upper:.2f}]'
+
+
+def _cell_label(cell: Cell) -> str:
+  method, dist, _ = cell
+  return method if dist is None else f'{method} ({dist})'
+
+
+def primary_distribution(suite: Suite) -> str | None:
+  """ERK if the suite has ERK runs, else the most common distribution."""
+  dists = collections.Counter(r.distribution for r in suite.runs if r.distribution)
+  if 'erk' in dists:
+    return 'erk'
+  return dists.most_common(1)[0][0] if dists else None
+
+
+def aggregate_table(suite: Suite, distribution: str | None) -> list[str]:
+  """Markdown rows: method x sparsity, IQM [95% CI] of the normalized final score."""
+  if not suite.aggregates:
+    return ['No normalized scores: see the normalization notes above.']
+  sparsities = sorted({s for (m, d, s) in suite.aggregates if m != 'dense'})
+  lines = ['| method | ' + ' | '.join(f's = {s:g}' for s in sparsities) + ' |',
+           '|---|' + '---|' * len(sparsities)]
+  n_envs = len(suite.experiments)
+  methods = [m for m in METHOD_ORDER if any(c[0] == m for c in suite.aggregates)]
+  for method in methods:
+    cells = []
+    for s in sparsities:
+      cell = ('dense', None, 0.0) if method == 'dense' else (
+          (method, None, s) if method == 'small_dense' else (method, distribution, s))
+      if cell not in suite.aggregates:
+        cells.append('—')
+        continue
+      interval, k = suite.aggregates[cell]
+      cells.append(_fmt_ci(interval) + (f' ({k}/{n_envs} envs)' if k < n_envs else ''))
+    label = 'dense (same runs in every column)' if method == 'dense' else method
+    lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
+  return lines
+
+
+def distribution_table(suite: Suite, sparsity: float) -> tuple[list[str], dict]:
+  """Markdown rows comparing distributions at one sparsity, and the values for the plot."""
+  dists = sorted({d for (m, d, s) in suite.aggregates if d and s == sparsity})
+  values: dict[str, dict[str, tuple]] = {}
+  for (m, d, s), (interval, _) in suite.aggregates.items():
+    if d in dists and s == sparsity:
+      values.setdefault(m, {})[d] = tuple(interval)
+  lines = ['| method | ' + ' | '.join(dists) + ' |', '|---|' + '---|' * len(dists)]
+  for method in [m for m in METHOD_ORDER if m in values]:
+    row = [_fmt_ci(stats.Interval(*values[method][d])) if d in values[method] else '—'
+           for d in dists]
+    lines.append(f'| {method} | ' + ' | '.join(row) + ' |')
+  return lines, values
+
+
+def env_table(suite: Suite, exp: str) -> list[str]:
+  """Markdown rows: raw final score mean ± std (n finished / n planned) per cell."""
+  cells = _sort_cells(suite.planned[exp])
+  sparsities = sorted({c[2] for c in cells if c[0] != 'dense'}) or [0.0]
+  rows = _sort_cells({(m, d, 0.0) for m, d, _ in cells})
+  lines = ['| method | ' + ' | '.join(f's = {s:g}' for s in sparsities) + ' |',
+           '|---|' + '---|' * len(sparsities)]
+  for method, dist, _ in rows:
+    out = []
+    for s in sparsities:
+      cell = (method, dist, 0.0 if method == 'dense' else s)
+      planned = suite.planned[exp].get(cell, 0)
+      scores = suite.raw[exp].get(cell, [])
+      if not planned and not scores:
+        out.append('')
+        continue
+      text = (f'{_fmt(float(np.mean(scores)), 4)} ± {_fmt(float(np.std(scores)), 2)}'
+              if scores else '—')
+      count = f'n={len(scores)}' if len(scores) >= planned else f'**n={len(scores)}/{planned}**'
+      out.append(f'{text} ({count})')
+    label = 'dense (same runs in every column)' if method == 'dense' else \
+        _cell_label((method, dist, 0.0))
+    lines.append(f'| {label} | ' + ' | '.join(out) + ' |')
+  return lines
+
+
+def _headline(text: str) -> str:
+  """The line of an error tail that names the error (else its last line)."""
+  lines = [l.strip() for l in text.splitlines() if l.strip()]
+  for line in reversed(lines):
+    if 'error' in line.lower() or 'exception' in line.lower():
+      return line
+  return lines[-1] if lines else ''
+
+
+def missing_section(suites: list[Suite]) -> list[str]:
+  """Every run that is not finished with a score, and every cell short of its seeds."""
+  lines = []
+  bad = [r for s in suites for r in s.runs if r.status != 'finished' or r.final_score is None]
+  if bad:
+    lines += ['| run | status | detail |', '|---|---|---|']
+    for r in bad:
+      detail = _headline(r.detail).replace('|', '\\|')[:200]
+      lines.append(f'| {r.suite}/{r.name} | {r.status} | {detail} |')
+  short = []
+  for s in suites:
+    for exp in s.experiments:
+      for cell, planned in s.planned[exp].items():
+        have = len(s.raw[exp].get(cell, []))
+        if have < planned:
+          short.append(f'- {s.name} / {exp} / {_cell_label(cell)} s={cell[2]:g}: '
+                       f'{have} of {planned} seeds finished')
+  if short:
+    lines += ['', 'Cells with fewer finished seeds than planned:', '', *short]
+  return lines or ['None: every planned run finished with a score.']
+
+
+# -------------------------------------------------------------------------------- plots
+
+
+def _mean_ci(values: list[float], reps: int, seed: int) -> tuple[float, float, float]:
+  if len(values) == 1:
+    return (values[0], values[0], values[0])
+  return tuple(stats.stratified_bootstrap_ci([values], 'mean', reps=reps, seed=seed))
+
+
+def make_plots(suite: Suite, out_dir: str, prefix: str, fixed_sparsity: float, reps: int,
+               seed: int) -> list[tuple[str, str]]:
+  """Writes the suite's PNGs; returns [(caption, file name)]."""
+  figures = []
+  dist = primary_distribution(suite)
+  series: dict[str, dict[float, tuple]] = collections.defaultdict(dict)
+  for (m, d, s), (interval, _) in suite.aggregates.items():
+    if m == 'small_dense' or (m != 'dense' and d == dist):
+      series[m][s] = tuple(interval)
+  dense = suite.aggregates.get(('dense', None, 0.0))
+  if series:
+    name = f'{prefix}{suite.name}_score_vs_sparsity.png'
+    plot.score_vs_sparsity(dict(series), tuple(dense[0]) if dense else None,
+                           f'{suite.name}: IQM over envs ({dist})',
+                           'normalized final score (IQM, 95% CI)', os.path.join(out_dir, name))
+    figures.append(('Normalized score vs sparsity (IQM across envs, 95% CI bands)', name))
+  for exp in suite.experiments:
+    panels = _curve_panels(suite, exp, dist)
+    if panels:
+      name = f'{prefix}{suite.name}_curves_{exp}.png'
+      plot.training_curves(panels, f'{suite.name} / {exp}: eval return\n(mean ± s.e. over seeds)',
+                           os.path.join(out_dir, name))
+      figures.append((f'Training curves, {exp}', name))
+  for key, label in (('params', 'active parameters'), ('training_flops', 'training FLOPs')):
+    panels = _cost_panels(suite, key, dist, reps, seed)
+    if panels:
+      name = f'{prefix}{suite.name}_score_vs_{key}.png'
+      plot.score_vs_cost(panels, label, f'{suite.name}: normalized score vs {label}\n'
+                         '(mean over seeds, 95% bootstrap CI)', os.path.join(out_dir, name))
+      figures.append((f'Normalized score vs {label}', name))
+  _, values = distribution_table(suite, fixed_sparsity)
+  dists = sorted({d for v in values.values() for d in v})
+  if len(dists) > 1:
+    name = f'{prefix}{suite.name}_distributions_s{fixed_sparsity:g}.png'
+    plot.distribution_bars(values, dists, f'{suite.name}: distributions at sparsity '
+                           f'{fixed_sparsity:g}', 'normalized final score (IQM, 95% CI)',
+                           os.path.join(out_dir, name))
+    figures.append((f'ERK vs uniform at sparsity {fixed_sparsity:g}', name))
+  return figures
+
+
+def _curve_panels(suite: Suite, exp: str, dist: str | None) -> dict:
+  """{'s = 0.9': {method: [(env_steps, mean, s.e.)]}} over the finished runs of one env."""
+  done = [r for r in suite.runs if r.experiment == exp and r.status == 'finished' and r.curve]
+  sparsities = sorted({r.sparsity for r in done if r.method != 'dense'}) or [0.0]
+  panels = {}
+  for s in sparsities:
+    lines = {}
+    for r_method in dict.fromkeys(r.method for r in done):
+      group = [r for r in done if r.method == r_method and (
+          r_method == 'dense' or (r.sparsity == s and r.distribution in (dist, None)))]
+      if group:
+        by_step = collections.defaultdict(list)
+        for r in group:
+          for step, value in r.curve:
+            by_step[step].append(value)
+        lines[r_method] = [(step, float(np.mean(v)),
+                            float(np.std(v) / math.sqrt(len(v))) if len(v) > 1 else 0.0)
+                           for step, v in sorted(by_step.items())]
+    if lines:
+      panels[f's = {s:g}'] = lines
+  return panels
+
+
+def _cost_panels(suite: Suite, key: str, dist: str | None, reps: int, seed: int) -> dict:
+  """{env: {method: [(mean cost, (mean, lo, hi) normalized score)]}}."""
+  panels = {}
+  for exp in suite.experiments:
+    lines = collections.defaultdict(list)
+    for cell, scores in suite.normalized[exp].items():
+      method, d, s = cell
+      if d not in (None, dist):
+        continue
+      costs = [getattr(r, key) for r in suite.runs if r.experiment == exp and r.cell == cell
+               and r.status == 'finished' and getattr(r, key) is not None]
+      if costs and scores:
+        lines[method].append((float(np.mean(costs)), _mean_ci(scores, reps, seed)))
+    if lines:
+      panels[exp] = dict(lines)
+  return panels
+
+
+# --------------------------------------------------------------------------------- main
+
+
+def _budget_lines(runs: list[Run]) -> list[str]:
+  done = [r for r in runs if r.status == 'finished']
+  steps = [r.env_steps for r in done if r.env_steps]
+  hours = sum(r.seconds for r in runs) / 3600.0
+  return [f'- Runs: {len(runs)} planned or found; ' + ', '.join(
+      f'{n} {k}' for k, n in collections.Counter(r.status for r in runs).most_common()),
+          f'- Env steps per finished run: {min(steps):,} to {max(steps):,}; '
+          f'{sum(steps):,} in all' if steps else '- Env steps: none finished',
+          f'- Compute logged by the runners (train + eval, summed over runs): {hours:.2f} h']
+
+
+def write_report(suites: list[Suite], out_path: str, roots: list[str], fixed_sparsity: float,
+                 reps: int, seed: int, title: str, argv: list[str]) -> str:
+  """Writes the markdown report and its figures; returns the report path."""
+  out_dir = os.path.dirname(os.path.abspath(out_path))
+  prefix = '' if os.path.basename(out_path) == 'report.md' else \
+      os.path.splitext(os.path.basename(out_path))[0] + '_'
+  lines = [f'# {title}', '',
+           f"Generated {datetime.datetime.now().isoformat(timespec='seconds')} by "
+           f'`python -m scripts.compare {shlex.join(argv)}`.', '',
+           'Roots: ' + ', '.join(f'`{r}`' for r in roots), '',
+           *_budget_lines([r for s in suites for r in s.runs]), '',
+           'Final score of a run: mean eval return of its last 10% of iterations. Aggregates: '
+           f'interquartile mean across envs and seeds, 95% stratified-bootstrap CI ({reps} '
+           f'replicates, seed {seed}). Normalization per env is listed under each suite.', '']
+  sweeps = load_sweep_info(roots)
+  for suite in suites:
+    dist = primary_distribution(suite)
+    lines += [f'## {suite.name}', '']
+    if suite.name in sweeps:
+      info = sweeps[suite.name]
+      lines += [f"Sweep: `{info.get('command', '?')}` (grid `{info.get('grid_file', '?')}`, "
+                f"last launched {info.get('updated', '?')}).", '']
+    lines += ['Normalization:', '']
+    lines += [f'- {exp} ({suite.env_ids[exp]}): {suite.notes[exp]}' for exp in suite.experiments]
+    lines += ['', f'### Normalized final score, IQM [95% CI], {dist or "dense"}', '',
+              *aggregate_table(suite, dist), '']
+    dist_lines, values = distribution_table(suite, fixed_sparsity)
+    if len({d for v in values.values() for d in v}) > 1:
+      lines += [f'### Distributions at sparsity {fixed_sparsity:g}', '', *dist_lines, '']
+    for exp in suite.experiments:
+      lines += [f'### {exp} ({suite.env_ids[exp]}): final score, mean ± std over seeds', '',
+                *env_table(suite, exp), '']
+    for caption, name in make_plots(suite, out_dir, prefix, fixed_sparsity, reps, seed):
+      lines += [f'![{caption}]({name})', '']
+  lines += ['## Missing, failed and partial runs', '', *missing_section(suites), '']
+  os.makedirs(out_dir, exist_ok=True)
+  with open(out_path, 'w') as f:
+    f.write('\n'.join(lines))
+  return out_path
+
+
+def _parse_args(argv):
+  parser = argparse.ArgumentParser(prog='python -m scripts.compare', description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--root', action='append', required=True,
+                      help='a sweep root (repeatable)')
+  parser.add_argument('--out', required=True,
+                      help='output directory (report.md + PNGs), or a .md path')
+  parser.add_argument('--reps', type=int, default=50_000, help='bootstrap replicates')
+  parser.add_argument('--seed', type=int, default=0, help='bootstrap seed')
+  parser.add_argument('--fixed_sparsity', type=float, default=0.9,
+                      help='sparsity of the distribution comparison')
+  parser.add_argument('--title', default='Sparse training across sparsity levels')
+  parser.add_argument('--baseline', choices=('random', 'none'), default='random',
+                      help='non-Atari normalization: (s - random) / (dense - random) where a '
+                           'random-policy score is known (default), or s / dense everywhere')
+  return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+  argv = sys.argv[1:] if argv is None else list(argv)
+  args = _parse_args(argv)
+  missing = [r for r in args.root if not os.path.isdir(r)]
+  if missing:
+    print(f'error: no such root: {missing}', file=sys.stderr)
+    return 2
+  runs = load_runs(args.root)
+  if not runs:
+    print(f'error: no runs under {args.root}', file=sys.stderr)
+    return 2
+  by_suite: dict[str, list[Run]] = collections.defaultdict(list)
+  for run in runs:
+    by_suite[run.suite].append(run)
+  suites = [build_suite(name, suite_runs, args.reps, args.seed, args.baseline == 'random')
+            for name, suite_runs in by_suite.items()]
+  out = args.out if args.out.endswith('.md') else os.path.join(args.out, 'report.md')
+  write_report(suites, out, args.root, args.fixed_sparsity, args.reps, args.seed, args.title,
+               argv)
+  counts = collections.Counter(r.status for r in runs)
+  print(f'[compare] {len(runs)} runs ({dict(counts)}); report: {out}')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

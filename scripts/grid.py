@@ -1,0 +1,385 @@
+"""Sweep grids: a small TOML (or JSON) file -> the list of runs, each with a fixed run dir.
+
+A grid crosses experiments (agent x env gin files) with methods, sparsities, distributions and
+seeds. Example (gin_configs/sweeps/*.toml hold real ones):
+
+    name = "dqn_classic"                 # suite label in reports; default root runs/<name>
+    methods = ["dense", "small_dense", "static", "prune", "set", "rigl"]
+    sparsities = [0.5, 0.8, 0.9, 0.95]
+    distributions = ["erk"]
+    extra_points = [{ sparsity = 0.9, distribution = "uniform" }]   # on top of the product
+    seeds = 5                            # or an explicit list such as [0, 1, 2, 3, 4]
+    bindings = ["RunnerConfig.num_iterations = 10"]                # every run
+
+    [axes]                               # how each axis becomes gin bindings
+    sparsity = ["SparsityConfig.sparsity = {sparsity}"]            # (the default)
+    distribution = ["SparsityConfig.distribution = '{distribution}'"]  # (the default)
+    width = ["DQNConfig.width = {width}"]                          # needed for small_dense
+
+    [method_bindings]                    # per method, e.g. schedules for a shorter run
+    prune = ["SparsityConfig.begin_step = 2_000"]
+
+    [[experiments]]
+    name = "cartpole"
+    gin_files = ["gin_configs/experiments/dqn_classic_{method}.gin"]
+    bindings = []                        # this experiment only
+    # methods / sparsities / distributions / extra_points / seeds may be overridden here.
+
+Rules:
+  * `dense` runs once per experiment x seed (no sparsity or distribution axis).
+  * `small_dense` is a dense network (the experiment's gin files with {method} = dense) whose
+    width is chosen so its parameter count equals the sparse network's at each sparsity, with
+    the first listed distribution (scripts/param_match.py builds the networks to count). It
+    runs once per experiment x sparsity x seed; extra points add no small_dense runs.
+  * Sparse methods run at every (sparsity, distribution) of the product plus `extra_points`.
+  * Bindings apply in this order (later wins): grid, experiment, method, axis bindings, then
+    the seed is passed with `--seed`.
+  * Templates: `{method}`, `{sparsity}`, `{distribution}`, `{width}` and `{seed}` are replaced in
+    gin file paths and bindings; other braces are left alone.
+
+Run dirs: <root>/<experiment>/<cell>/seed_<seed>, with cell `dense`, `small_dense_s0.9` or
+`rigl_erk_s0.9`. The name depends only on these labels, so rerunning a grid finds its runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import sys
+from typing import Any
+
+METHODS = ('dense', 'small_dense', 'static', 'prune', 'set', 'rigl')
+SPARSE_METHODS = ('static', 'prune', 'set', 'rigl')
+DISTRIBUTIONS = ('erk', 'uniform', 'er')
+DEFAULT_AXES = {
+    'sparsity': ['SparsityConfig.sparsity = {sparsity}'],
+    'distribution': ["SparsityConfig.distribution = '{distribution}'"],
+    'width': [],
+}
+_AXIS_KEYS = ('methods', 'sparsities', 'distributions', 'extra_points', 'seeds')
+_TOP_KEYS = {'name', 'root', 'description', 'bindings', 'axes', 'method_bindings',
+             'small_dense_reference', 'experiments', *_AXIS_KEYS}
+_EXPERIMENT_KEYS = {'name', 'gin_files', 'bindings', *_AXIS_KEYS}
+_TEMPLATE = re.compile(r'\{(method|sparsity|distribution|width|seed)\}')
+_SAFE_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
+
+
+class GridError(ValueError):
+  """A grid file that does not follow the format in this module's docstring."""
+
+
+@dataclasses.dataclass(frozen=True)
+class WidthQuery:
+  """What scripts/param_match.py needs to size one small dense network."""
+
+  sparse_gin_files: tuple[str, ...]  # the reference sparse method's experiment
+  sparse_bindings: tuple[str, ...]  # with its sparsity and distribution bindings
+  dense_gin_files: tuple[str, ...]  # the dense experiment
+  dense_bindings: tuple[str, ...]  # without the width bindings
+  width_templates: tuple[str, ...]  # e.g. ('DQNConfig.width = {width}',)
+
+  def key(self) -> str:
+    """A stable cache key."""
+    return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+  """One run of a grid: its labels, its command-line inputs and its directory."""
+
+  suite: str  # the grid's name
+  experiment: str  # the experiment's name (one agent x env)
+  method: str  # one of METHODS ('small_dense' included)
+  sparsity: float  # 0 for dense; the matched sparsity for small_dense
+  distribution: str | None  # None for dense and small_dense
+  seed: int
+  gin_files: tuple[str, ...]
+  bindings: tuple[str, ...]  # complete, except small_dense's width until it is resolved
+  name: str  # run dir relative to the root: <experiment>/<cell>/seed_<seed>
+  width_query: WidthQuery | None = None  # small_dense only
+  width: float | None = None  # small_dense, once resolved
+  matched_params: int | None = None  # small_dense: the sparse network's parameter count
+  params: int | None = None  # small_dense: its own parameter count
+
+  @property
+  def cell(self) -> str:
+    return cell_name(self.method, self.sparsity, self.distribution)
+
+  def to_json(self) -> dict[str, Any]:
+    out = dataclasses.asdict(self)
+    out['gin_files'] = list(self.gin_files)
+    out['bindings'] = list(self.bindings)
+    return out
+
+
+def format_sparsity(sparsity: float) -> str:
+  """0.9 -> '0.9', 0.95 -> '0.95' (as few digits as needed, no float noise)."""
+  return format(round(float(sparsity), 6), 'g')
+
+
+def cell_name(method: str, sparsity: float, distribution: str | None) -> str:
+  """The run-dir component of a grid cell: 'dense', 'small_dense_s0.9', 'rigl_erk_s0.9'."""
+  if method == 'dense':
+    return 'dense'
+  if method == 'small_dense':
+    return f'small_dense_s{format_sparsity(sparsity)}'
+  return f'{method}_{distribution}_s{format_sparsity(sparsity)}'
+
+
+def render(template: str, **values: Any) -> str:
+  """Replaces {method}, {sparsity}, {distribution}, {width} and {seed}; leaves other braces."""
+  def replace(match):
+    key = match.group(1)
+    if key not in values or values[key] is None:
+      raise GridError(f'{template!r} uses {{{key}}}, which has no value here.')
+    value = values[key]
+    return format_sparsity(value) if key == 'sparsity' else str(value)
+  return _TEMPLATE.sub(replace, template)
+
+
+# ------------------------------------------------------------------------------ loading
+
+
+def _read_toml(path: str) -> dict[str, Any]:
+  try:
+    import tomllib  # Python >= 3.11
+  except ModuleNotFoundError:
+    try:
+      import tomli as tomllib  # the same parser, for Python 3.10
+    except ModuleNotFoundError as e:
+      raise GridError(f'Reading {path} needs Python >= 3.11 (tomllib) or `pip install tomli` '
+                      f'on Python {sys.version_info.major}.{sys.version_info.minor}; or write '
+                      'the grid as JSON with the same keys.') from e
+  with open(path, 'rb') as f:
+    try:
+      return tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+      raise GridError(f'{path}: {e}') from e
+
+
+def load(path: str) -> dict[str, Any]:
+  """Reads and validates a grid file (.toml or .json); returns it with defaults filled in.
+
+  Raises:
+    GridError: unknown keys, values out of range, or a file that does not parse.
+  """
+  if not os.path.exists(path):
+    raise GridError(f'Grid file {path} does not exist.')
+  if path.endswith('.toml'):
+    grid = _read_toml(path)
+  elif path.endswith('.json'):
+    with open(path) as f:
+      try:
+        grid = json.load(f)
+      except json.JSONDecodeError as e:
+        raise GridError(f'{path}: {e}') from e
+  else:
+    raise GridError(f'{path}: grid files end in .toml or .json.')
+  return validate(grid, path)
+
+
+def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
+  unknown = sorted(set(table) - allowed)
+  if unknown:
+    raise GridError(f'{where}: unknown keys {unknown}; allowed: {sorted(allowed)}.')
+
+
+def _str_list(value: Any, where: str) -> list[str]:
+  if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+    raise GridError(f'{where} must be a list of strings, got {value!r}.')
+  return list(value)
+
+
+def _axes(table: dict[str, Any], where: str) -> dict[str, Any]:
+  """Validates the axis keys present in a grid or experiment table."""
+  out: dict[str, Any] = {}
+  if 'methods' in table:
+    methods = _str_list(table['methods'], f'{where}.methods')
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+      raise GridError(f'{where}.methods: unknown {bad}; choose from {list(METHODS)}.')
+    out['methods'] = list(dict.fromkeys(methods))
+  if 'sparsities' in table:
+    values = table['sparsities']
+    if not isinstance(values, list) or not all(
+        isinstance(s, (int, float)) and not isinstance(s, bool) and 0.0 < s < 1.0
+        for s in values):
+      raise GridError(f'{where}.sparsities must be numbers in (0, 1), got {values!r}.')
+    out['sparsities'] = list(dict.fromkeys(float(s) for s in values))
+  if 'distributions' in table:
+    dists = _str_list(table['distributions'], f'{where}.distributions')
+    bad = [d for d in dists if d not in DISTRIBUTIONS]
+    if bad:
+      raise GridError(f'{where}.distributions: unknown {bad}; choose from {list(DISTRIBUTIONS)}.')
+    out['distributions'] = list(dict.fromkeys(dists))
+  if 'extra_points' in table:
+    points = []
+    for point in table['extra_points']:
+      if not isinstance(point, dict) or set(point) != {'sparsity', 'distribution'}:
+        raise GridError(f'{where}.extra_points entries need exactly sparsity and '
+                        f'distribution, got {point!r}.')
+      sub = _axes({'sparsities': [point['sparsity']],
+                   'distributions': [point['distribution']]}, f'{where}.extra_points')
+      points.append((sub['sparsities'][0], sub['distributions'][0]))
+    out['extra_points'] = points
+  if 'seeds' in table:
+    seeds = table['seeds']
+    if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds > 0:
+      seeds = list(range(seeds))
+    if not isinstance(seeds, list) or not seeds or not all(
+        isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+      raise GridError(f'{where}.seeds must be a positive count or a list of ints >= 0, '
+                      f'got {table["seeds"]!r}.')
+    out['seeds'] = list(dict.fromkeys(seeds))
+  return out
+
+
+def validate(grid: dict[str, Any], where: str = 'grid') -> dict[str, Any]:
+  """Checks a parsed grid and fills in defaults (see the module docstring)."""
+  _check_keys(grid, _TOP_KEYS, where)
+  name = grid.get('name')
+  if not isinstance(name, str) or not _SAFE_NAME.match(name):
+    raise GridError(f'{where}: `name` must be a plain name (letters, digits, _ . -), '
+                    f'got {name!r}.')
+  out: dict[str, Any] = {
+      'name': name,
+      'root': grid.get('root', os.path.join('runs', name)),
+      'description': grid.get('description', ''),
+      'bindings': _str_list(grid.get('bindings', []), f'{where}.bindings'),
+      'methods': list(METHODS), 'sparsities': [0.9], 'distributions': ['erk'],
+      'extra_points': [], 'seeds': [0],
+  }
+  out.update(_axes(grid, where))
+  axes = dict(DEFAULT_AXES)
+  axes_table = grid.get('axes', {})
+  _check_keys(axes_table, set(DEFAULT_AXES), f'{where}.axes')
+  for key, value in axes_table.items():
+    axes[key] = _str_list(value, f'{where}.axes.{key}')
+  out['axes'] = axes
+  method_bindings = grid.get('method_bindings', {})
+  _check_keys(method_bindings, set(METHODS), f'{where}.method_bindings')
+  out['method_bindings'] = {m: _str_list(v, f'{where}.method_bindings.{m}')
+                            for m, v in method_bindings.items()}
+  reference = grid.get('small_dense_reference', 'static')
+  if reference not in SPARSE_METHODS:
+    raise GridError(f'{where}.small_dense_reference must be one of {list(SPARSE_METHODS)}.')
+  out['small_dense_reference'] = reference
+  experiments = grid.get('experiments')
+  if not isinstance(experiments, list) or not experiments:
+    raise GridError(f'{where}: needs at least one [[experiments]] entry.')
+  names = set()
+  out['experiments'] = []
+  for i, exp in enumerate(experiments):
+    here = f'{where}.experiments[{i}]'
+    if not isinstance(exp, dict):
+      raise GridError(f'{here} must be a table.')
+    _check_keys(exp, _EXPERIMENT_KEYS, here)
+    exp_name = exp.get('name')
+    if not isinstance(exp_name, str) or not _SAFE_NAME.match(exp_name) or exp_name in names:
+      raise GridError(f'{here}: `name` must be a unique plain name, got {exp_name!r}.')
+    names.add(exp_name)
+    gin_files = _str_list(exp.get('gin_files', []), f'{here}.gin_files')
+    if not gin_files:
+      raise GridError(f'{here}: needs gin_files.')
+    entry = {'name': exp_name, 'gin_files': gin_files,
+             'bindings': _str_list(exp.get('bindings', []), f'{here}.bindings')}
+    for key in _AXIS_KEYS:
+      entry[key] = out[key]
+    entry.update(_axes(exp, here))
+    if 'small_dense' in entry['methods'] and not axes['width']:
+      raise GridError(f'{here}: small_dense needs [axes] width bindings, e.g. '
+                      '["DQNConfig.width = {width}"].')
+    out['experiments'].append(entry)
+  return out
+
+
+# ----------------------------------------------------------------------------- expansion
+
+
+def _files(templates: list[str], method: str) -> tuple[str, ...]:
+  return tuple(render(t, method=method) for t in templates)
+
+
+def expand(grid: dict[str, Any]) -> list[RunSpec]:
+  """All runs of a validated grid, in a stable order (experiment, cell, seed)."""
+  specs: list[RunSpec] = []
+  axes, suite = grid['axes'], grid['name']
+  for exp in grid['experiments']:
+    base = [*grid['bindings'], *exp['bindings']]
+    points = [(s, d) for s in exp['sparsities'] for d in exp['distributions']]
+    points += [p for p in exp['extra_points'] if p not in points]
+
+    def sparse_bindings(method, sparsity, distribution, seed):
+      values = dict(method=method, sparsity=sparsity, distribution=distribution, seed=seed)
+      return tuple(render(b, **values) for b in
+                   [*base, *grid['method_bindings'].get(method, []),
+                    *axes['sparsity'], *axes['distribution']])
+
+    for method in exp['methods']:
+      for seed in exp['seeds']:
+        if method == 'dense':
+          cells = [(0.0, None)]
+        elif method == 'small_dense':
+          cells = [(s, None) for s in exp['sparsities']]
+        else:
+          cells = points
+        for sparsity, distribution in cells:
+          values = dict(method=method, sparsity=sparsity, distribution=distribution, seed=seed)
+          name = f"{exp['name']}/{cell_name(method, sparsity, distribution)}/seed_{seed}"
+          query = None
+          if method in ('dense', 'small_dense'):
+            files = _files(exp['gin_files'], 'dense')
+            bindings = tuple(render(b, **values) for b in
+                             [*base, *grid['method_bindings'].get(method, [])])
+            if method == 'small_dense':
+              ref = grid['small_dense_reference']
+              query = WidthQuery(
+                  sparse_gin_files=_files(exp['gin_files'], ref),
+                  sparse_bindings=sparse_bindings(ref, sparsity, exp['distributions'][0], seed),
+                  dense_gin_files=files, dense_bindings=bindings,
+                  width_templates=tuple(axes['width']))
+          else:
+            files = _files(exp['gin_files'], method)
+            bindings = sparse_bindings(method, sparsity, distribution, seed)
+          specs.append(RunSpec(suite=suite, experiment=exp['name'], method=method,
+                               sparsity=float(sparsity), distribution=distribution, seed=seed,
+                               gin_files=files, bindings=bindings, name=name,
+                               width_query=query))
+  return specs
+
+
+def with_extra_bindings(spec: RunSpec, extra: list[str]) -> RunSpec:
+  """The spec with `extra` bindings appended (last, so they win), its width query too."""
+  if not extra:
+    return spec
+  values = dict(method=spec.method, sparsity=spec.sparsity, distribution=spec.distribution,
+                seed=spec.seed)
+  extra = tuple(render(b, **values) for b in extra)
+  query = spec.width_query
+  if query is not None:
+    query = dataclasses.replace(query, sparse_bindings=query.sparse_bindings + extra,
+                                dense_bindings=query.dense_bindings + extra)
+  return dataclasses.replace(spec, bindings=spec.bindings + extra, width_query=query)
+
+
+def with_width(spec: RunSpec, width: float, matched_params: int, params: int) -> RunSpec:
+  """The small_dense spec with its width bindings added."""
+  extra = tuple(render(t, width=repr(width)) for t in spec.width_query.width_templates)
+  return dataclasses.replace(spec, bindings=spec.bindings + extra, width=width,
+                             matched_params=matched_params, params=params)
+
+
+def missing_gin_files(specs: list[RunSpec], search_dirs: list[str]) -> dict[str, list[str]]:
+  """{gin file: [run names]} for files found in none of `search_dirs` (absolute paths as is)."""
+  missing: dict[str, list[str]] = {}
+  for spec in specs:
+    files = list(spec.gin_files)
+    if spec.width_query is not None:
+      files += spec.width_query.sparse_gin_files
+    for f in dict.fromkeys(files):
+      candidates = [f] if os.path.isabs(f) else [os.path.join(d, f) for d in search_dirs]
+      if not any(os.path.exists(c) for c in candidates):
+        missing.setdefault(f, []).append(spec.name)
+  return missing

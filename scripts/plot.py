@@ -1,0 +1,167 @@
+"""PNG figures of a sparsity comparison (called by scripts/compare.py; matplotlib, no display).
+
+Every function takes plain data (dicts of numbers) and a path, writes one PNG and returns the
+path. Colors are fixed per method so that figures agree with each other.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use('Agg')  # files only; must precede the pyplot import
+import matplotlib.pyplot as plt  # noqa: E402
+
+METHOD_COLORS = {
+    'dense': 'black', 'small_dense': 'tab:gray', 'static': 'tab:blue', 'prune': 'tab:green',
+    'set': 'tab:orange', 'rigl': 'tab:red',
+}
+METHOD_ORDER = tuple(METHOD_COLORS)
+DPI = 110
+
+# An interval as (point, lower, upper).
+Triple = tuple[float, float, float]
+
+
+def _color(method: str) -> str:
+  return METHOD_COLORS.get(method, 'tab:purple')
+
+
+def _save(fig, path: str) -> str:
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.tight_layout()
+  fig.savefig(path, dpi=DPI)
+  plt.close(fig)
+  return path
+
+
+def _ordered(methods) -> list[str]:
+  known = [m for m in METHOD_ORDER if m in methods]
+  return known + sorted(m for m in methods if m not in METHOD_ORDER)
+
+
+def score_vs_sparsity(series: dict[str, dict[float, Triple]], dense: Triple | None,
+                      title: str, ylabel: str, path: str) -> str:
+  """One line per method (IQM) with its CI band; dense as a horizontal line and band.
+
+  Args:
+    series: {method: {sparsity: (iqm, lower, upper)}}.
+    dense: the dense runs' (iqm, lower, upper), or None.
+  """
+  fig, ax = plt.subplots(figsize=(6.4, 4.2))
+  xs_all = sorted({s for points in series.values() for s in points})
+  if dense is not None and xs_all:
+    ax.axhline(dense[0], color=_color('dense'), lw=1.5, label='dense')
+    ax.axhspan(dense[1], dense[2], color=_color('dense'), alpha=0.1)
+  for method in _ordered(series):
+    points = sorted(series[method].items())
+    xs = [s for s, _ in points]
+    ax.plot(xs, [v[0] for _, v in points], marker='o', color=_color(method), label=method,
+            ls='--' if method == 'small_dense' else '-')
+    ax.fill_between(xs, [v[1] for _, v in points], [v[2] for _, v in points],
+                    color=_color(method), alpha=0.15)
+    if len(xs) == 1:  # a band needs two points: show the CI as a whisker
+      ax.errorbar(xs, [points[0][1][0]], yerr=[[points[0][1][0] - points[0][1][1]],
+                                                [points[0][1][2] - points[0][1][0]]],
+                  color=_color(method), capsize=3)
+  ax.set_xticks(xs_all)
+  ax.set_xlabel('sparsity')
+  ax.set_ylabel(ylabel)
+  ax.set_title(title)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  return _save(fig, path)
+
+
+def training_curves(panels: dict[str, dict[str, list[tuple[float, float, float]]]],
+                    title: str, path: str) -> str:
+  """Eval return vs env steps: one panel per key of `panels`, one line per method.
+
+  Args:
+    panels: {panel title: {method: [(env_steps, mean, standard error)]}}.
+  """
+  n = max(1, len(panels))
+  cols = min(n, 4)
+  rows = math.ceil(n / cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(max(6.0, 3.6 * cols), 3.0 * rows), squeeze=False,
+                           sharey=True)
+  for ax, (panel, lines) in zip(axes.ravel(), panels.items()):
+    for method in _ordered(lines):
+      points = lines[method]
+      xs = [p[0] for p in points]
+      means = [p[1] for p in points]
+      ax.plot(xs, means, color=_color(method), label=method, lw=1.2)
+      ax.fill_between(xs, [m - e for _, m, e in points], [m + e for _, m, e in points],
+                      color=_color(method), alpha=0.15)
+    ax.set_title(panel, fontsize=9)
+    ax.set_xlabel('env steps')
+    ax.grid(alpha=0.3)
+  for ax in axes.ravel()[len(panels):]:
+    ax.axis('off')
+  axes[0, 0].set_ylabel('eval return')
+  handles, labels = axes[0, 0].get_legend_handles_labels()
+  if handles:
+    axes[0, 0].legend(fontsize=7)
+  fig.suptitle(title, fontsize=10)
+  return _save(fig, path)
+
+
+def score_vs_cost(panels: dict[str, dict[str, list[tuple[float, Triple]]]], xlabel: str,
+                  title: str, path: str) -> str:
+  """Normalized score vs a cost (log x): one panel per env, one marker line per method.
+
+  Args:
+    panels: {env: {method: [(cost, (mean, lower, upper))]}}.
+  """
+  n = max(1, len(panels))
+  fig, axes = plt.subplots(1, n, figsize=(max(6.0, 4.4 * n), 3.8), squeeze=False)
+  for ax, (env, lines) in zip(axes.ravel(), panels.items()):
+    for method in _ordered(lines):
+      points = sorted(lines[method])
+      xs = [p[0] for p in points]
+      ys = [p[1][0] for p in points]
+      err = [[y - p[1][1] for y, p in zip(ys, points)], [p[1][2] - y for y, p in zip(ys, points)]]
+      ax.errorbar(xs, ys, yerr=err, marker='o', ms=4, capsize=2, color=_color(method),
+                  label=method, ls='-' if len(xs) > 1 else 'none')
+    ax.set_xscale('log')
+    ax.set_xlabel(xlabel)
+    ax.set_title(env, fontsize=9)
+    ax.grid(alpha=0.3, which='both')
+  axes[0, 0].set_ylabel('normalized final score')
+  axes[0, 0].legend(fontsize=7)
+  fig.suptitle(title, fontsize=10)
+  return _save(fig, path)
+
+
+def distribution_bars(values: dict[str, dict[str, Triple]], distributions: Sequence[str],
+                      title: str, ylabel: str, path: str) -> str:
+  """Grouped bars: one group per method, one bar per distribution, with CI whiskers.
+
+  Args:
+    values: {method: {distribution: (iqm, lower, upper)}}.
+  """
+  methods = _ordered(values)
+  fig, ax = plt.subplots(figsize=(1.4 + 1.3 * len(methods), 3.8))
+  width = 0.8 / max(1, len(distributions))
+  hatches = ['', '//', '..', 'xx']
+  for j, dist in enumerate(distributions):
+    for i, method in enumerate(methods):
+      if dist not in values[method]:
+        continue
+      point, lower, upper = values[method][dist]
+      x = i + (j - (len(distributions) - 1) / 2) * width
+      ax.bar(x, point, width, color=_color(method), alpha=0.85, hatch=hatches[j % 4],
+             edgecolor='white', label=dist if i == 0 else None)
+      ax.errorbar(x, point, yerr=[[point - lower], [upper - point]], color='black', capsize=3)
+  ax.set_xticks(range(len(methods)))
+  ax.set_xticklabels(methods)
+  ax.set_ylabel(ylabel)
+  ax.set_title(title)
+  ax.grid(alpha=0.3, axis='y')
+  handles = [plt.Rectangle((0, 0), 1, 1, facecolor='lightgray', hatch=hatches[j % 4],
+                           edgecolor='white') for j in range(len(distributions))]
+  ax.legend(handles, list(distributions), fontsize=8)
+  return _save(fig, path)

@@ -1,0 +1,154 @@
+"""Run directories -> `Run` records: labels, status, final score, costs and eval curve.
+
+Reads what scripts.sweep and the runner leave in a run dir: sweep.json (grid labels; for runs
+not started by the sweep the labels come from summary.json's run info), summary.json (final
+score, parameter count, training FLOPs), metrics.jsonl (the eval curve and logged time) and
+sweep_status.json (a failed attempt's error), and ROOT/sweep_manifest.json for runs that were
+planned but never started.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any, Iterable
+
+Cell = tuple[str, str | None, float]  # (method, distribution or None, sparsity)
+
+
+@dataclasses.dataclass
+class Run:
+  """One planned or found run with its labels and results (None where unknown)."""
+
+  name: str  # <experiment>/<cell>/seed_<seed>, or the dir relative to its root
+  run_dir: str
+  suite: str
+  experiment: str
+  method: str
+  sparsity: float
+  distribution: str | None
+  seed: int | None
+  status: str = 'not started'  # 'finished', 'failed', 'partial' or 'not started'
+  detail: str = ''
+  env_id: str | None = None
+  final_score: float | None = None
+  params: float | None = None  # active parameters at the end
+  training_flops: float | None = None
+  env_steps: int | None = None
+  seconds: float = 0.0  # train + eval wall time logged by the runner
+  curve: list[tuple[int, float]] = dataclasses.field(default_factory=list)
+
+  @property
+  def cell(self) -> Cell:
+    return (self.method, self.distribution, self.sparsity)
+
+
+def _read_json(path: str) -> Any:
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, json.JSONDecodeError):
+    return None
+
+
+def _read_metrics(run_dir: str) -> list[dict[str, Any]]:
+  rows = []
+  try:
+    with open(os.path.join(run_dir, 'metrics.jsonl')) as f:
+      for line in f:
+        try:
+          rows.append(json.loads(line))
+        except json.JSONDecodeError:
+          break  # a torn last line of a killed run
+  except OSError:
+    pass
+  return rows
+
+
+def _found_run_dirs(root: str) -> list[str]:
+  """Dirs under root holding a run's files (relative paths), not descending into runs."""
+  found = []
+  for directory, subdirs, files in os.walk(root):
+    if {'sweep.json', 'summary.json', 'metrics.jsonl'} & set(files):
+      found.append(os.path.relpath(directory, root))
+      subdirs[:] = []
+  return found
+
+
+def _labels(name: str, planned: dict | None, spec: dict | None, summary: dict | None,
+            root: str) -> dict[str, Any]:
+  """Grid labels from the manifest / sweep.json, else from summary.json's run info."""
+  source = spec or planned
+  if source:
+    return {k: source.get(k) for k in ('suite', 'experiment', 'method', 'sparsity',
+                                       'distribution', 'seed')}
+  summary = summary or {}
+  method = summary.get('method', 'unknown')
+  return {'suite': summary.get('agent') or os.path.basename(os.path.abspath(root)),
+          'experiment': summary.get('env_id') or name.split('/')[0], 'method': method,
+          'sparsity': 0.0 if method == 'dense' else summary.get('sparsity'),
+          'distribution': None if method == 'dense' else summary.get('distribution'),
+          'seed': summary.get('seed')}
+
+
+def load_run(root: str, name: str, planned: dict | None) -> Run:
+  """Builds a Run from whatever files its dir holds."""
+  run_dir = os.path.join(root, name)
+  spec = _read_json(os.path.join(run_dir, 'sweep.json'))
+  summary = _read_json(os.path.join(run_dir, 'summary.json'))
+  labels = _labels(name, planned, spec, summary, root)
+  run = Run(name=name, run_dir=run_dir, suite=labels['suite'],
+            experiment=labels['experiment'], method=labels['method'],
+            sparsity=float(labels['sparsity'] or 0.0), distribution=labels['distribution'],
+            seed=labels['seed'])
+  rows = _read_metrics(run_dir)
+  run.curve = [(int(r['env_steps']), r['eval/episode_return']) for r in rows
+               if r.get('eval/episode_return') is not None]
+  run.seconds = sum((r.get('time/train_seconds') or 0.0) + (r.get('time/eval_seconds') or 0.0)
+                    for r in rows)
+  status = _read_json(os.path.join(run_dir, 'sweep_status.json')) or {}
+  if summary is not None:
+    run.status = 'finished'
+    run.env_id = summary.get('env_id')
+    score = summary.get('final_score')
+    run.final_score = float(score) if score is not None else None
+    if run.final_score is None:
+      run.detail = 'summary.json has no finite final_score'
+    run.params = summary.get('params/active')
+    run.training_flops = summary.get('training_flops')
+    run.env_steps = summary.get('env_steps')
+  elif status.get('status') == 'failed':
+    run.status, run.detail = 'failed', (status.get('error') or '').strip()
+  elif rows or os.path.isdir(os.path.join(run_dir, 'checkpoints')):
+    run.status = 'partial'
+    run.detail = f'{len(rows)} iteration(s) logged' + (
+        f", last attempt: {status['status']}" if status.get('status') else '')
+  return run
+
+
+def load_runs(roots: Iterable[str]) -> list[Run]:
+  """Every planned or found run under the roots."""
+  runs = []
+  for root in roots:
+    manifest = _read_json(os.path.join(root, 'sweep_manifest.json')) or {}
+    planned = manifest.get('runs', {})
+    names = list(planned) + [n for n in sorted(_found_run_dirs(root)) if n not in planned]
+    runs.extend(load_run(root, name, planned.get(name)) for name in names)
+  env_ids = {}
+  for run in runs:
+    if run.env_id:
+      env_ids.setdefault((run.suite, run.experiment), run.env_id)
+  for run in runs:
+    run.env_id = run.env_id or env_ids.get((run.suite, run.experiment))
+  return runs
+
+
+def load_sweep_info(roots: Iterable[str]) -> dict[str, dict[str, Any]]:
+  """{suite: {'grid_file', 'command', 'updated', ...}} from the roots' sweep manifests."""
+  info = {}
+  for root in roots:
+    manifest = _read_json(os.path.join(root, 'sweep_manifest.json')) or {}
+    for name, entry in manifest.get('suites', {}).items():
+      info[name] = {k: v for k, v in entry.items() if k != 'grid'}
+  return info

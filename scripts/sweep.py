@@ -1,0 +1,320 @@
+"""Sweep launcher: runs a grid of experiments x methods x sparsities x distributions x seeds.
+
+    python -m scripts.sweep --grid gin_configs/sweeps/dqn_classic.toml            # local pool
+    python -m scripts.sweep --grid G --workers 2 --root runs/dqn_classic --dry_run
+    python -m scripts.sweep --grid G --backend ray [--ray_address HOST:6379]    # or RAY_ADDRESS
+    python -m scripts.sweep --grid G --root /tmp/smoke --only '*/seed_0' \
+        --gin_binding 'RunnerConfig.num_iterations = 2'                        # a smoke test
+
+The grid format is described in scripts/grid.py. Every run is a separate process,
+`python -m scripts.train --gin_file ... --gin_binding ... --run_dir DIR --seed N`, with its
+output in DIR/stdout.log, in a deterministic DIR = ROOT/<experiment>/<cell>/seed_<seed>.
+
+  * A run whose DIR has summary.json is skipped; any other run is (re)started, and the runner
+    resumes it from its newest checkpoint. Rerunning the command therefore finishes a sweep.
+  * A failing run does not stop the others; failures are listed at the end with the tail of
+    their output, and the exit code is 1 (130 after Ctrl-C, which asks every running run to
+    save a checkpoint and stop).
+  * Next to each run: sweep.json (its grid labels and command) and sweep_status.json (the
+    last attempt's outcome). ROOT/sweep_manifest.json lists every planned run, so a report
+    can name the ones that never started. small_dense widths are cached in
+    ROOT/param_match.json.
+  * Local backend: `--workers` processes at a time (default: the usable cores). Each run gets
+    cores // workers threads (OMP/MKL/OpenBLAS; and XLA's single-threaded CPU mode when that is
+    1) unless the environment already sets them.
+  * Backends (scripts/sweep_backends.py): both run the same `execute_run` per run.
+  * Ray backend (`pip install .[ray]`): the same runs as Ray tasks of `--cpus_per_run` CPUs
+    each, on the cluster at --ray_address or RAY_ADDRESS (a new local instance if neither).
+    Each task starts the same subprocess, so every node needs this repository at the same
+    path and ROOT on a shared filesystem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import fnmatch
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from typing import Any
+
+from scripts import grid as grid_lib
+from scripts import sweep_backends as backends
+from scripts.sweep_backends import LOG_FILE, STATUS_FILE, SUMMARY_FILE
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SPEC_FILE = 'sweep.json'
+MANIFEST_FILE = 'sweep_manifest.json'
+WIDTH_CACHE_FILE = 'param_match.json'
+
+
+# ------------------------------------------------------------------------------- helpers
+
+
+def usable_cores() -> int:
+  try:
+    return len(os.sched_getaffinity(0))
+  except AttributeError:  # not Linux
+    return os.cpu_count() or 1
+
+
+def run_status(run_dir: str) -> str:
+  """'done' (summary.json), 'partial' (a checkpoint or metrics), 'failed' or 'new'."""
+  if os.path.exists(os.path.join(run_dir, SUMMARY_FILE)):
+    return 'done'
+  status = backends.read_json(os.path.join(run_dir, STATUS_FILE)) or {}
+  if status.get('status') == 'failed':
+    return 'failed'
+  if os.path.isdir(os.path.join(run_dir, 'checkpoints')) or os.path.exists(
+      os.path.join(run_dir, 'metrics.jsonl')):
+    return 'partial'
+  return 'new'
+
+
+def _resolve_gin_path(path: str) -> str:
+  """Absolute if it exists relative to the current directory; else kept for the repo root."""
+  if os.path.isabs(path) or not os.path.exists(path):
+    return path
+  return os.path.abspath(path)
+
+
+def command(spec: grid_lib.RunSpec, run_dir: str) -> list[str]:
+  """The scripts.train command line of a run."""
+  cmd = [sys.executable, '-m', 'scripts.train']
+  for f in spec.gin_files:
+    cmd += ['--gin_file', _resolve_gin_path(f)]
+  for b in spec.bindings:
+    cmd += ['--gin_binding', b]
+  return cmd + ['--run_dir', run_dir, '--seed', str(spec.seed)]
+
+
+def thread_defaults(threads: int) -> dict[str, str]:
+  """Thread-count variables for a run that may use `threads` cores (unless already set).
+
+  One thread also turns off XLA's multi-threaded CPU kernels, so that parallel runs do not
+  oversubscribe the cores.
+  """
+  threads = max(1, int(threads))
+  out = {name: str(threads) for name in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS',
+                                         'OPENBLAS_NUM_THREADS')}
+  if threads == 1:
+    out['XLA_FLAGS'] = '--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1'
+  return out
+
+
+# ---------------------------------------------------------------------------- planning
+
+
+def resolve_widths(specs: list[grid_lib.RunSpec], root: str
+                   ) -> tuple[list[grid_lib.RunSpec], dict[str, str]]:
+  """Fills in small_dense widths (cached in ROOT/param_match.json).
+
+  Returns:
+    (specs with widths, {run name: error} for small_dense runs that could not be sized).
+  """
+  cache_path = os.path.join(root, WIDTH_CACHE_FILE)
+  cache = backends.read_json(cache_path) or {}
+  queries = {s.width_query.key(): s.width_query for s in specs if s.width_query is not None}
+  todo = [q for k, q in queries.items() if k not in cache]
+  if todo:
+    print(f'[sweep] sizing {len(todo)} parameter-matched small dense network(s)...',
+          flush=True)
+    proc = subprocess.run(
+        [sys.executable, '-m', 'scripts.param_match'],
+        input=json.dumps([dataclasses.asdict(q) for q in todo]), capture_output=True,
+        text=True, cwd=REPO_ROOT, env=backends.run_env(REPO_ROOT, thread_defaults(1)))
+    try:
+      answers = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+      tail = '\n'.join(proc.stderr.strip().splitlines()[-backends.ERROR_TAIL_LINES:])
+      answers = [{'error': f'scripts.param_match failed (exit {proc.returncode}):\n{tail}'}
+                 for _ in todo]
+    for query, answer in zip(todo, answers):
+      if 'error' not in answer:
+        cache[query.key()] = answer
+    os.makedirs(root, exist_ok=True)
+    backends.write_json(cache_path, cache)
+    errors_by_key = {q.key(): a['error'] for q, a in zip(todo, answers) if 'error' in a}
+  else:
+    errors_by_key = {}
+  out, errors = [], {}
+  for spec in specs:
+    if spec.width_query is None:
+      out.append(spec)
+    elif spec.width_query.key() in cache:
+      answer = cache[spec.width_query.key()]
+      out.append(grid_lib.with_width(spec, answer['width'], answer['matched_params'],
+                                     answer['params']))
+    else:
+      out.append(spec)
+      errors[spec.name] = errors_by_key.get(spec.width_query.key(), 'not sized')
+  return out, errors
+
+
+def write_manifest(root: str, grid: dict[str, Any], grid_path: str,
+                   specs: list[grid_lib.RunSpec], command_line: str) -> None:
+  """Merges this grid's planned runs into ROOT/sweep_manifest.json."""
+  path = os.path.join(root, MANIFEST_FILE)
+  manifest = backends.read_json(path) or {'suites': {}, 'runs': {}}
+  manifest['suites'][grid['name']] = {'grid_file': os.path.abspath(grid_path),
+                                      'command': command_line, 'grid': grid,
+                                      'updated': backends.now()}
+  for spec in specs:
+    entry = spec.to_json()
+    entry.pop('width_query')
+    manifest['runs'][spec.name] = entry
+  os.makedirs(root, exist_ok=True)
+  backends.write_json(path, manifest)
+
+
+def _warn_if_changed(spec_path: str, spec: grid_lib.RunSpec) -> None:
+  """Warns if a run dir was started with other gin files or bindings than `spec` has."""
+  old = backends.read_json(spec_path)
+  if not old:
+    return
+  old_bindings = list(old.get('bindings', []))
+  if spec.width_query is not None and spec.width is None:  # not sized: compare the rest
+    old_bindings = old_bindings[:len(old_bindings) - len(spec.width_query.width_templates)]
+  if old.get('gin_files') != list(spec.gin_files) or old_bindings != list(spec.bindings):
+    print(f'[sweep] warning: {spec.name}: the grid changed since this run started; it keeps '
+          'its results (delete its directory to rerun it from scratch).', file=sys.stderr)
+
+
+# --------------------------------------------------------------------------------- main
+
+
+def _parse_args(argv):
+  parser = argparse.ArgumentParser(prog='python -m scripts.sweep', description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--grid', required=True, help='grid file (.toml or .json)')
+  parser.add_argument('--root', default=None, help="runs root (default: the grid's root)")
+  parser.add_argument('--backend', choices=('local', 'ray'), default='local')
+  parser.add_argument('--workers', type=int, default=None,
+                      help='local backend: runs at a time (default: usable cores)')
+  parser.add_argument('--ray_address', default=None,
+                      help='Ray cluster address (default: RAY_ADDRESS, else a local instance)')
+  parser.add_argument('--cpus_per_run', type=float, default=1.0,
+                      help='Ray backend: CPUs reserved per run')
+  parser.add_argument('--only', action='append', default=[],
+                      help="run only names matching this glob, e.g. 'cartpole/rigl_*' "
+                           '(repeatable)')
+  parser.add_argument('--gin_binding', action='append', default=[],
+                      help='extra binding for every run, after the grid\'s (repeatable); run '
+                           'dir names do not change, so use another --root (smoke tests)')
+  parser.add_argument('--dry_run', action='store_true',
+                      help='print the plan (runs, their status and commands) and run nothing '
+                           '(small dense networks are still sized, and cached)')
+  return parser.parse_args(argv)
+
+
+def _print_failures(failures: list[dict[str, Any]]) -> None:
+  print(f'\n[sweep] {len(failures)} failed run(s):', file=sys.stderr)
+  for result in failures:
+    print(f"  - {result['name']} (exit {result['returncode']}), log: "
+          f"{os.path.join(result['run_dir'], LOG_FILE)}", file=sys.stderr)
+    for line in (result['error'] or '').splitlines():
+      print(f'      {line}', file=sys.stderr)
+
+
+def main(argv=None) -> int:
+  argv = sys.argv[1:] if argv is None else list(argv)
+  args = _parse_args(argv)
+  try:
+    grid = grid_lib.load(args.grid)
+  except grid_lib.GridError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  root = os.path.abspath(args.root or grid['root'])
+  specs = [grid_lib.with_extra_bindings(s, args.gin_binding) for s in grid_lib.expand(grid)]
+  planned = specs  # the manifest lists the whole grid, also under --only
+  if args.only:
+    specs = [s for s in specs if any(fnmatch.fnmatch(s.name, p) for p in args.only)]
+  missing = grid_lib.missing_gin_files(specs, [os.getcwd(), REPO_ROOT])
+  if missing:
+    lines = [f'  {f} (used by {len(runs)} run(s), e.g. {runs[0]})' for f, runs in missing.items()]
+    print(('warning' if args.dry_run else 'error') + ': gin files not found:\n'
+          + '\n'.join(lines), file=sys.stderr)
+    if not args.dry_run:
+      return 2
+  workers = args.workers or usable_cores()
+  unusable = {name for runs in missing.values() for name in runs}
+  to_size = [s for s in specs if s.width_query is not None and s.name not in unusable
+             and run_status(os.path.join(root, s.name)) != 'done']
+  sized, width_errors = resolve_widths(to_size, root) if to_size else ([], {})
+  sized_by_name = {s.name: s for s in sized}
+  specs = [sized_by_name.get(s.name, s) for s in specs]
+  statuses = {s.name: run_status(os.path.join(root, s.name)) for s in specs}
+  counts = {k: sum(1 for v in statuses.values() if v == k)
+            for k in ('done', 'partial', 'failed', 'new')}
+  print(f"[sweep] {grid['name']}: {len(specs)} runs under {root} "
+        f"({counts['done']} done, {counts['partial']} partial, {counts['failed']} failed "
+        f"before, {counts['new']} new); backend {args.backend}"
+        + (f', {workers} workers' if args.backend == 'local' else ''), flush=True)
+
+  tasks = []
+  for spec in specs:
+    run_dir = os.path.join(root, spec.name)
+    if statuses[spec.name] == 'done' or spec.name in width_errors:
+      if statuses[spec.name] == 'done':
+        _warn_if_changed(os.path.join(run_dir, SPEC_FILE), spec)
+      continue
+    tasks.append({'name': spec.name, 'run_dir': run_dir, 'command': command(spec, run_dir),
+                  'cwd': REPO_ROOT, 'spec': spec})
+  if args.dry_run:
+    for spec in specs:
+      extra = f' width={spec.width} ({spec.params} vs {spec.matched_params} params)' \
+          if spec.width is not None else ''
+      print(f'  {statuses[spec.name]:8s} {spec.name}{extra}')
+    for task in tasks:
+      print('  $ ' + shlex.join(task['command']))
+    for name, error in width_errors.items():
+      print(f'  cannot size {name}: {error}')
+    return 0
+
+  sized_by_name.update({s.name: s for s in specs})
+  write_manifest(root, grid, args.grid, [sized_by_name.get(s.name, s) for s in planned],
+                 shlex.join(['python', '-m', 'scripts.sweep', *argv]))
+  for task in tasks:
+    spec = task.pop('spec')
+    os.makedirs(task['run_dir'], exist_ok=True)
+    spec_json = {**spec.to_json(), 'command': task['command'], 'grid_file':
+                 os.path.abspath(args.grid), 'root': root}
+    spec_json.pop('width_query')
+    _warn_if_changed(os.path.join(task['run_dir'], SPEC_FILE), spec)
+    backends.write_json(os.path.join(task['run_dir'], SPEC_FILE), spec_json)
+    threads = usable_cores() // workers if args.backend == 'local' else args.cpus_per_run
+    task['env_defaults'] = thread_defaults(threads)
+
+  results: list[dict[str, Any]] = []
+  failures = [{'name': n, 'run_dir': os.path.join(root, n), 'returncode': None,
+               'error': e, 'status': 'failed'} for n, e in width_errors.items()]
+  t0 = time.monotonic()
+
+  def on_done(result: dict[str, Any]) -> None:
+    results.append(result)
+    if result['status'] == 'failed':
+      failures.append(result)
+    print(f"[sweep] {len(results)}/{len(tasks)} {result['status']:11s} {result['name']} "
+          f"({result['seconds']:.0f} s)", flush=True)
+
+  if args.backend == 'local':
+    completed = backends.run_local(tasks, workers, on_done)
+  else:
+    completed = backends.run_ray(tasks, args.ray_address, args.cpus_per_run, on_done)
+  finished = sum(1 for r in results if r['status'] == 'finished')
+  print(f"[sweep] {finished} finished now, {counts['done']} were done, {len(failures)} failed, "
+        f'{len(tasks) - len(results)} not run; {time.monotonic() - t0:.0f} s', flush=True)
+  if failures:
+    _print_failures(failures)
+  if not completed:
+    print('[sweep] rerun the same command to resume.', file=sys.stderr)
+    return 130
+  return 1 if failures else 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

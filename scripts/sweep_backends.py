@@ -1,0 +1,242 @@
+"""Sweep backends: run one training process, and pools of them locally or on Ray.
+
+`execute_run` is the unit of work of both backends: it starts one `scripts.train` process in
+its own session with its output appended to RUN_DIR/stdout.log, waits for it, and writes
+RUN_DIR/sweep_status.json. On KeyboardInterrupt (Ray's cancel, or the local pool's Ctrl-C) it
+sends the process one SIGINT, so that the runner saves a checkpoint, and kills it after a grace
+period. Tasks are plain dicts so that Ray can ship them.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Callable
+
+SUMMARY_FILE = 'summary.json'  # written by agents/runner.py at the end of a run
+LOG_FILE = 'stdout.log'
+STATUS_FILE = 'sweep_status.json'
+ERROR_TAIL_LINES = 20
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STOP_GRACE_S = 120.0  # after Ctrl-C, seconds a run gets to checkpoint before it is killed
+
+
+def write_json(path: str, data: Any) -> None:
+  tmp = f'{path}.tmp.{os.getpid()}.{threading.get_ident()}'
+  with open(tmp, 'w') as f:
+    json.dump(data, f, indent=2)
+    f.write('\n')
+  os.replace(tmp, path)
+
+
+def read_json(path: str) -> Any:
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except (OSError, json.JSONDecodeError):
+    return None
+
+
+def now() -> str:
+  return datetime.datetime.now().isoformat(timespec='seconds')
+
+
+# ------------------------------------------------------------------------ running one run
+
+_LIVE: dict[int, subprocess.Popen] = {}  # pid -> running child (to forward Ctrl-C)
+_LIVE_LOCK = threading.Lock()
+
+
+def run_env(repo_root: str, defaults: dict[str, str]) -> dict[str, str]:
+  """This machine's environment, the repo importable, `defaults` where not already set."""
+  env = dict(os.environ)
+  env['PYTHONPATH'] = os.pathsep.join(p for p in (repo_root, env.get('PYTHONPATH')) if p)
+  env['PYTHONUNBUFFERED'] = '1'
+  for name, value in defaults.items():
+    env.setdefault(name, value)
+  return env
+
+
+def _log_tail(path: str, offset: int, lines: int = ERROR_TAIL_LINES) -> str:
+  try:
+    with open(path, 'rb') as f:
+      f.seek(offset)
+      text = f.read().decode(errors='replace')
+  except OSError:
+    return ''
+  return '\n'.join(text.rstrip().splitlines()[-lines:])
+
+
+def execute_run(task: dict[str, Any]) -> dict[str, Any]:
+  """Runs one training process to its end; the same code under both backends.
+
+  Args:
+    task: {'name', 'run_dir', 'command', 'cwd' (the repo root), 'env_defaults'} (plain
+      data, so Ray can ship it). The environment is the executing machine's (`run_env`).
+
+  Returns:
+    {'name', 'run_dir', 'status' ('finished', 'failed' or 'interrupted'), 'returncode',
+     'seconds', 'error'} (error: the tail of this attempt's output, for failures).
+  """
+  run_dir = task['run_dir']
+  os.makedirs(run_dir, exist_ok=True)
+  log_path = os.path.join(run_dir, LOG_FILE)
+  t0 = time.monotonic()
+  interrupted = False
+  with open(log_path, 'ab') as log:
+    log.write(f"\n=== [sweep] {now()} attempt: {shlex.join(task['command'])}\n".encode())
+    log.flush()
+    offset = log.tell()
+    try:
+      # A new session: a terminal's Ctrl-C reaches only the sweep, which forwards one SIGINT
+      # (a second one would make the runner stop without a checkpoint).
+      proc = subprocess.Popen(task['command'], stdout=log, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL, cwd=task['cwd'],
+                              env=run_env(task['cwd'], task.get('env_defaults', {})),
+                              start_new_session=True)
+    except OSError as e:
+      proc, returncode = None, None
+      log.write(f'[sweep] could not start the run: {e}\n'.encode())
+    if proc is not None:
+      with _LIVE_LOCK:
+        _LIVE[proc.pid] = proc
+      try:
+        returncode = proc.wait()
+      except KeyboardInterrupt:  # Ray's cancel lands here (locally the main thread signals)
+        interrupted = True
+        returncode = stop_process(proc)
+      finally:
+        with _LIVE_LOCK:
+          _LIVE.pop(proc.pid, None)
+  finished = returncode == 0 and os.path.exists(os.path.join(run_dir, SUMMARY_FILE))
+  if finished:
+    status = 'finished'
+  elif interrupted or returncode in (130, -signal.SIGINT):
+    status = 'interrupted'
+  else:
+    status = 'failed'
+  result = {
+      'name': task['name'], 'run_dir': run_dir, 'status': status, 'returncode': returncode,
+      'seconds': round(time.monotonic() - t0, 2),
+      'error': '' if finished else _log_tail(log_path, offset), 'time': now(),
+  }
+  write_json(os.path.join(run_dir, STATUS_FILE), result)
+  return result
+
+
+def stop_process(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> int:
+  """One SIGINT (the runner checkpoints and exits), then SIGKILL after `grace_s`."""
+  try:
+    proc.send_signal(signal.SIGINT)
+    return proc.wait(timeout=grace_s)
+  except subprocess.TimeoutExpired:
+    proc.kill()
+    return proc.wait()
+  except ProcessLookupError:
+    return proc.wait()
+
+
+def _stop_live_runs() -> None:
+  with _LIVE_LOCK:
+    procs = list(_LIVE.values())
+  for proc in procs:
+    try:
+      proc.send_signal(signal.SIGINT)
+    except ProcessLookupError:
+      pass
+
+
+# ------------------------------------------------------------------------------ backends
+
+OnDone = Callable[[dict[str, Any]], None]
+
+
+def run_local(tasks: list[dict[str, Any]], workers: int, on_done: OnDone) -> bool:
+  """Runs the tasks in a pool of `workers` threads, each waiting on one process.
+
+  Returns:
+    False if interrupted by Ctrl-C (running runs were asked to checkpoint and stop).
+  """
+  pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers))
+  futures = [pool.submit(execute_run, task) for task in tasks]
+  try:
+    for future in concurrent.futures.as_completed(futures):
+      on_done(future.result())
+  except KeyboardInterrupt:
+    print('\n[sweep] interrupted: asking running runs to save a checkpoint and stop '
+          f'(up to {STOP_GRACE_S:.0f} s)...', file=sys.stderr, flush=True)
+    for future in futures:
+      future.cancel()
+    _stop_live_runs()
+    for future in futures:
+      if not future.cancelled():
+        try:
+          on_done(future.result(timeout=STOP_GRACE_S + 30))
+        except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError):
+          pass
+    pool.shutdown(wait=False, cancel_futures=True)
+    return False
+  pool.shutdown()
+  return True
+
+
+def import_ray():
+  """Imports Ray, or exits with how to install it."""
+  try:
+    import ray  # an optional extra: imported only for --backend ray
+  except ImportError:
+    raise SystemExit("error: --backend ray needs Ray: pip install '.[ray]' "
+                     "(or pip install 'ray[default]').") from None
+  return ray
+
+
+def run_ray(tasks: list[dict[str, Any]], address: str | None, cpus_per_run: float,
+            on_done: OnDone) -> bool:
+  """Runs the tasks as Ray tasks (one process each, `cpus_per_run` CPUs reserved).
+
+  Connects to `address` (or RAY_ADDRESS; a new local instance if neither), unless this
+  process is already connected.
+
+  Returns:
+    False if interrupted by Ctrl-C (pending tasks cancelled, running runs checkpointed).
+  """
+  ray = import_ray()
+  started_here = False
+  if not ray.is_initialized():
+    address = address or os.environ.get('RAY_ADDRESS') or None
+    print(f"[sweep] connecting to Ray at {address or 'a new local instance'}", flush=True)
+    ray.init(address=address, log_to_driver=False)
+    started_here = True
+  runtime_env = {'env_vars': {'PYTHONPATH': os.pathsep.join(
+      p for p in (_REPO_ROOT, os.environ.get('PYTHONPATH')) if p)}}
+  remote = ray.remote(execute_run).options(num_cpus=cpus_per_run, max_retries=0,
+                                           runtime_env=runtime_env)
+  pending = {remote.remote(task): task for task in tasks}
+  try:
+    while pending:
+      done, _ = ray.wait(list(pending), num_returns=1)
+      for ref in done:
+        task = pending.pop(ref)
+        try:
+          on_done(ray.get(ref))
+        except Exception as e:  # the task itself died (node lost, ...): a failed run
+          on_done({'name': task['name'], 'run_dir': task['run_dir'], 'status': 'failed',
+                   'returncode': None, 'seconds': 0.0, 'error': f'Ray task failed: {e}'})
+    return True
+  except KeyboardInterrupt:
+    print('\n[sweep] interrupted: cancelling Ray tasks (running runs save a checkpoint)...',
+          file=sys.stderr, flush=True)
+    for ref in pending:
+      ray.cancel(ref)
+    return False
+  finally:
+    if started_here:
+      ray.shutdown()

@@ -1,0 +1,209 @@
+"""Tests for scripts/compare.py on hand-made run directories (no training)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from scripts import atari_scores
+from scripts import compare
+from scripts import stats
+
+PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+ENVS = {'cartpole': 'CartPole-v1', 'acrobot': 'Acrobot-v1'}
+# Final scores per (experiment, cell) and seed 0, 1, 2.
+SCORES = {
+    ('cartpole', 'dense'): [100.0, 120.0, 140.0],
+    ('cartpole', 'small_dense_s0.9'): [60.0, 70.0, 80.0],
+    ('cartpole', 'rigl_erk_s0.9'): [90.0, 110.0, 130.0],
+    ('cartpole', 'rigl_uniform_s0.9'): [50.0, 55.0, 60.0],
+    ('cartpole', 'rigl_erk_s0.5'): [118.0, None, 122.0],  # seed 1 failed
+    ('cartpole', 'static_erk_s0.9'): [80.0, 85.0, 'partial'],
+    ('acrobot', 'dense'): [-100.0, -120.0, -110.0],
+    ('acrobot', 'small_dense_s0.9'): [-150.0, -160.0, -170.0],
+    ('acrobot', 'rigl_erk_s0.9'): [-105.0, -115.0, -125.0],
+    ('acrobot', 'rigl_uniform_s0.9'): [-200.0, -210.0, -220.0],
+    ('acrobot', 'rigl_erk_s0.5'): [-101.0, -111.0, -121.0],
+    ('acrobot', 'static_erk_s0.9'): [-130.0, -140.0, 'not started'],
+}
+
+
+def _labels(cell):
+  if cell == 'dense':
+    return 'dense', 0.0, None
+  if cell.startswith('small_dense'):
+    return 'small_dense', float(cell.split('_s')[-1]), None
+  method, dist, s = cell.split('_')
+  return method, float(s[1:]), dist
+
+
+def _write(path, data):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, 'w') as f:
+    json.dump(data, f)
+
+
+def make_root(root, suite='syn'):
+  """A sweep root as scripts.sweep and the runner would leave it."""
+  planned = {}
+  for (exp, cell), scores in SCORES.items():
+    method, sparsity, dist = _labels(cell)
+    for seed, score in enumerate(scores):
+      name = f'{exp}/{cell}/seed_{seed}'
+      labels = {'suite': suite, 'experiment': exp, 'method': method, 'sparsity': sparsity,
+                'distribution': dist, 'seed': seed}
+      planned[name] = labels
+      run_dir = os.path.join(root, name)
+      if score == 'not started':
+        continue
+      _write(os.path.join(run_dir, 'sweep.json'), labels)
+      rows = [{'iteration': i, 'env_steps': 100 * (i + 1), 'eval/episode_return':
+               (score if isinstance(score, float) else 0.0) * (i + 1) / 4,
+               'time/train_seconds': 1.0, 'time/eval_seconds': 0.5} for i in range(4)]
+      if score == 'partial':
+        rows = rows[:2]
+      if score is None:
+        _write(os.path.join(run_dir, 'sweep_status.json'),
+               {'status': 'failed', 'error': 'Traceback\nValueError: boom'})
+        continue
+      with open(os.path.join(run_dir, 'metrics.jsonl'), 'w') as f:
+        f.write(''.join(json.dumps(r) + '\n' for r in rows))
+      if isinstance(score, float):
+        density = 1.0 if method == 'dense' else 1.0 - sparsity
+        _write(os.path.join(run_dir, 'summary.json'), {
+            'final_score': score, 'env_id': ENVS[exp], 'env_steps': 400,
+            'params/active': 1000.0 * density, 'training_flops': 1e9 * density,
+            'agent': 'dqn', 'method': method, 'seed': seed})
+  _write(os.path.join(root, 'sweep_manifest.json'), {'suites': {}, 'runs': planned})
+  return root
+
+
+def _normalized(exp, values):
+  dense = np.mean(SCORES[(exp, 'dense')])
+  random = compare.RANDOM_SCORES[ENVS[exp]]
+  return [(v - random) / (dense - random) for v in values]
+
+
+@pytest.fixture(scope='module')
+def report(tmp_path_factory):
+  root = make_root(str(tmp_path_factory.mktemp('runs')))
+  out = str(tmp_path_factory.mktemp('docs'))
+  assert compare.main(['--root', root, '--out', out, '--reps', '2000']) == 0
+  with open(os.path.join(out, 'report.md')) as f:
+    return root, out, f.read()
+
+
+def test_runs_and_statuses_are_loaded(report):
+  root = report[0]
+  runs = {r.name: r for r in compare.load_runs([root])}
+  assert len(runs) == 36
+  assert runs['cartpole/rigl_erk_s0.5/seed_1'].status == 'failed'
+  assert 'ValueError: boom' in runs['cartpole/rigl_erk_s0.5/seed_1'].detail
+  assert runs['cartpole/static_erk_s0.9/seed_2'].status == 'partial'
+  assert runs['acrobot/static_erk_s0.9/seed_2'].status == 'not started'
+  done = runs['acrobot/rigl_uniform_s0.9/seed_1']
+  assert (done.status, done.final_score, done.env_id) == ('finished', -210.0, 'Acrobot-v1')
+  assert done.cell == ('rigl', 'uniform', 0.9)
+
+
+def test_normalization_by_hand():
+  fn, note = compare.normalizer('CartPole-v1', [100.0, 120.0, 140.0])
+  assert fn(120.0) == pytest.approx(1.0) and fn(22.1) == pytest.approx(0.0)
+  assert 'random 22.1' in note
+  # Acrobot's returns are negative: the random shift keeps "better" = higher.
+  fn, _ = compare.normalizer('Acrobot-v1', [-110.0])
+  assert fn(-110.0) == pytest.approx(1.0) and fn(-300.0) < fn(-200.0) < 1.0
+  fn, _ = compare.normalizer('Hopper-v5', [1000.0, 3000.0])
+  assert fn(1000.0) == pytest.approx(0.5)
+  fn, note = compare.normalizer('Hopper-v5', [])
+  assert fn(1.0) is None and 'no finished dense' in note
+  fn, note = compare.normalizer('CartPole-v1', [10.0])  # dense below random
+  assert fn(50.0) is None and 'random' in note
+  fn, _ = compare.normalizer('ALE/Pong-v5', [])  # Atari needs no dense runs
+  assert fn(-20.7) == pytest.approx(0.0) and fn(14.6) == pytest.approx(1.0)
+
+
+def test_aggregate_table_matches_hand_computed_iqm(report):
+  root, _, text = report
+  suite = compare.build_suite('syn', compare.load_runs([root]), reps=2000, seed=0)
+  tasks = [_normalized('cartpole', SCORES[('cartpole', 'rigl_erk_s0.9')]),
+           _normalized('acrobot', SCORES[('acrobot', 'rigl_erk_s0.9')])]
+  interval, n_envs = suite.aggregates[('rigl', 'erk', 0.9)]
+  # 6 scores pooled, floor(6 / 4) = 1 trimmed from each end.
+  pooled = sorted(tasks[0] + tasks[1])
+  assert interval.point == pytest.approx(np.mean(pooled[1:5]))
+  assert n_envs == 2
+  assert interval == stats.stratified_bootstrap_ci(tasks, reps=2000, seed=0)
+  row = next(l for l in text.splitlines() if l.startswith('| rigl |'))
+  assert f'{interval.point:.2f} [{interval.lower:.2f}, {interval.upper:.2f}]' in row
+  # Dense normalizes to exactly 1 in every env.
+  dense, _ = suite.aggregates[('dense', None, 0.0)]
+  assert dense.point == pytest.approx(1.0)
+
+
+def test_report_has_every_table_and_lists_missing_runs(report):
+  _, _, text = report
+  assert '## syn' in text
+  assert '| method | s = 0.5 | s = 0.9 |' in text
+  for method in ('dense', 'small_dense', 'static', 'rigl'):
+    assert f'| {method}' in text
+  assert '### Distributions at sparsity 0.9' in text
+  assert '| method | erk | uniform |' in text
+  assert '### cartpole (CartPole-v1): final score' in text
+  assert '120 ± 16 (n=3)' in text  # CartPole dense: mean 120, std 16.3
+  assert '**n=2/3**' in text  # rigl erk 0.5 on CartPole lost seed 1
+  section = text.split('## Missing, failed and partial runs')[1]
+  assert '| syn/cartpole/rigl_erk_s0.5/seed_1 | failed | ValueError: boom |' in section
+  assert '| syn/cartpole/static_erk_s0.9/seed_2 | partial | 2 iteration(s) logged |' in section
+  assert '| syn/acrobot/static_erk_s0.9/seed_2 | not started |' in section
+  assert 'syn / acrobot / static (erk) s=0.9: 2 of 3 seeds finished' in section
+
+
+def test_report_plots_are_valid_pngs(report):
+  import matplotlib.image
+  _, out, text = report
+  names = [line[line.index('](') + 2:-1] for line in text.splitlines() if line.startswith('![')]
+  assert {'syn_score_vs_sparsity.png', 'syn_curves_cartpole.png', 'syn_curves_acrobot.png',
+          'syn_score_vs_params.png', 'syn_score_vs_training_flops.png',
+          'syn_distributions_s0.9.png'} == set(names)
+  for name in names:
+    path = os.path.join(out, name)
+    with open(path, 'rb') as f:
+      assert f.read(8) == PNG_SIGNATURE
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+
+
+def test_runs_without_sweep_files_use_summary_labels(tmp_path):
+  run_dir = tmp_path / 'my_run'
+  _write(str(run_dir / 'summary.json'), {
+      'final_score': 5.0, 'env_id': 'ALE/Pong-v5', 'agent': 'dqn', 'method': 'rigl',
+      'sparsity': 0.9, 'distribution': 'erk', 'seed': 3})
+  (run_dir / 'metrics.jsonl').write_text('{"env_steps": 10, "eval/episode_return": 5.0}\n')
+  [run] = compare.load_runs([str(tmp_path)])
+  assert (run.suite, run.experiment, run.cell, run.seed) == (
+      'dqn', 'ALE/Pong-v5', ('rigl', 'erk', 0.9), 3)
+  suite = compare.build_suite('dqn', [run], reps=100, seed=0)
+  interval, _ = suite.aggregates[('rigl', 'erk', 0.9)]
+  assert interval.point == pytest.approx(atari_scores.human_normalized(5.0, 'ALE/Pong-v5'))
+
+
+def test_out_may_be_a_markdown_path(tmp_path):
+  root = make_root(str(tmp_path / 'runs'))
+  out = tmp_path / 'docs' / 'repro.md'
+  assert compare.main(['--root', root, '--out', str(out), '--reps', '200']) == 0
+  assert out.exists() and (tmp_path / 'docs' / 'repro_syn_score_vs_sparsity.png').exists()
+  assert compare.main(['--root', str(tmp_path / 'nope'), '--out', str(out)]) == 2
+
+
+def test_atari_table():
+  assert len(atari_scores.ATARI_SCORES) == 15
+  for game, (random, human) in atari_scores.ATARI_SCORES.items():
+    assert human > random, game
+    assert atari_scores.human_normalized(random, f'ALE/{game}-v5') == pytest.approx(0.0)
+    assert atari_scores.human_normalized(human, f'{game}NoFrameskip-v4') == pytest.approx(1.0)
+  assert atari_scores.game_name('ALE/MsPacman-v5') == 'MsPacman'
+  assert atari_scores.game_name('CartPole-v1') is None
+  with pytest.raises(KeyError):
+    atari_scores.human_normalized(1.0, 'ALE/Alien-v5')  # not one of the paper's 15

@@ -1,0 +1,230 @@
+"""End-to-end tests of scripts/sweep.py (local backend) and the report on its runs.
+
+One tiny DQN CartPole grid (see conftest.py) is swept once per session: 10 runs of 300 env
+steps on 2 workers plus one run whose binding does not exist. Then one finished run is turned
+into an interrupted one (summary and newer checkpoints removed, as if its worker was killed
+after the first checkpoint) and the sweep is rerun: it must resume that run only. Last, a
+sweep gets a real Ctrl-C: its running run checkpoints and stops, and a rerun finishes it.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from scripts import compare
+from scripts import sweep
+from tests.scripts.tiny_grid import TINY_BROKEN, TINY_FINISHED
+
+INTERRUPTED = 'cartpole/rigl_erk_s0.9/seed_1'
+
+
+def _read(path):
+  with open(path) as f:
+    return f.read()
+
+
+def _metrics(run_dir):
+  with open(os.path.join(run_dir, 'metrics.jsonl')) as f:
+    return [json.loads(line) for line in f]
+
+
+def _metrics_iterations(run_dir):
+  return [row['iteration'] for row in _metrics(run_dir)]
+
+
+@pytest.fixture(scope='module')
+def swept(tiny_grid_file, tmp_path_factory):
+  root = str(tmp_path_factory.mktemp('sweep') / 'runs')
+  returncode = sweep.main(['--grid', tiny_grid_file, '--root', root, '--workers', '2'])
+  return root, returncode
+
+
+def test_sweep_finishes_every_run_but_the_broken_one(swept):
+  root, returncode = swept
+  assert returncode == 1  # one failure
+  for name in TINY_FINISHED:
+    run_dir = os.path.join(root, name)
+    summary = json.loads(_read(os.path.join(run_dir, 'summary.json')))
+    assert summary['env_steps'] == 300, name
+    assert os.path.exists(os.path.join(run_dir, 'stdout.log'))
+    status = json.loads(_read(os.path.join(run_dir, 'sweep_status.json')))
+    assert status['status'] == 'finished' and status['returncode'] == 0
+  # The seed reaches the run through --seed; the labels through sweep.json.
+  spec = json.loads(_read(os.path.join(root, 'cartpole/rigl_erk_s0.9/seed_1', 'sweep.json')))
+  assert (spec['method'], spec['sparsity'], spec['distribution'], spec['seed']) == (
+      'rigl', 0.9, 'erk', 1)
+  assert spec['command'][-2:] == ['--seed', '1']
+  summary = json.loads(_read(os.path.join(root, 'cartpole/rigl_erk_s0.9/seed_1',
+                                          'summary.json')))
+  assert summary['seed'] == 1 and summary['sparsity/total'] == pytest.approx(0.9, abs=1e-3)
+
+
+def test_the_failing_run_is_recorded_with_its_error(swept, capsys):
+  root, _ = swept
+  status = json.loads(_read(os.path.join(root, TINY_BROKEN, 'sweep_status.json')))
+  assert status['status'] == 'failed' and status['returncode'] == 2
+  assert 'no_such_parameter' in status['error']
+  assert not os.path.exists(os.path.join(root, TINY_BROKEN, 'summary.json'))
+
+
+def test_small_dense_width_matches_the_sparse_parameter_count(swept):
+  root, _ = swept
+  for sparsity in ('0.5', '0.9'):
+    run_dir = os.path.join(root, f'cartpole/small_dense_s{sparsity}/seed_0')
+    spec = json.loads(_read(os.path.join(run_dir, 'sweep.json')))
+    summary = json.loads(_read(os.path.join(run_dir, 'summary.json')))
+    sparse = json.loads(_read(os.path.join(root, f'cartpole/rigl_erk_s{sparsity}/seed_0',
+                                           'summary.json')))
+    assert spec['bindings'][-1] == f"DQNConfig.width = {spec['width']}"
+    assert summary['params/total'] == spec['params']  # the trained net is the sized one
+    assert spec['matched_params'] == sparse['params/active']
+    # Within one hidden unit of the target: |d params / d hidden| = 2h + 8 for this MLP.
+    hidden = (spec['params'] - 2) ** 0.5
+    assert abs(spec['params'] - spec['matched_params']) <= hidden + 5
+
+
+def test_manifest_lists_every_planned_run(swept):
+  root, _ = swept
+  manifest = json.loads(_read(os.path.join(root, 'sweep_manifest.json')))
+  assert sorted(manifest['runs']) == sorted(TINY_FINISHED + [TINY_BROKEN])
+  assert manifest['suites']['tiny']['grid']['sparsities'] == [0.5, 0.9]
+
+
+def test_rerun_resumes_the_interrupted_run_only(swept, tiny_grid_file, capsys):
+  root, _ = swept
+  run_dir = os.path.join(root, INTERRUPTED)
+  # The worker "died" after checkpointing iteration 1 of 3: later checkpoints and the
+  # summary never got written, but metrics.jsonl already has rows past the checkpoint.
+  os.remove(os.path.join(run_dir, 'summary.json'))
+  for name in os.listdir(os.path.join(run_dir, 'checkpoints')):
+    if name != 'ckpt_000001.pkl':
+      os.remove(os.path.join(run_dir, 'checkpoints', name))
+  before = _metrics(run_dir)
+  assert [row['iteration'] for row in before] == [0, 1, 2]
+  other = os.path.join(root, 'cartpole/dense/seed_0', 'summary.json')
+  other_mtime = os.path.getmtime(other)
+  capsys.readouterr()
+
+  returncode = sweep.main(['--grid', tiny_grid_file, '--root', root, '--workers', '2'])
+
+  out, err = capsys.readouterr()
+  assert 'grid changed' not in err
+  assert returncode == 1  # the broken run fails again; nothing else does
+  assert '9 were done' in out and '1 finished now' in out
+  assert 'finished    ' + INTERRUPTED in out
+  log = _read(os.path.join(run_dir, 'stdout.log'))
+  assert log.count('=== [sweep]') == 2  # two attempts, one log
+  assert 'resuming' in log and 'after iteration 1' in log
+  after = _metrics(run_dir)
+  assert [row['iteration'] for row in after] == [0, 1, 2]
+  assert after[0] == before[0]  # kept from the first attempt
+  assert after[2]['time/train_seconds'] != before[2]['time/train_seconds']  # redone
+  summary = json.loads(_read(os.path.join(run_dir, 'summary.json')))
+  assert len(summary['eval_returns']) == 3 and summary['env_steps'] == 300
+  assert os.path.getmtime(other) == other_mtime  # finished runs are not rerun
+
+
+def test_dry_run_reports_status_without_running(swept, tiny_grid_file, capsys):
+  root, _ = swept
+  capsys.readouterr()
+  assert sweep.main(['--grid', tiny_grid_file, '--root', root, '--dry_run']) == 0
+  out = capsys.readouterr().out
+  assert '10 done' in out and '1 failed before' in out
+  assert 'done     cartpole/small_dense_s0.9/seed_1' in out
+  assert f'--run_dir {os.path.join(root, TINY_BROKEN)}' in out
+
+
+def test_report_on_the_sweep(swept, tmp_path):
+  import matplotlib.image
+  root, _ = swept
+  out = tmp_path / 'docs'
+  # Runs of 300 steps score below a random CartPole policy; divide by dense instead.
+  assert compare.main(['--root', root, '--out', str(out), '--reps', '500',
+                       '--baseline', 'none']) == 0
+  text = _read(out / 'report.md')
+  assert '## tiny' in text
+  assert 'Sweep: `python -m scripts.sweep --grid' in text
+  assert '| method | s = 0.5 | s = 0.9 |' in text
+  for row in ('| dense (same runs in every column) |', '| small_dense |', '| rigl |',
+              '| rigl (erk) |'):
+    assert row in text, row
+  assert '(n=2)' in text
+  assert f'| tiny/{TINY_BROKEN} | failed |' in text and 'no_such_parameter' in text
+  for name in ('tiny_score_vs_sparsity.png', 'tiny_curves_cartpole.png',
+               'tiny_score_vs_params.png', 'tiny_score_vs_training_flops.png'):
+    assert f']({name})' in text
+    assert matplotlib.image.imread(str(out / name)).shape[2] in (3, 4)
+
+
+def test_only_runs_a_subset_but_plans_the_whole_grid(tiny_grid_file, tmp_path, capsys):
+  root = str(tmp_path / 'runs')
+  assert sweep.main(['--grid', tiny_grid_file, '--root', root, '--only', 'broken/*']) == 1
+  assert sorted(os.listdir(root)) == ['broken', 'sweep_manifest.json']  # nothing else ran
+  manifest = json.loads(_read(os.path.join(root, 'sweep_manifest.json')))
+  assert len(manifest['runs']) == 11
+  # The report names the runs that never started.
+  assert compare.main(['--root', root, '--out', str(tmp_path / 'docs'), '--reps', '100']) == 0
+  text = _read(tmp_path / 'docs' / 'report.md')
+  assert '| tiny/cartpole/dense/seed_0 | not started |' in text
+  assert f'| tiny/{TINY_BROKEN} | failed |' in text
+
+
+def test_errors_before_anything_runs(tmp_path, capsys):
+  bad = tmp_path / 'bad.toml'
+  bad.write_text('name = "x"\nmethods = ["dense", "nope"]\n[[experiments]]\nname = "e"\n'
+                 'gin_files = ["a.gin"]\n')
+  assert sweep.main(['--grid', str(bad), '--root', str(tmp_path / 'r')]) == 2
+  assert 'nope' in capsys.readouterr().err
+  missing = tmp_path / 'missing.toml'
+  missing.write_text('name = "x"\nmethods = ["dense"]\n[[experiments]]\nname = "e"\n'
+                     'gin_files = ["gin_configs/experiments/no_such_{method}.gin"]\n')
+  assert sweep.main(['--grid', str(missing), '--root', str(tmp_path / 'r')]) == 2
+  assert 'no_such_dense.gin' in capsys.readouterr().err
+  assert not os.path.exists(tmp_path / 'r')
+
+
+# ~10 s: one run interrupted with Ctrl-C, then resumed to its end.
+def test_ctrl_c_checkpoints_running_runs_and_a_rerun_resumes(tmp_path):
+  grid = tmp_path / 'one.toml'
+  grid.write_text('\n'.join([
+      'name = "one"', 'methods = ["dense"]', 'bindings = [',
+      '  "DQNConfig.width = 0.25", "DQNConfig.batch_size = 32",',
+      '  "DQNConfig.min_replay_size = 100", "RunnerConfig.num_iterations = 20",',
+      '  "RunnerConfig.train_steps_per_iteration = 200", "RunnerConfig.eval_episodes = 1",',
+      '  "RunnerConfig.tensorboard = False"]',
+      '[[experiments]]', 'name = "cartpole"',
+      'gin_files = ["gin_configs/experiments/dqn_classic_{method}.gin"]']))
+  root = tmp_path / 'runs'
+  run_dir = root / 'cartpole' / 'dense' / 'seed_0'
+  args = [sys.executable, '-m', 'scripts.sweep', '--grid', str(grid), '--root', str(root)]
+  repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  proc = subprocess.Popen(args, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+  try:
+    deadline = time.monotonic() + 120
+    while not (run_dir / 'checkpoints' / 'ckpt_000002.pkl').exists():
+      assert time.monotonic() < deadline and proc.poll() is None, 'no checkpoint'
+      time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal does
+    output, _ = proc.communicate(timeout=180)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  assert proc.returncode == 130, output
+  assert 'rerun the same command to resume' in output
+  status = json.loads(_read(run_dir / 'sweep_status.json'))
+  assert status['status'] == 'interrupted'
+  assert 'checkpoint saved' in _read(run_dir / 'stdout.log')
+  assert not (run_dir / 'summary.json').exists()
+  done_before = len(_metrics(run_dir))
+  assert 2 <= done_before < 20
+
+  assert subprocess.run(args, cwd=repo, capture_output=True).returncode == 0
+  assert 'resuming' in _read(run_dir / 'stdout.log')
+  assert _metrics_iterations(run_dir) == list(range(20))
+  assert json.loads(_read(run_dir / 'summary.json'))['env_steps'] == 4000
