@@ -21,9 +21,10 @@ agent config and bound with gin scopes; `build_experiment.sparsity` stays unset 
     SparsityConfig.sparsity = 0.9              # both networks
     actor/SparsityConfig.sparsity = 0.5        # the actor only (a scope beats no scope)
 
-(PPO Atari has one network: `PPOAtariConfig.sparsity = @SparsityConfig()`.) A binding that
-the experiment never uses, such as a misspelled scope (`acter/SparsityConfig.sparsity`) or
-`DQNConfig.width` in a SAC experiment, is an error, like an unknown parameter.
+(PPO Atari has one network: `PPOAtariConfig.sparsity = @SparsityConfig()`.) Gin accepts a
+binding in any scope, so a misspelled scope (`acter/SparsityConfig.sparsity`), like
+`DQNConfig.width` in a SAC experiment, would silently do nothing: `check_bindings_used()`, which
+the launcher calls after building, makes such unused bindings an error.
 
 Adding an agent takes a few lines here: register its config class in `CONFIG_CLASSES`, add a
 `TrainerFactory` to `AGENTS`, its config class to `AGENT_CONFIGS` and, if its config holds one
@@ -142,29 +143,41 @@ def _short_name(scope: str, selector: str) -> str:
   return f'{scope}/{name}' if scope else name
 
 
-def _check_bindings_used() -> None:
-  """Raises ConfigError for a gin binding that no configurable called so far has used.
+def unused_bindings() -> list[str]:
+  """Gin bindings that no configurable called so far has used, as 'scope/Name.param'.
 
-  A binding in scope 'a' is used by a call in scope 'a' or 'a/...' (gin applies bindings of
+  Call it after `build_experiment()`, which calls every configurable an experiment uses. A
+  binding in scope 'a' is used by a call in scope 'a' or 'a/...' (gin applies the bindings of
   every prefix of the calling scope); an unscoped binding by a call in any scope. Gin keeps
-  bindings and calls in module-level dicts with no public accessor, read here; if a gin
-  version lacks them the check is skipped.
+  bindings and calls in module-level dicts without a public accessor, read here; with a gin
+  version that lacks them the list is empty.
   """
   bindings = getattr(gin.config, '_CONFIG', None)
   calls = getattr(gin.config, '_OPERATIVE_CONFIG', None)
   if not isinstance(bindings, dict) or not isinstance(calls, dict):
-    return
+    return []
   called = [(tuple(scope.split('/')) if scope else (), selector) for scope, selector in calls]
   unused = []
   for (scope, selector), params in bindings.items():
     parts = tuple(scope.split('/')) if scope else ()
     if params and not any(sel == selector and op[:len(parts)] == parts for op, sel in called):
       unused.extend(f'{_short_name(scope, selector)}.{param}' for param in params)
+  return unused
+
+
+def check_bindings_used() -> None:
+  """Raises ConfigError if `unused_bindings()` is not empty (call after building).
+
+  Raises:
+    ConfigError: names the unused bindings and the configurables the experiment calls.
+  """
+  unused = unused_bindings()
   if unused:
+    calls = getattr(gin.config, '_OPERATIVE_CONFIG', {})
     in_use = sorted(_short_name(scope, selector) for scope, selector in calls)
     raise ConfigError(f'gin bindings that this experiment never uses: {", ".join(unused)}. '
                       f'Configurables it calls: {", ".join(in_use)}. (A misspelled scope, or a '
-                      f'binding for another agent?)')
+                      f'binding for another agent or env?)')
 
 
 @gin.configurable
@@ -194,10 +207,9 @@ def build_experiment(agent: str = gin.REQUIRED, env_id: str = gin.REQUIRED, seed
     them per network.
 
   Raises:
-    ConfigError: unknown agent, an agent config of the wrong type, a `sparsity` for an agent
-      with per-network sparsity, or a gin binding that nothing uses.
+    ConfigError: unknown agent, an agent config of the wrong type, or a `sparsity` for an
+      agent with per-network sparsity.
   """
-  _check_bindings_used()
   if agent not in AGENTS:
     close = difflib.get_close_matches(agent, list(AGENTS), n=3)
     hint = f' Did you mean {close[0]!r}?' if close else ''

@@ -352,6 +352,8 @@ def vector_episode_results(info: dict[str, Any]) -> list[tuple[int, float, int]]
 
 def _env_name(env: gym.Env | gym.vector.VectorEnv) -> str:
   spec = getattr(env, "spec", None)
+  if spec is None and getattr(env, "envs", None):  # SyncVectorEnv: its sub-envs have the spec
+    spec = getattr(env.envs[0], "spec", None)
   return spec.id if spec is not None else "this environment"
 
 

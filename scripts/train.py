@@ -5,8 +5,10 @@
         --gin_binding 'SparsityConfig.sparsity = 0.8' --run_dir runs/quickstart --seed 1
 
 Later files and bindings override earlier ones. An unknown or misspelled configurable or
-parameter, an unknown agent or env id, or an agent that does not fit the env's action space
-stops the launcher before anything is written, with a message that names it (exit code 2).
+parameter, a binding the experiment never uses (a misspelled scope such as
+'acter/SparsityConfig.sparsity', or another agent's config), an unknown agent or env id, or an
+agent that does not fit the env stops the launcher before anything is written, with a message
+that names it (exit code 2).
 The operative config is saved to RUN_DIR/config.gin. Rerunning the same command on the same
 run dir resumes from its newest checkpoint; Ctrl-C saves a checkpoint first (exit code 130).
 """
@@ -59,6 +61,13 @@ def main(argv=None) -> int:
     # Built before anything is written: an unknown env id or an action-space mismatch
     # fails here.
     trainer = experiment.make_trainer()
+    try:
+      # After the trainer, so that an env that does not fit the agent is reported as such
+      # rather than as the env file's bindings it left unused.
+      configurables.check_bindings_used()
+    except configurables.ConfigError:
+      trainer.close()
+      raise
   except (ValueError, OSError, SyntaxError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
