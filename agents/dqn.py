@@ -203,12 +203,16 @@ def loss(config: DQNConfig, params: Any, q: train_state_lib.SparseTrainState,
   return value, {'loss/td': value, 'q/taken': jnp.mean(q_taken)}
 
 
-def update(config: DQNConfig, state: DQNState,
-           batch: replay_lib.Batch) -> tuple[DQNState, dict[str, jax.Array]]:
-  """One gradient step (masked Adam, mask updates on schedule) and the target sync on schedule."""
+def update(config: DQNConfig, state: DQNState, batch: replay_lib.Batch,
+           mask_update: bool | None = None) -> tuple[DQNState, dict[str, jax.Array]]:
+  """One gradient step (masked Adam, mask updates on schedule) and the target sync on schedule.
+
+  `mask_update`: None decides in jit whether this step changes the masks; the trainer passes
+  the static bool it knows from its step counter, so plain steps skip that bookkeeping.
+  """
   grads, metrics = jax.grad(functools.partial(loss, config), has_aux=True)(
       state.q.params, state.q, batch)
-  q = state.q.apply_gradients(grads)  # the dense gradient; masked inside
+  q = state.q.apply_gradients(grads, update_masks=mask_update)  # dense gradient, masked inside
   gradient_steps = state.gradient_steps + 1
   target_params = jax.lax.cond(gradient_steps % config.target_update_period == 0,
                                lambda: q.params, lambda: q.target_params)
@@ -277,7 +281,8 @@ class DQNTrainer(base.Trainer):
     # copying every param, moment and mask on each call.
     self._act = jax.jit(functools.partial(act, config), donate_argnums=0)
     self._act_eval = jax.jit(functools.partial(act_eval, config))
-    self._update = jax.jit(functools.partial(update, config), donate_argnums=0)
+    self._update = jax.jit(functools.partial(update, config), donate_argnums=0,
+                           static_argnames='mask_update')
     self._eval_key = jax.random.PRNGKey(seed + 10_000)
     self._replay_rng = np.random.default_rng(seed)
     self._replay: Any = None  # allocated on the first train() (1M Atari slots are 7 GB)
@@ -335,7 +340,8 @@ class DQNTrainer(base.Trainer):
         if (self._env_steps % cfg.update_period == 0
             and len(self._replay) >= max(cfg.min_replay_size, 1)):
           batch = self._replay.sample(self._replay_rng, cfg.batch_size)
-          self._state, step_metrics = self._update(self._state, batch)
+          mask_update = self._state.q.opt.is_update_step(self._gradient_steps + 1)
+          self._state, step_metrics = self._update(self._state, batch, mask_update=mask_update)
           self._gradient_steps += 1
           metrics.append(step_metrics)
         result = envs_lib.episode_result(info)

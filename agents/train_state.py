@@ -51,20 +51,25 @@ class SparseTrainState(flax.struct.PyTreeNode):
     """Forward pass with the target params and the online masks."""
     return self.net.apply(self.target_params, self.masks, *args, **kwargs)
 
-  def apply_gradients(self, grads: PyTree) -> 'SparseTrainState':
+  def apply_gradients(self, grads: PyTree, update_masks: bool | None = None
+                      ) -> 'SparseTrainState':
     """Optimizer step (masked) and, on schedule, a mask update.
 
     On mask-update steps the target params are masked with the new online
-    masks (the target shares the online network's masks).
+    masks (the target shares the online network's masks). `update_masks` is
+    as in `SparseOptimizer.step`: None decides in jit, a static bool from the
+    host (`state.opt.is_update_step(step)`) avoids the lax.cond.
     """
-    params, opt_state = self.opt.step(self.params, grads, self.opt_state)
+    params, opt_state = self.opt.step(self.params, grads, self.opt_state, update_masks)
     target = self.target_params
     is_update_step = self.opt.updater.is_update_step
-    if target is not None and is_update_step is not None:
-      target = jax.lax.cond(
-          is_update_step(opt_state.sparsity.step),
-          lambda t: sparse_rl.apply_masks(t, opt_state.sparsity.masks),
-          lambda t: t, target)
+    if target is not None and is_update_step is not None and update_masks is not False:
+      mask_target = lambda t: sparse_rl.apply_masks(t, opt_state.sparsity.masks)
+      if update_masks:
+        target = mask_target(target)
+      else:
+        target = jax.lax.cond(is_update_step(opt_state.sparsity.step), mask_target,
+                              lambda t: t, target)
     return self.replace(params=params, opt_state=opt_state, target_params=target)
 
   def hard_update_target(self) -> 'SparseTrainState':

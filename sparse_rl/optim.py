@@ -9,10 +9,10 @@
     params, opt_state = opt.step(params, grads, opt_state)   # jittable
 
 `step` masks the gradient (inactive weights are never trained), applies the
-optimizer, masks the update, and on the schedule's update steps changes the
-topology inside `jax.lax.cond` (no host round trip): dropped weights are set
-to 0, grown weights start at 0, and the optimizer moments of every position
-that is not active both before and after the update are reset to 0 through
+optimizer, masks the update, and on the schedule's update steps computes new
+masks inside `jax.lax.cond` (no host round trip): dropped weights are set to
+0, grown weights start at 0, and the optimizer moments of every position that
+is not active both before and after the update are reset to 0 through
 `optax.tree_map_params`, which works for any optax chain.
 """
 
@@ -82,14 +82,24 @@ class SparseOptimizer:
     params = masking.apply_masks(params, sparsity.masks)
     return params, SparseOptState(inner=self.tx.init(params), sparsity=sparsity)
 
-  def step(self, params: PyTree, grads: PyTree, state: SparseOptState
-           ) -> tuple[PyTree, SparseOptState]:
+  def is_update_step(self, step: int) -> bool:
+    """Host-side: whether gradient step `step` (1-based) changes the masks."""
+    predicate = self.updater.is_update_step
+    return False if predicate is None else bool(predicate(int(step)))
+
+  def step(self, params: PyTree, grads: PyTree, state: SparseOptState,
+           update_masks: bool | None = None) -> tuple[PyTree, SparseOptState]:
     """One optimizer step and, on schedule, a mask update. Jittable.
 
     Args:
       params: current (masked) params.
       grads: dense gradient w.r.t. params (every position).
       state: SparseOptState.
+      update_masks: None (default) decides inside jit from the step counter
+        with `lax.cond`. A host loop that knows the step can pass the static
+        bool `self.is_update_step(step + 1)` instead and jit the two cases
+        separately: the plain steps then cost exactly what a static-mask step
+        costs (the cond's bookkeeping is ~5-15% of a Nature-CNN step on CPU).
 
     Returns:
       (new params, new state); the state's step is incremented.
@@ -100,25 +110,29 @@ class SparseOptimizer:
     updates, inner = self.tx.update(masking.apply_masks(grads, masks), state.inner, params)
     new_params = optax.apply_updates(params, masking.apply_masks(updates, masks))
     sparsity = state.sparsity.replace(step=state.sparsity.step + 1)
-    if updater.is_update_step is None:
+    if updater.is_update_step is None or update_masks is False:
       return new_params, SparseOptState(inner=inner, sparsity=sparsity)
 
-    is_update = updater.is_update_step(sparsity.step)
+    is_update = True if update_masks else updater.is_update_step(sparsity.step)
     if self.config.skip_optimizer_on_update:
-      new_params, inner = jax.lax.cond(
-          is_update, lambda: (params, state.inner), lambda: (new_params, inner))
+      keep_old = lambda old, new: jnp.where(is_update, old, new)
+      new_params = jax.tree_util.tree_map(keep_old, params, new_params)
+      inner = jax.tree_util.tree_map(keep_old, state.inner, inner)
 
-    def change_topology(operand):
-      p, opt_state, sp = operand
-      new_masks, key = updater.update_masks(state.sparsity, p, grads)
-      survived = tree_lib.map_masked(jnp.logical_and, masks, new_masks)
-      p = masking.apply_masks(p, survived)  # dropped -> 0, grown start at 0
-      opt_state = reset_moments(self.tx, opt_state, survived, p)
-      return p, opt_state, sp.replace(masks=new_masks, key=key)
-
-    new_params, inner, sparsity = jax.lax.cond(
-        is_update, change_topology, lambda operand: operand,
-        (new_params, inner, sparsity))
+    # Only the new masks come out of the cond. Passing params and moments through a
+    # lax.cond makes XLA copy them on every step (17 ms for 12M floats on CPU); the selects
+    # below fuse into the optimizer's elementwise update instead. On other steps
+    # survived == masks and the selects change nothing (inactive entries are already 0).
+    if update_masks:
+      new_masks, key = updater.update_masks(state.sparsity, new_params, grads)
+    else:
+      new_masks, key = jax.lax.cond(
+          is_update, lambda: updater.update_masks(state.sparsity, new_params, grads),
+          lambda: (masks, state.sparsity.key))
+    survived = tree_lib.map_masked(jnp.logical_and, masks, new_masks)
+    new_params = masking.apply_masks(new_params, survived)  # dropped -> 0, grown start at 0
+    inner = reset_moments(self.tx, inner, survived, new_params)
+    sparsity = sparsity.replace(masks=new_masks, key=key)
     return new_params, SparseOptState(inner=inner, sparsity=sparsity)
 
 

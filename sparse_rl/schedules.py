@@ -1,7 +1,9 @@
 """Schedules of the sparse training methods, as pure functions of the step.
 
 `step` counts gradient steps already applied (1 after the first optimizer
-step). All functions accept Python ints or traced jnp scalars.
+step). All functions accept Python ints or traced jnp scalars; the is_*_step
+predicates return a Python bool for an int, so a host loop can decide without
+touching the device.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ def is_prune_step(step, begin_step: int, end_step: int, frequency: int):
   Pruning at end_step too guarantees the final sparsity is reached there even
   when (end - begin) is not a multiple of the frequency.
   """
-  step = jnp.asarray(step)
   in_range = (step >= begin_step) & (step <= end_step)
   on_grid = (step - begin_step) % frequency == 0
   return in_range & (on_grid | (step == end_step))
@@ -42,7 +43,6 @@ def is_prune_step(step, begin_step: int, end_step: int, frequency: int):
 
 def is_update_step(step, begin_step: int, end_step: int, interval: int):
   """Dynamic sparse training updates every `interval` steps in (begin, end]."""
-  step = jnp.asarray(step)
   return (step > begin_step) & (step <= end_step) & ((step - begin_step) % interval == 0)
 
 

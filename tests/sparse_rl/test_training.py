@@ -244,3 +244,21 @@ def test_weight_decay_only_on_kernels():
   updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
   np.testing.assert_allclose(updates['l']['kernel'], 1.0)
   np.testing.assert_allclose(updates['l']['bias'], 0.0)
+
+
+@pytest.mark.parametrize('method', ['prune', 'set', 'rigl'])
+def test_host_decided_mask_updates_equal_in_jit_decision(method):
+  cfg = sr.SparsityConfig(method=method, sparsity=0.8, begin_step=2, end_step=14,
+                          update_interval=3, drop_fraction=0.5)
+  opt = sr.SparseOptimizer(optax.adam(1e-2), cfg)
+  params0 = make_params(SHAPES['mlp'])
+  in_jit = list(run(opt, params0, 16))
+  p, s = opt.init(params0, jax.random.PRNGKey(0))
+  step = jax.jit(opt.step, static_argnames='update_masks')
+  flags = []
+  for t in range(16):
+    grads = jax.tree.map(lambda x: jax.random.normal(jax.random.PRNGKey(1000 + t), x.shape), p)
+    flags.append(opt.is_update_step(t + 1))
+    p, s = step(p, grads, s, update_masks=flags[-1])
+    jax.tree.map(np.testing.assert_array_equal, (p, s), in_jit[t + 1])
+  assert any(flags) and not all(flags)
