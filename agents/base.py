@@ -20,16 +20,25 @@ class Trainer(abc.ABC):
 
   #: short name used in logs ('dqn', 'sac', 'ppo').
   name: str = 'agent'
+  # Subclasses keep these up to date (host-side counters: reading them needs no device sync).
+  _env_steps: int = 0
+  _gradient_steps: int = 0
+  _state: Any = None
 
   @property
-  @abc.abstractmethod
   def env_steps(self) -> int:
     """Agent-environment steps taken for training so far."""
+    return self._env_steps
 
   @property
-  @abc.abstractmethod
   def gradient_steps(self) -> int:
     """Gradient steps taken so far (what sparsity schedules count)."""
+    return self._gradient_steps
+
+  @property
+  def state(self) -> Any:
+    """The agent's pytree state. Jitted steps may donate its buffers: copy what you keep."""
+    return self._state
 
   @abc.abstractmethod
   def train(self, num_env_steps: int, progress: ProgressFn | None = None) -> dict[str, float]:

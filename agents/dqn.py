@@ -294,21 +294,6 @@ class DQNTrainer(base.Trainer):
     self._costs = flops_lib.layer_costs(network, jax.ShapeDtypeStruct(example.shape, obs_dtype))
     self._flops = {'acting': 0.0, 'target': 0.0}
 
-  # --- the Trainer contract
-
-  @property
-  def env_steps(self) -> int:
-    return self._env_steps
-
-  @property
-  def gradient_steps(self) -> int:
-    return self._gradient_steps
-
-  @property
-  def state(self) -> DQNState:
-    """The current agent state. The next train() donates its buffers: copy what you keep."""
-    return self._state
-
   def _make_replay(self):
     capacity = self.config.replay_capacity
     if self._is_image:

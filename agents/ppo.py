@@ -422,20 +422,6 @@ class PPOTrainer(Trainer):
     self._minibatch_update = jax.jit(functools.partial(minibatch_update, config),
                                      donate_argnums=0)
 
-  # --- properties
-
-  @property
-  def env_steps(self) -> int:
-    return self._env_steps
-
-  @property
-  def gradient_steps(self) -> int:
-    return self._gradient_steps
-
-  @property
-  def state(self) -> PPOState:
-    return self._state
-
   # --- rollouts
 
   def _network_obs(self, obs: np.ndarray, update_stats: bool = True) -> np.ndarray:

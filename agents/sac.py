@@ -325,20 +325,6 @@ class SACTrainer(Trainer):
     self._update = jax.jit(update_fn)
     self._act = jax.jit(act, static_argnames='deterministic')
 
-  # --- Trainer properties
-
-  @property
-  def env_steps(self) -> int:
-    return self._env_steps
-
-  @property
-  def gradient_steps(self) -> int:
-    return self._gradient_steps
-
-  @property
-  def state(self) -> SACState:
-    return self._state
-
   @property
   def replay(self) -> ReplayBuffer:
     return self._replay
