@@ -10,9 +10,21 @@ loops differ by algorithm. The runner never sees an environment or a network.
 from __future__ import annotations
 
 import abc
-from typing import Any, Callable
+import math
+from typing import Any, Callable, Sequence
 
 ProgressFn = Callable[[int], None]   # called with env steps just done (for bars/ETA)
+
+
+def episode_metrics(prefix: str, returns: Sequence[float],
+                    lengths: Sequence[int] | None = None) -> dict[str, float]:
+  """'<prefix>/episode_return' (mean, NaN if no episode ended), '<prefix>/episodes' and,
+  with `lengths`, '<prefix>/episode_length'."""
+  mean = lambda xs: float(sum(xs) / len(xs)) if len(xs) else math.nan
+  out = {f'{prefix}/episode_return': mean(returns), f'{prefix}/episodes': float(len(returns))}
+  if lengths is not None:
+    out[f'{prefix}/episode_length'] = mean(lengths)
+  return out
 
 
 class Trainer(abc.ABC):

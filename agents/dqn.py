@@ -345,9 +345,7 @@ class DQNTrainer(base.Trainer):
       self._flops['acting'] += steps_done * forward
       self._flops['target'] += len(metrics) * forward * cfg.batch_size
     out = {
-        'train/episode_return': float(np.mean(returns)) if returns else math.nan,
-        'train/episode_length': float(np.mean(lengths)) if lengths else math.nan,
-        'train/episodes': float(len(returns)),
+        **base.episode_metrics('train', returns, lengths),
         'train/epsilon': float(epsilon_schedule(cfg, self._env_steps)),
         'train/updates': float(len(metrics)),
         'train/replay_size': float(len(self._replay)),
@@ -372,11 +370,7 @@ class DQNTrainer(base.Trainer):
           break
         if terminated or truncated:  # a lost life with terminal_on_life_loss: the game goes on
           obs, _ = self._eval_env.reset()
-    return {
-        'eval/episode_return': float(np.mean(returns)) if returns else math.nan,
-        'eval/episode_length': float(np.mean(lengths)) if lengths else math.nan,
-        'eval/episodes': float(len(returns)),
-    }
+    return base.episode_metrics('eval', returns, lengths)
 
   def sparsity_metrics(self) -> dict[str, float]:
     return train_state_lib.sparsity_metrics({'q': self._state.q})

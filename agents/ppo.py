@@ -35,7 +35,7 @@ import optax
 import sparse_rl
 from agents import envs as envs_lib
 from agents import rollout as rollout_lib
-from agents.base import ProgressFn, Trainer
+from agents.base import ProgressFn, Trainer, episode_metrics
 from agents.networks import PPOActor, PPOAtariNetwork, PPOCritic
 from agents.sac import gaussian_log_prob
 from agents.train_state import SparseTrainState, forward_flops, sparsity_metrics
@@ -504,8 +504,7 @@ class PPOTrainer(Trainer):
     update_metrics = jax.device_get(update_metrics)
     metrics = {k: float(np.mean([m[k] for m in update_metrics])) if update_metrics
                else float('nan') for k in _METRIC_KEYS}
-    metrics['train/episode_return'] = float(np.mean(returns)) if returns else float('nan')
-    metrics['train/episodes'] = float(len(returns))
+    metrics.update(episode_metrics('train', returns))
     metrics['train/updates'] = float(len(update_metrics))
     return metrics
 
@@ -533,8 +532,7 @@ class PPOTrainer(Trainer):
       returns.append(result[0])
       lengths.append(result[1])
     self._eval_calls += 1
-    return {'eval/episode_return': float(np.mean(returns)),
-            'eval/episode_length': float(np.mean(lengths)), 'eval/episodes': float(num_episodes)}
+    return episode_metrics('eval', returns, lengths)
 
   # --- sparsity and cost
 

@@ -30,7 +30,7 @@ import optax
 
 import sparse_rl
 from agents import envs as envs_lib
-from agents.base import ProgressFn, Trainer
+from agents.base import ProgressFn, Trainer, episode_metrics
 from agents.networks import SACActor, TwinCritic
 from agents.replay import Batch, ReplayBuffer
 from agents.train_state import SparseTrainState, forward_flops, sparsity_metrics
@@ -378,8 +378,7 @@ class SACTrainer(Trainer):
       progress(num_env_steps - reported)
     sums = jax.device_get(sums)
     metrics = {k: (float(v) / updates if updates else float('nan')) for k, v in sums.items()}
-    metrics['train/episode_return'] = float(np.mean(returns)) if returns else float('nan')
-    metrics['train/episodes'] = float(len(returns))
+    metrics.update(episode_metrics('train', returns))
     if not updates:
       metrics['train/alpha'] = float(jnp.exp(self._state.log_alpha))
     return metrics
@@ -403,8 +402,7 @@ class SACTrainer(Trainer):
       returns.append(result[0])
       lengths.append(result[1])
     self._eval_calls += 1
-    return {'eval/episode_return': float(np.mean(returns)),
-            'eval/episode_length': float(np.mean(lengths)), 'eval/episodes': float(num_episodes)}
+    return episode_metrics('eval', returns, lengths)
 
   # --- sparsity and cost
 

@@ -18,7 +18,6 @@ mask updates until 80% of the gradient steps.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 
@@ -27,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import sparse_rl as sr
+from benchmarks import common
 from agents import sac
 
 
@@ -110,23 +110,15 @@ def main(argv=None):
   parser.add_argument('--out', default=None, help='write the results as JSON here')
   args = parser.parse_args(argv)
   print(f'jax {jax.__version__} on {jax.devices()[0].platform}; {args.env}, {args.steps} steps')
-  results = []
-  for method in args.methods.split(','):
-    for seed in (int(s) for s in args.seeds.split(',')):
-      results.append(run(args.env, method, seed, args))
+  results = common.run_grid(args.methods, args.seeds,
+                            lambda method, seed: run(args.env, method, seed, args))
   print(f'\n{"method":8s} {"seed":>4s} {"score":>9s} {"steps/s":>8s} {"update ms":>10s} '
         f'{"loop ms":>8s} {"sparsity":>8s}')
   for r in results:
     print(f'{r["method"]:8s} {r["seed"]:4d} {r["final_score"]:9.1f} {r["steps_per_s"]:8.1f} '
           f'{r["update_ms"]:10.3f} {r["loop_overhead_ms"]:8.3f} {r["sparsity"]:8.3f}')
-  for method in args.methods.split(','):
-    rs = [r for r in results if r['method'] == method]
-    print(f'{method}: mean score {np.mean([r["final_score"] for r in rs]):.1f}, '
-          f'mean {np.mean([r["steps_per_s"] for r in rs]):.1f} steps/s, '
-          f'update {np.mean([r["update_ms"] for r in rs]):.3f} ms')
-  if args.out:
-    with open(args.out, 'w') as f:
-      json.dump(results, f, indent=2)
+  common.print_means(results, {'final_score': '.1f', 'steps_per_s': '.1f', 'update_ms': '.3f'})
+  common.write_json(args.out, results)
 
 
 if __name__ == '__main__':
