@@ -65,6 +65,7 @@ class DQNConfig:
   epsilon_eval: float = 0.001  # exploration rate during evaluation, probability.
   loss: str = 'huber'  # TD loss: 'huber' (delta 1) or 'mse' (0.5 * error**2).
   clip_rewards: bool = False  # sign-clip rewards in the TD target (Atari).
+  double_dqn: bool = False  # Double DQN target: online argmax, target value (not in the paper).
 
   def __post_init__(self):
     if self.network not in NETWORKS:
@@ -173,23 +174,31 @@ def act_eval(config: DQNConfig, state: DQNState, obs: jax.Array,
 
 
 def compute_td_target(config: DQNConfig, reward: jax.Array, terminated: jax.Array,
-                      next_q_values: jax.Array) -> jax.Array:
-  """y = r + gamma * (1 - terminated) * max_a Q_target(s', a), shape (batch,).
+                      next_q_values: jax.Array, next_online_q_values: jax.Array | None = None
+                      ) -> jax.Array:
+  """y = r + gamma * (1 - terminated) * Q_target(s', a'), shape (batch,).
 
-  `terminated` is 1 only at true terminals; a truncated transition has terminated = 0 and
-  bootstraps from its real final observation.
+  a' = argmax_a Q_target(s', a) (DQN), or argmax_a Q_online(s', a) when `next_online_q_values`
+  is given (Double DQN, van Hasselt et al. 2016). `terminated` is 1 only at true terminals; a
+  truncated transition has terminated = 0 and bootstraps from its real final observation.
   """
   if config.clip_rewards:
     reward = jnp.sign(reward)
-  return reward + config.gamma * (1.0 - terminated) * jnp.max(next_q_values, axis=-1)
+  if next_online_q_values is None:
+    next_value = jnp.max(next_q_values, axis=-1)
+  else:
+    next_action = jnp.argmax(next_online_q_values, axis=-1)[:, None]  # (batch, 1)
+    next_value = jnp.take_along_axis(next_q_values, next_action, axis=-1)[:, 0]
+  return reward + config.gamma * (1.0 - terminated) * next_value
 
 
 def loss(config: DQNConfig, params: Any, q: train_state_lib.SparseTrainState,
          batch: replay_lib.Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
   """TD loss of `params` on a batch; returns (loss, metrics). Differentiate w.r.t. params."""
   next_q_values = q.apply_target(batch.next_obs)  # (batch, num_actions)
+  next_online = q.apply(batch.next_obs, params=params) if config.double_dqn else None
   target = jax.lax.stop_gradient(
-      compute_td_target(config, batch.reward, batch.terminated, next_q_values))
+      compute_td_target(config, batch.reward, batch.terminated, next_q_values, next_online))
   # The gradient w.r.t. params through `apply` is the dense gradient (what RigL grows with);
   # apply_gradients masks it.
   q_values = q.apply(batch.obs, params=params)  # (batch, num_actions)
@@ -204,18 +213,24 @@ def loss(config: DQNConfig, params: Any, q: train_state_lib.SparseTrainState,
 
 
 def update(config: DQNConfig, state: DQNState, batch: replay_lib.Batch,
-           mask_update: bool | None = None) -> tuple[DQNState, dict[str, jax.Array]]:
+           mask_update: bool | None = None, sync_target: bool | None = None
+           ) -> tuple[DQNState, dict[str, jax.Array]]:
   """One gradient step (masked Adam, mask updates on schedule) and the target sync on schedule.
 
-  `mask_update`: None decides in jit whether this step changes the masks; the trainer passes
-  the static bool it knows from its step counter, so plain steps skip that bookkeeping.
+  `mask_update` / `sync_target`: None decides in jit whether this step changes the masks /
+  copies the online params to the target; the trainer passes the static bools it knows from
+  its step counter, so plain steps skip that bookkeeping (a `lax.cond` over params makes XLA
+  CPU copy them every step).
   """
   grads, metrics = jax.grad(functools.partial(loss, config), has_aux=True)(
       state.q.params, state.q, batch)
   q = state.q.apply_gradients(grads, update_masks=mask_update)  # dense gradient, masked inside
   gradient_steps = state.gradient_steps + 1
-  target_params = jax.lax.cond(gradient_steps % config.target_update_period == 0,
-                               lambda: q.params, lambda: q.target_params)
+  if sync_target is None:
+    target_params = jax.lax.cond(gradient_steps % config.target_update_period == 0,
+                                 lambda: q.params, lambda: q.target_params)
+  else:
+    target_params = q.params if sync_target else q.target_params
   state = state.replace(q=q.replace(target_params=target_params), gradient_steps=gradient_steps)
   return state, metrics
 
@@ -282,7 +297,7 @@ class DQNTrainer(base.Trainer):
     self._act = jax.jit(functools.partial(act, config), donate_argnums=0)
     self._act_eval = jax.jit(functools.partial(act_eval, config))
     self._update = jax.jit(functools.partial(update, config), donate_argnums=0,
-                           static_argnames='mask_update')
+                           static_argnames=('mask_update', 'sync_target'))
     self._eval_key = jax.random.PRNGKey(seed + 10_000)
     self._replay_rng = np.random.default_rng(seed)
     self._replay: Any = None  # allocated on the first train() (1M Atari slots are 7 GB)
@@ -326,7 +341,9 @@ class DQNTrainer(base.Trainer):
             and len(self._replay) >= max(cfg.min_replay_size, 1)):
           batch = self._replay.sample(self._replay_rng, cfg.batch_size)
           mask_update = self._state.q.opt.is_update_step(self._gradient_steps + 1)
-          self._state, step_metrics = self._update(self._state, batch, mask_update=mask_update)
+          sync_target = (self._gradient_steps + 1) % cfg.target_update_period == 0
+          self._state, step_metrics = self._update(self._state, batch, mask_update=mask_update,
+                                                   sync_target=sync_target)
           self._gradient_steps += 1
           metrics.append(step_metrics)
         result = envs_lib.episode_result(info)

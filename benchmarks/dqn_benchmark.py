@@ -27,8 +27,11 @@ import time
 
 import numpy as np
 
+import sparse_rl
+
 from agents import configurables
 from agents import runner
+from benchmarks import peak_flops
 
 EXPERIMENTS = os.path.join(configurables.GIN_DIR, 'experiments')
 METHODS = ('dense', 'rigl')
@@ -69,7 +72,7 @@ def run_cartpole(method: str, seed: int, steps: int, run_root: str, progress: bo
   }
 
 
-def run_pong(method: str, warmup: int, steps: int) -> dict:
+def run_pong(method: str, warmup: int, steps: int, peak: float) -> dict:
   bindings = [
       f'DQNConfig.min_replay_size = {warmup}',
       'DQNConfig.replay_capacity = 100_000',  # the speed does not depend on it; memory does
@@ -85,6 +88,12 @@ def run_pong(method: str, warmup: int, steps: int) -> dict:
     t0, cpu0 = time.monotonic(), time.process_time()
     trainer.train(steps)
     seconds, cpu = time.monotonic() - t0, time.process_time() - cpu0
+    # FLOPs the masked dense network really computes per agent step (a masked kernel costs as
+    # much as a dense one): the acting forward, and every update_period steps a gradient step
+    # (~3 forwards) plus the target forward on a batch.
+    forward = sparse_rl.forward_flops(trainer._costs)  # one observation, dense
+    cfg = trainer.config
+    flops_per_step = forward * (1 + 4 * cfg.batch_size / cfg.update_period)
     return {
         'env': 'ALE/Pong-v5', 'method': method, 'seed': 0,
         'steps_per_second': steps / seconds,
@@ -92,6 +101,11 @@ def run_pong(method: str, warmup: int, steps: int) -> dict:
         # steps/s the 2 cores could give this process alone.
         'cpu_ms_per_step': 1e3 * cpu / steps,
         'updates': trainer.gradient_steps - updates_before,
+        # ... and the steps/s that the measured float32 matmul peak of this machine would
+        # allow if every one of those FLOPs ran at peak.
+        'flops_per_step': flops_per_step,
+        'peak_gflops': peak,
+        'speed_bound': peak_flops.speed_bound(flops_per_step, peak),
         'warmup_seconds': warmup_seconds,
         'sparsity': trainer.sparsity_metrics()['sparsity/total'],
     }
@@ -147,8 +161,10 @@ def main(argv=None) -> None:
                                       args.progress))
           print(f'done: {results[-1]}', flush=True)
     if not args.skip_pong:
+      peak = peak_flops.peak_gflops()
+      print(f'float32 matmul peak of this machine: {peak:.1f} GFLOP/s', flush=True)
       for method in methods:
-        results.append(run_pong(method, args.pong_warmup_steps, args.pong_steps))
+        results.append(run_pong(method, args.pong_warmup_steps, args.pong_steps, peak))
         print(f'done: {results[-1]}', flush=True)
   print()
   print(_table(results))

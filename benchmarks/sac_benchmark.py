@@ -27,6 +27,7 @@ import numpy as np
 
 import sparse_rl as sr
 from benchmarks import common
+from benchmarks import peak_flops
 from agents import sac
 
 
@@ -61,6 +62,20 @@ def time_update(trainer: sac.SACTrainer, repeats: int, calls: int) -> float:
   return statistics.median(means)
 
 
+def update_flops(trainer: sac.SACTrainer) -> float:
+  """FLOPs one jitted SAC update computes, with masked kernels costing as much as dense ones.
+
+  Actor: training (~3 forwards) + one forward on next_obs; twin critics: training (~3) +
+  target forward (1) + forward and backward to the actions for the actor loss (~2).
+  """
+  state, batch = trainer.state, trainer.config.batch_size
+  obs = jnp.zeros((batch, trainer.obs_dim))
+  action = jnp.zeros((batch, trainer.action_dim))
+  f_actor = sr.forward_flops(sr.layer_costs(state.actor.net.module, obs))
+  f_critic = sr.forward_flops(sr.layer_costs(state.critic.net.module, obs, action))
+  return 4 * f_actor + 6 * f_critic
+
+
 def run(env_id: str, method: str, seed: int, args) -> dict[str, float]:
   config = make_config(method, args.steps, args.initial_random_steps)
   trainer = sac.SACTrainer(env_id, seed, config)
@@ -84,10 +99,14 @@ def run(env_id: str, method: str, seed: int, args) -> dict[str, float]:
   last = evals[-max(1, len(evals) // 10):]
   update_s = time_update(trainer, args.update_repeats, args.update_calls)
   steps_per_s = timed_steps / train_time if train_time else float('nan')
+  flops = update_flops(trainer)
   result = {
       'method': method, 'seed': seed, 'final_score': float(np.mean(last)),
       'steps_per_s': steps_per_s, 'update_ms': update_s * 1e3,
       'loop_overhead_ms': (1.0 / steps_per_s - update_s) * 1e3 if train_time else float('nan'),
+      'update_gflops': flops / 1e9,  # per update, as computed (masked = dense cost)
+      'update_gflop_per_s': flops / update_s / 1e9,
+      'speed_bound': peak_flops.speed_bound(flops, args.peak) if args.peak else float('nan'),
       'sparsity': trainer.sparsity_metrics()['sparsity/total'],
       'training_flops': trainer.training_flops(),
   }
@@ -107,16 +126,24 @@ def main(argv=None):
   parser.add_argument('--eval-episodes', type=int, default=5)
   parser.add_argument('--update-repeats', type=int, default=5)
   parser.add_argument('--update-calls', type=int, default=100)
+  parser.add_argument('--no-measure-peak', dest='measure_peak', action='store_false',
+                      help='skip the float32 matmul peak (and the speed bound derived from it)')
   parser.add_argument('--out', default=None, help='write the results as JSON here')
   args = parser.parse_args(argv)
   print(f'jax {jax.__version__} on {jax.devices()[0].platform}; {args.env}, {args.steps} steps')
+  args.peak = peak_flops.peak_gflops() if args.measure_peak else None
+  if args.peak:
+    print(f'float32 matmul peak of this machine: {args.peak:.1f} GFLOP/s')
   results = common.run_grid(args.methods, args.seeds,
                             lambda method, seed: run(args.env, method, seed, args))
   print(f'\n{"method":8s} {"seed":>4s} {"score":>9s} {"steps/s":>8s} {"update ms":>10s} '
-        f'{"loop ms":>8s} {"sparsity":>8s}')
+        f'{"loop ms":>8s} {"GFLOP/s":>8s} {"bound":>7s} {"sparsity":>8s}')
   for r in results:
     print(f'{r["method"]:8s} {r["seed"]:4d} {r["final_score"]:9.1f} {r["steps_per_s"]:8.1f} '
-          f'{r["update_ms"]:10.3f} {r["loop_overhead_ms"]:8.3f} {r["sparsity"]:8.3f}')
+          f'{r["update_ms"]:10.3f} {r["loop_overhead_ms"]:8.3f} {r["update_gflop_per_s"]:8.1f} '
+          f'{r["speed_bound"]:7.1f} {r["sparsity"]:8.3f}')
+  print('GFLOP/s: the isolated update\'s FLOPs / its time; bound: steps/s if every FLOP of an '
+        'update ran at the matmul peak')
   common.print_means(results, {'final_score': '.1f', 'steps_per_s': '.1f', 'update_ms': '.3f'})
   common.write_json(args.out, results)
 

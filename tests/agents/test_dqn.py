@@ -41,6 +41,19 @@ def test_td_target_bootstraps_through_truncation_not_termination():
                              [3.0, 1.0, -1.5])
 
 
+def test_double_dqn_target_takes_the_online_argmax():
+  config = dqn.DQNConfig(gamma=0.5, double_dqn=True)
+  reward = jnp.array([1.0, 1.0])
+  terminated = jnp.array([0.0, 1.0])
+  next_q = jnp.array([[2.0, 4.0], [2.0, 4.0]])  # target network
+  next_online = jnp.array([[3.0, 1.0], [0.0, 5.0]])  # row 0 picks action 0 (target value 2)
+  np.testing.assert_allclose(
+      dqn.compute_td_target(config, reward, terminated, next_q, next_online), [2.0, 1.0])
+  # Without the online values it is the plain max.
+  np.testing.assert_allclose(dqn.compute_td_target(config, reward, terminated, next_q),
+                             [3.0, 1.0])
+
+
 class _Linear(nn.Module):
   """Q(s) = s @ W: Q values are hand-computable."""
   num_actions: int = 2
@@ -96,6 +109,21 @@ def test_update_syncs_the_target_on_schedule():
       np.testing.assert_array_equal(target, online)
     else:
       assert not np.array_equal(target, online)
+
+
+def test_host_decided_target_sync_matches_the_in_jit_schedule():
+  config = dqn.DQNConfig(target_update_period=2, learning_rate=0.1, weight_decay=0.0)
+  batch = Batch(np.ones((4, 2), np.float32), np.zeros(4, np.int32), np.ones(4, np.float32),
+                np.ones((4, 2), np.float32), np.zeros(4, np.float32))
+  in_jit = jax.jit(lambda s, b: dqn.update(config, s, b))
+  host = jax.jit(lambda s, b, sync: dqn.update(config, s, b, sync_target=sync),
+                 static_argnums=2)
+  a = b = _linear_state(config, np.eye(2, dtype=np.float32), np.zeros((2, 2), np.float32))
+  for step in range(1, 5):
+    a, _ = in_jit(a, batch)
+    b, _ = host(b, batch, step % 2 == 0)
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+      np.testing.assert_array_equal(x, y)
 
 
 def test_act_is_greedy_at_zero_epsilon_and_advances_counters():
