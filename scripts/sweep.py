@@ -19,6 +19,8 @@ output in DIR/stdout.log, in a deterministic DIR = ROOT/<experiment>/<cell>/seed
     last attempt's outcome). ROOT/sweep_manifest.json lists every planned run, so a report
     can name the ones that never started. small_dense widths are cached in
     ROOT/param_match.json.
+  * Runs start seed by seed (every cell's seed 0 first), so a sweep stopped part-way leaves
+    every cell with the same number of seeds.
   * Local backend: `--workers` processes at a time (default: the usable cores). Each run gets
     cores // workers threads (OMP/MKL/OpenBLAS; and XLA's single-threaded CPU mode when that is
     1) unless the environment already sets them.
@@ -231,6 +233,9 @@ def main(argv=None) -> int:
   root = os.path.abspath(args.root or grid['root'])
   specs = [grid_lib.with_extra_bindings(s, args.gin_binding) for s in grid_lib.expand(grid)]
   planned = specs  # the manifest lists the whole grid, also under --only
+  # Runs start seed by seed (stable within a seed): a sweep stopped part-way has every cell
+  # at the seeds it reached, rather than some cells with all seeds and others with none.
+  specs = sorted(specs, key=lambda s: s.seed)
   if args.only:
     specs = [s for s in specs if any(fnmatch.fnmatch(s.name, p) for p in args.only)]
   missing = grid_lib.missing_gin_files(specs, [os.getcwd(), REPO_ROOT])

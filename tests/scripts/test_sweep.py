@@ -9,6 +9,7 @@ sweep gets a real Ctrl-C: its running run checkpoints and stops, and a rerun fin
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -137,6 +138,9 @@ def test_dry_run_reports_status_without_running(swept, tiny_grid_file, capsys):
   assert '10 done' in out and '1 failed before' in out
   assert 'done     cartpole/small_dense_s0.9/seed_1' in out
   assert f'--run_dir {os.path.join(root, TINY_BROKEN)}' in out
+  # Seed-major order: every cell's seed 0 is listed (and started) before any seed 1.
+  seeds = [int(m.group(1)) for m in re.finditer(r'^  [a-z ]{8} \S+/seed_(\d+)', out, re.M)]
+  assert len(seeds) == 11 and seeds == sorted(seeds)
 
 
 def test_report_on_the_sweep(swept, tmp_path):
