@@ -2,8 +2,10 @@
 
 Reads top to bottom: config -> state -> init -> act -> loss -> update -> `DQNTrainer`, the host
 loop that owns the environments and the replay buffer. Everything above the trainer is a pure
-function of a `DQNState` pytree (no Python-side state), so K agents can later be stacked and
-vmapped. The trainer builds each jitted function once.
+function of a `DQNState` pytree (no Python-side state), so K agents stack and vmap: build them
+with `jax.vmap(lambda k: init(..., k))(keys)` (one tree structure for all K) and step them with
+`jax.vmap(functools.partial(update, config))` (tested against K separate agents). The trainer
+builds each jitted function once.
 
 RL details:
   * The TD target bootstraps through time-limit truncations and not through true terminals:

@@ -8,6 +8,7 @@ import pytest
 
 import sparse_rl
 from agents import dqn
+from agents import networks
 from agents.replay import Batch
 
 # ------------------------------------------------------------------------------ by hand
@@ -251,3 +252,36 @@ def test_state_dict_round_trip_gives_the_same_actions():
     np.testing.assert_array_equal(replay_a[name], replay_b[name])
   rngs = (copy._replay_rng, trainer._replay_rng)  # pylint: disable=protected-access
   assert rngs[0].random() == rngs[1].random()
+
+
+def test_stacked_agents_update_under_vmap_as_one_by_one():
+  """The DQN state is a pytree and `update` has no Python-side state: K agents stack and vmap
+  (a sparse RigL network, so masks and their in-jit update schedule are stacked too)."""
+  config = dqn.DQNConfig(hidden_sizes=(16, 16), batch_size=8, target_update_period=2)
+  sparsity = sparse_rl.SparsityConfig(method='rigl', sparsity=0.5, distribution='erk',
+                                      update_interval=2, end_step=10)
+  network = networks.QNetworkMLP(num_actions=2, hidden_sizes=(16, 16))
+  init = lambda key: dqn.init(config, sparsity, network, jnp.zeros((1, 4)), key)
+  keys = jnp.stack([jax.random.PRNGKey(0), jax.random.PRNGKey(1)])
+  states = [init(key) for key in keys]
+  stacked = jax.vmap(init)(keys)  # K agents built at once share one tree structure
+  rng = np.random.default_rng(0)
+
+  def batch():
+    return Batch(rng.normal(size=(8, 4)).astype(np.float32), rng.integers(0, 2, 8),
+                 np.ones(8, np.float32), rng.normal(size=(8, 4)).astype(np.float32),
+                 np.zeros(8, np.float32))
+
+  single = jax.jit(lambda s, b: dqn.update(config, s, b))
+  stacked_update = jax.jit(jax.vmap(lambda s, b: dqn.update(config, s, b)))
+  for _ in range(4):  # covers target syncs and a mask update (steps 2 and 4)
+    batches = [batch(), batch()]
+    states = [single(s, b)[0] for s, b in zip(states, batches)]
+    stacked, _ = stacked_update(stacked, jax.tree_util.tree_map(lambda *xs: jnp.stack(xs),
+                                                                *batches))
+  assert int(stacked.gradient_steps[0]) == 4
+  for k, state in enumerate(states):
+    for x, y in zip(jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(stacked)):
+      np.testing.assert_allclose(x, y[k], rtol=1e-5, atol=1e-6)
+  assert not np.array_equal(states[0].q.masks['Dense_1']['kernel'],
+                            states[1].q.masks['Dense_1']['kernel'])
