@@ -7,8 +7,11 @@
 For each method and seed: trains `--steps` env steps, evaluating every `--eval-every` steps;
 the final score is the mean of the last 10% of the evaluation returns (REFERENCE.md). Speed is
 env steps per second of training only (evaluation excluded), measured after the initial random
-steps. Printed beside it: the isolated jitted SAC update (ms per gradient step, chained calls on
-one fixed batch) and the loop's overhead per step on top of it.
+steps. Printed beside it: the isolated jitted SAC update (ms per call of the jitted step the loop
+runs: one gradient step and the next action, chained calls on one fixed batch), the loop's
+overhead per step on top of it (env step, replay add/sample, host transfers), the update's
+achieved GFLOP/s and the steps/s bound from this machine's float32 matmul peak
+(benchmarks/peak_flops.py).
 
 Settings per method: the paper's best SAC settings (REFERENCE.md): dense weight decay 1e-4;
 RigL weight decay 1e-6, update interval 1000, drop fraction 0.5, ERK 0.9 for actor and critics,
@@ -46,18 +49,21 @@ def make_config(method: str, steps: int, initial_random_steps: int | None) -> sa
 
 
 def time_update(trainer: sac.SACTrainer, repeats: int, calls: int) -> float:
-  """Median over `repeats` of the mean seconds per jitted update (chained, one fixed batch)."""
+  """Median over `repeats` of the mean seconds per call of the jitted step the training loop
+  runs (one gradient step + the next action, state donated), chained on one fixed batch."""
   batch = trainer.replay.sample(np.random.default_rng(0), trainer.config.batch_size)
   batch = jax.tree_util.tree_map(jnp.asarray, batch)
+  next_obs = jnp.zeros((1, trainer.obs_dim), jnp.float32)
   state = jax.tree_util.tree_map(jnp.array, trainer.state)  # a copy: the trainer's stays intact
-  state, _ = trainer._update(state, batch)
-  jax.block_until_ready(state)
+  sums = {k: jnp.zeros((), jnp.float32) for k in sac.METRIC_KEYS}
+  state, sums, action = trainer._train_step(state, sums, batch, next_obs)
+  jax.block_until_ready(action)
   means = []
   for _ in range(repeats):
     start = time.perf_counter()
     for _ in range(calls):
-      state, _ = trainer._update(state, batch)
-    jax.block_until_ready(state)
+      state, sums, action = trainer._train_step(state, sums, batch, next_obs)
+    jax.block_until_ready((state, action))
     means.append((time.perf_counter() - start) / calls)
   return statistics.median(means)
 
