@@ -357,11 +357,16 @@ def write_report(suites: list[Suite], out_path: str, roots: list[str], fixed_spa
   out_dir = os.path.dirname(os.path.abspath(out_path))
   prefix = '' if os.path.basename(out_path) == 'report.md' else \
       os.path.splitext(os.path.basename(out_path))[0] + '_'
-  lines = [f'# {title}', '',
+  all_runs = [r for s in suites for r in s.runs]
+  unfinished = [r for r in all_runs if r.status != 'finished' or r.final_score is None]
+  partial = ([f'**Partial: {len(all_runs) - len(unfinished)} of {len(all_runs)} runs finished '
+              'with a score. Tables and plots use the finished runs only; the others are '
+              'listed in the last section.**', ''] if unfinished else [])
+  lines = [f'# {title}', '', *partial,
            f"Generated {datetime.datetime.now().isoformat(timespec='seconds')} by "
            f'`python -m scripts.compare {shlex.join(argv)}`.', '',
            'Roots: ' + ', '.join(f'`{r}`' for r in roots), '',
-           *_budget_lines([r for s in suites for r in s.runs]), '',
+           *_budget_lines(all_runs), '',
            'Final score of a run: mean eval return of its last 10% of iterations. Aggregates: '
            f'interquartile mean across envs and seeds, 95% stratified-bootstrap CI ({reps} '
            f'replicates, seed {seed}). Normalization per env is listed under each suite.', '']

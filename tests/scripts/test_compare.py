@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -145,6 +146,10 @@ def test_aggregate_table_matches_hand_computed_iqm(report):
 def test_report_has_every_table_and_lists_missing_runs(report):
   _, _, text = report
   assert '## syn' in text
+  # 3 of the synthetic runs are failed / partial / not started: said at the top.
+  head = text.split('## syn')[0]
+  match = re.search(r'\*\*Partial: (\d+) of (\d+) runs finished', head)
+  assert match and int(match.group(2)) - int(match.group(1)) == 3
   assert '| method | s = 0.5 | s = 0.9 |' in text
   for method in ('dense', 'small_dense', 'static', 'rigl'):
     assert f'| {method}' in text
