@@ -167,8 +167,10 @@ def run_local(tasks: list[dict[str, Any]], workers: int, on_done: OnDone) -> boo
   """
   pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers))
   futures = [pool.submit(execute_run, task) for task in tasks]
+  reported = set()  # futures already passed to on_done (each is reported once)
   try:
     for future in concurrent.futures.as_completed(futures):
+      reported.add(future)
       on_done(future.result())
   except KeyboardInterrupt:
     print('\n[sweep] interrupted: asking running runs to save a checkpoint and stop '
@@ -177,7 +179,7 @@ def run_local(tasks: list[dict[str, Any]], workers: int, on_done: OnDone) -> boo
       future.cancel()
     _stop_live_runs()
     for future in futures:
-      if not future.cancelled():
+      if future not in reported and not future.cancelled():
         try:
           on_done(future.result(timeout=STOP_GRACE_S + 30))
         except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError):

@@ -232,3 +232,23 @@ def test_ctrl_c_checkpoints_running_runs_and_a_rerun_resumes(tmp_path):
   assert 'resuming' in _read(run_dir / 'stdout.log')
   assert _metrics_iterations(run_dir) == list(range(20))
   assert json.loads(_read(run_dir / 'summary.json'))['env_steps'] == 4000
+
+
+def test_local_backend_reports_each_run_once_when_interrupted(monkeypatch):
+  import concurrent.futures
+  from scripts import sweep_backends as backends
+  monkeypatch.setattr(backends, 'execute_run',
+                      lambda task: {'name': task['name'], 'status': 'finished'})
+  monkeypatch.setattr(backends, '_stop_live_runs', lambda: None)
+  real_as_completed = concurrent.futures.as_completed
+
+  def ctrl_c_after_the_first(futures):
+    yield next(iter(real_as_completed(futures)))
+    raise KeyboardInterrupt
+
+  monkeypatch.setattr(backends.concurrent.futures, 'as_completed', ctrl_c_after_the_first)
+  seen = []
+  tasks = [{'name': name} for name in 'abcd']
+  assert backends.run_local(tasks, 1, lambda result: seen.append(result['name'])) is False
+  # The run reported before Ctrl-C is not reported again by the shutdown path.
+  assert 1 <= len(seen) <= 4 and len(seen) == len(set(seen))
