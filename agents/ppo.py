@@ -47,7 +47,8 @@ _ATARI_PREFIX = 'ALE/'
 class PPOBaseConfig:
   """Hyperparameters shared by both PPO setups (defaults: REFERENCE.md, PPO MuJoCo)."""
 
-  total_env_steps: int = 1_000_000  # horizon of the linear learning-rate decay, env steps.
+  total_env_steps: int = 1_024_000  # horizon of the linear learning-rate decay, env steps
+  # (500 rollouts of 2_048; gin_configs/agents/ppo_mujoco.gin binds the same).
   num_envs: int = 8  # parallel envs (SyncVectorEnv).
   num_steps: int = 256  # steps per env per rollout; rollout = num_envs * num_steps.
   num_epochs: int = 10  # passes over each rollout.
