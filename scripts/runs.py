@@ -70,6 +70,7 @@ def _found_run_dirs(root: str) -> list[str]:
   """Dirs under root holding a run's files (relative paths), not descending into runs."""
   found = []
   for directory, subdirs, files in os.walk(root):
+    subdirs[:] = [d for d in subdirs if not d.startswith('.')]  # e.g. the sweep's .jax_cache
     if {'sweep.json', 'summary.json', 'metrics.jsonl'} & set(files):
       found.append(os.path.relpath(directory, root))
       subdirs[:] = []

@@ -24,6 +24,10 @@ output in DIR/stdout.log, in a deterministic DIR = ROOT/<experiment>/<cell>/seed
   * Local backend: `--workers` processes at a time (default: the usable cores). Each run gets
     cores // workers threads (OMP/MKL/OpenBLAS; and XLA's single-threaded CPU mode when that is
     1) unless the environment already sets them.
+  * Local backend: runs share a JAX persistent compilation cache in ROOT/.jax_cache (unless
+    JAX_COMPILATION_CACHE_DIR is set, or `--compile_cache none`), so the runs of a grid whose
+    networks have the same shapes (every sparse method masks the same dense kernels) compile
+    their jitted steps once. Cached programs are the same programs: results do not change.
   * Backends (scripts/sweep_backends.py): both run the same `execute_run` per run.
   * Ray backend (`pip install .[ray]`): the same runs as Ray tasks of `--cpus_per_run` CPUs
     each, on the cluster at --ray_address or RAY_ADDRESS (a new local instance if neither).
@@ -52,6 +56,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPEC_FILE = 'sweep.json'
 MANIFEST_FILE = 'sweep_manifest.json'
 WIDTH_CACHE_FILE = 'param_match.json'
+COMPILE_CACHE_DIR = '.jax_cache'
 
 
 # ------------------------------------------------------------------------------- helpers
@@ -106,6 +111,17 @@ def thread_defaults(threads: int) -> dict[str, str]:
   if threads == 1:
     out['XLA_FLAGS'] = '--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1'
   return out
+
+
+def compile_cache_dir(option: str | None, root: str, backend: str) -> str | None:
+  """The compilation cache the runs share: `option`, or ROOT/.jax_cache locally; 'none': off.
+
+  Not by default under Ray, whose nodes may differ in CPU features (a program cached by one
+  would be rejected, or worse, by another).
+  """
+  if option is None:
+    return os.path.join(root, COMPILE_CACHE_DIR) if backend == 'local' else None
+  return None if option.lower() == 'none' else os.path.abspath(option)
 
 
 # ---------------------------------------------------------------------------- planning
@@ -201,6 +217,9 @@ def _parse_args(argv):
                       help='Ray cluster address (default: RAY_ADDRESS, else a local instance)')
   parser.add_argument('--cpus_per_run', type=float, default=1.0,
                       help='Ray backend: CPUs reserved per run')
+  parser.add_argument('--compile_cache', default=None,
+                      help="JAX compilation cache shared by the runs (default: ROOT/.jax_cache "
+                           "with the local backend, none with Ray; 'none': off)")
   parser.add_argument('--only', action='append', default=[],
                       help="run only names matching this glob, e.g. 'cartpole/rigl_*' "
                            '(repeatable)')
@@ -283,6 +302,7 @@ def main(argv=None) -> int:
   sized_by_name.update({s.name: s for s in specs})
   write_manifest(root, grid, args.grid, [sized_by_name.get(s.name, s) for s in planned],
                  shlex.join(['python', '-m', 'scripts.sweep', *argv]))
+  cache_dir = compile_cache_dir(args.compile_cache, root, args.backend)
   for task in tasks:
     spec = task.pop('spec')
     os.makedirs(task['run_dir'], exist_ok=True)
@@ -293,6 +313,8 @@ def main(argv=None) -> int:
     backends.write_json(os.path.join(task['run_dir'], SPEC_FILE), spec_json)
     threads = usable_cores() // workers if args.backend == 'local' else args.cpus_per_run
     task['env_defaults'] = thread_defaults(threads)
+    if cache_dir:
+      task['env_defaults']['JAX_COMPILATION_CACHE_DIR'] = cache_dir
 
   results: list[dict[str, Any]] = []
   failures = [{'name': n, 'run_dir': os.path.join(root, n), 'returncode': None,

@@ -252,3 +252,41 @@ def test_local_backend_reports_each_run_once_when_interrupted(monkeypatch):
   assert backends.run_local(tasks, 1, lambda result: seen.append(result['name'])) is False
   # The run reported before Ctrl-C is not reported again by the shutdown path.
   assert 1 <= len(seen) <= 4 and len(seen) == len(set(seen))
+
+
+def test_compile_cache_location():
+  root = os.path.abspath('runs/x')
+  assert sweep.compile_cache_dir(None, root, 'local') == os.path.join(root, '.jax_cache')
+  assert sweep.compile_cache_dir(None, root, 'ray') is None
+  assert sweep.compile_cache_dir('none', root, 'local') is None
+  assert sweep.compile_cache_dir('/tmp/c', root, 'ray') == '/tmp/c'
+
+
+# ~15 s: two one-run sweeps, the second reading the first one's compiled programs.
+def test_runs_share_compiled_programs_and_results_do_not_change(tmp_path, monkeypatch):
+  grid = tmp_path / 'one.toml'
+  grid.write_text('\n'.join([
+      'name = "one"', 'methods = ["rigl"]', 'sparsities = [0.8]', 'bindings = [',
+      '  "DQNConfig.width = 0.25", "DQNConfig.batch_size = 32",',
+      '  "DQNConfig.min_replay_size = 100", "RunnerConfig.num_iterations = 2",',
+      '  "RunnerConfig.train_steps_per_iteration = 200", "RunnerConfig.eval_episodes = 1",',
+      '  "SparsityConfig.update_interval = 50", "RunnerConfig.tensorboard = False"]',
+      '[[experiments]]', 'name = "cartpole"',
+      'gin_files = ["gin_configs/experiments/dqn_classic_{method}.gin"]']))
+  # Cache every program, however fast it compiles (JAX's default skips those under 1 s).
+  monkeypatch.setenv('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+  monkeypatch.delenv('JAX_COMPILATION_CACHE_DIR', raising=False)
+  first, second = tmp_path / 'a', tmp_path / 'b'
+  assert sweep.main(['--grid', str(grid), '--root', str(first)]) == 0
+  cache = first / '.jax_cache'
+  cached = sorted(os.listdir(cache))
+  assert cached  # the run wrote its compiled programs there
+  assert sweep.main(['--grid', str(grid), '--root', str(second),
+                     '--compile_cache', str(cache)]) == 0
+  assert sorted(os.listdir(cache)) == cached  # every program came from the cache
+  assert not (second / '.jax_cache').exists()
+  name = 'cartpole/rigl_erk_s0.8/seed_0'
+  untimed = lambda rows: [{k: v for k, v in r.items() if not k.startswith('time/')}
+                         for r in rows]
+  rows = untimed(_metrics(first / name))
+  assert len(rows) == 2 and rows == untimed(_metrics(second / name))
