@@ -44,6 +44,11 @@ from scripts.runs import Cell, Run, load_runs, load_sweep_info
 # at the time limit).
 RANDOM_SCORES = {'CartPole-v1': 22.1, 'Acrobot-v1': -498.1, 'MountainCar-v0': -200.0}
 METHOD_ORDER = ('dense', 'small_dense', 'static', 'prune', 'set', 'rigl')
+# The paper's orderings, as pairs (X, Y) of the probability-of-improvement table P(X > Y):
+# dynamic vs static, RigL vs SET, pruning vs the rest, sparse vs a parameter-matched small dense.
+IMPROVEMENT_PAIRS = (('rigl', 'static'), ('set', 'static'), ('rigl', 'set'),
+                     ('prune', 'static'), ('prune', 'rigl'), ('static', 'small_dense'),
+                     ('rigl', 'small_dense'), ('prune', 'small_dense'))
 
 
 # ------------------------------------------------------------------------- normalization
@@ -150,6 +155,13 @@ def primary_distribution(suite: Suite) -> str | None:
   return dists.most_common(1)[0][0] if dists else None
 
 
+def _method_cell(method: str, distribution: str | None, sparsity: float) -> Cell:
+  if method == 'dense':
+    return ('dense', None, 0.0)
+  return (method, None, sparsity) if method == 'small_dense' else (method, distribution,
+                                                                     sparsity)
+
+
 def aggregate_table(suite: Suite, distribution: str | None) -> list[str]:
   """Markdown rows: method x sparsity, IQM [95% CI] of the normalized final score."""
   if not suite.aggregates:
@@ -162,8 +174,7 @@ def aggregate_table(suite: Suite, distribution: str | None) -> list[str]:
   for method in methods:
     cells = []
     for s in sparsities:
-      cell = ('dense', None, 0.0) if method == 'dense' else (
-          (method, None, s) if method == 'small_dense' else (method, distribution, s))
+      cell = _method_cell(method, distribution, s)
       if cell not in suite.aggregates:
         cells.append('—')
         continue
@@ -174,17 +185,69 @@ def aggregate_table(suite: Suite, distribution: str | None) -> list[str]:
   return lines
 
 
-def distribution_table(suite: Suite, sparsity: float) -> tuple[list[str], dict]:
-  """Markdown rows comparing distributions at one sparsity, and the values for the plot."""
+def improvement(suite: Suite, x: Cell, y: Cell, reps: int, seed: int
+                ) -> tuple[stats.Interval, int] | None:
+  """P(X > Y) over the envs where both cells have finished runs, with its CI and env count.
+
+  Raw final scores: within one env, normalization is increasing and affine, so it does not
+  change which of two runs is ahead (and envs without a normalization still count).
+  """
+  xs, ys = [], []
+  for exp in suite.experiments:
+    if suite.raw[exp].get(x) and suite.raw[exp].get(y):
+      xs.append(suite.raw[exp][x])
+      ys.append(suite.raw[exp][y])
+  if not xs:
+    return None
+  return stats.probability_of_improvement_ci(xs, ys, reps=reps, seed=seed), len(xs)
+
+
+def improvement_table(suite: Suite, distribution: str | None, reps: int, seed: int
+                      ) -> list[str]:
+  """Markdown rows: P(X > Y) [95% CI] per pair of IMPROVEMENT_PAIRS and sparsity."""
+  sparsities = sorted({s for (m, d, s) in suite.aggregates if m != 'dense'})
+  n_envs = len(suite.experiments)
+  rows = []
+  for x, y in IMPROVEMENT_PAIRS:
+    cells = []
+    for s in sparsities:
+      result = improvement(suite, _method_cell(x, distribution, s),
+                           _method_cell(y, distribution, s), reps, seed)
+      if result is None:
+        cells.append('—')
+        continue
+      interval, k = result
+      cells.append(_fmt_ci(interval) + (f' ({k}/{n_envs} envs)' if k < n_envs else ''))
+    if any(c != '—' for c in cells):
+      rows.append(f'| {x} > {y} | ' + ' | '.join(cells) + ' |')
+  if not rows:
+    return []
+  return ['| P(X > Y) | ' + ' | '.join(f's = {s:g}' for s in sparsities) + ' |',
+          '|---|' + '---|' * len(sparsities), *rows]
+
+
+def distribution_table(suite: Suite, sparsity: float, reps: int = 1000, seed: int = 0
+                       ) -> tuple[list[str], dict]:
+  """Markdown rows comparing distributions at one sparsity, and the values for the plot.
+
+  With ERK and uniform, a last column gives P(ERK run > uniform run) with its CI.
+  """
   dists = sorted({d for (m, d, s) in suite.aggregates if d and s == sparsity})
   values: dict[str, dict[str, tuple]] = {}
   for (m, d, s), (interval, _) in suite.aggregates.items():
     if d in dists and s == sparsity:
       values.setdefault(m, {})[d] = tuple(interval)
-  lines = ['| method | ' + ' | '.join(dists) + ' |', '|---|' + '---|' * len(dists)]
+  paired = dists == ['erk', 'uniform']
+  extra = ['P(erk > uniform)'] if paired else []
+  lines = ['| method | ' + ' | '.join(dists + extra) + ' |',
+           '|---|' + '---|' * (len(dists) + len(extra))]
   for method in [m for m in METHOD_ORDER if m in values]:
     row = [_fmt_ci(stats.Interval(*values[method][d])) if d in values[method] else '—'
            for d in dists]
+    if paired:
+      result = improvement(suite, (method, 'erk', sparsity), (method, 'uniform', sparsity),
+                           reps, seed)
+      row.append(_fmt_ci(result[0]) if result else '—')
     lines.append(f'| {method} | ' + ' | '.join(row) + ' |')
   return lines, values
 
@@ -382,7 +445,14 @@ def write_report(suites: list[Suite], out_path: str, roots: list[str], fixed_spa
     lines += [f'- {exp} ({suite.env_ids[exp]}): {suite.notes[exp]}' for exp in suite.experiments]
     lines += ['', f'### Normalized final score, IQM [95% CI], {dist or "dense"}', '',
               *aggregate_table(suite, dist), '']
-    dist_lines, values = distribution_table(suite, fixed_sparsity)
+    pairs = improvement_table(suite, dist, reps, seed)
+    if pairs:
+      lines += [f'### Probability of improvement, {dist or "dense"}', '',
+                'P(X > Y): the chance that a run of X ends above a run of Y on the same env '
+                '(ties count 1/2), averaged over envs; 0.5 = neither ahead. It says how often, '
+                'not by how much (Agarwal et al. 2021). 95% CI: X\'s and Y\'s runs resampled '
+                'independently within each env.', '', *pairs, '']
+    dist_lines, values = distribution_table(suite, fixed_sparsity, reps, seed)
     if len({d for v in values.values() for d in v}) > 1:
       lines += [f'### Distributions at sparsity {fixed_sparsity:g}', '', *dist_lines, '']
     for exp in suite.experiments:

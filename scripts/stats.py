@@ -150,3 +150,59 @@ def stratified_bootstrap_ci(scores: ScoreSets, statistic: str = 'iqm', reps: int
   lower, upper = np.percentile(values, [100.0 * alpha, 100.0 * (1.0 - alpha)])
   point = STATISTICS[statistic]([t[None, :] for t in tasks])[0]
   return Interval(float(point), float(lower), float(upper))
+
+
+# ------------------------------------------------------------- probability of improvement
+
+
+def _improvement_rows(xs: list[np.ndarray], ys: list[np.ndarray]) -> np.ndarray:
+  """P(X > Y) per row, averaged over tasks: xs[j] (reps, n_j), ys[j] (reps, k_j) arrays."""
+  per_task = []
+  for x, y in zip(xs, ys):
+    diff = x[:, :, None] - y[:, None, :]  # (reps, n_j, k_j)
+    per_task.append(np.mean((diff > 0) + 0.5 * (diff == 0), axis=(1, 2)))
+  return np.mean(np.stack(per_task, axis=1), axis=1)
+
+
+def _paired_tasks(scores_x: ScoreSets, scores_y: ScoreSets
+                  ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+  xs, ys = _as_tasks(scores_x), _as_tasks(scores_y)
+  if len(xs) != len(ys):
+    raise ValueError(f'X has {len(xs)} tasks and Y has {len(ys)}; they must be the same tasks.')
+  if not xs or any(t.size == 0 for t in xs + ys):
+    raise ValueError('Every task needs at least one score for X and for Y.')
+  if not all(np.all(np.isfinite(t)) for t in xs + ys):
+    raise ValueError('Scores must be finite.')
+  return xs, ys
+
+
+def probability_of_improvement(scores_x: ScoreSets, scores_y: ScoreSets) -> float:
+  """P(X > Y): the chance that a run of X beats a run of Y on the same task, ties counting 1/2.
+
+  Agarwal et al. 2021 (rliable's `metrics.probability_of_improvement`): per task, the fraction
+  of (x run, y run) pairs with x > y (the Mann-Whitney U statistic over n_x * n_y), then the
+  mean over tasks. 0.5 means neither is ahead; it says how often, not by how much.
+
+  Args:
+    scores_x, scores_y: (runs, tasks) matrices or lists with one score sequence per task, the
+      same tasks in the same order (run counts may differ between X and Y and across tasks).
+  """
+  xs, ys = _paired_tasks(scores_x, scores_y)
+  return float(_improvement_rows([t[None, :] for t in xs], [t[None, :] for t in ys])[0])
+
+
+def probability_of_improvement_ci(scores_x: ScoreSets, scores_y: ScoreSets,
+                                  reps: int = 50_000, confidence: float = 0.95,
+                                  seed: int = 0) -> Interval:
+  """P(X > Y) with its percentile CI; each replicate resamples, within every task, X's runs
+  and Y's runs independently with replacement (rliable's StratifiedIndependentBootstrap)."""
+  if not 0.0 < confidence < 1.0:
+    raise ValueError(f'confidence must be in (0, 1), got {confidence}.')
+  xs, ys = _paired_tasks(scores_x, scores_y)
+  rng = np.random.RandomState(seed)
+  rx = [t[rng.randint(0, t.size, size=(reps, t.size))] for t in xs]
+  ry = [t[rng.randint(0, t.size, size=(reps, t.size))] for t in ys]
+  values = _improvement_rows(rx, ry)
+  alpha = (1.0 - confidence) / 2.0
+  lower, upper = np.percentile(values, [100.0 * alpha, 100.0 * (1.0 - alpha)])
+  return Interval(probability_of_improvement(xs, ys), float(lower), float(upper))

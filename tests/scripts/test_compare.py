@@ -143,6 +143,29 @@ def test_aggregate_table_matches_hand_computed_iqm(report):
   assert dense.point == pytest.approx(1.0)
 
 
+def test_probability_of_improvement_by_hand(report):
+  root, _, text = report
+  suite = compare.build_suite('syn', compare.load_runs([root]), reps=2000, seed=0)
+  # static (erk, 0.9) vs small dense (0.9). CartPole: static [80, 85] (seed 2 partial) vs
+  # [60, 70, 80]: 80 beats 60 and 70 and ties 80, 85 beats all three -> 5.5 / 6. Acrobot:
+  # [-130, -140] vs [-150, -160, -170]: 6 / 6. Mean over the 2 envs: (5.5/6 + 1) / 2.
+  interval, n_envs = compare.improvement(suite, ('static', 'erk', 0.9),
+                                         ('small_dense', None, 0.9), reps=2000, seed=0)
+  assert n_envs == 2 and interval.point == pytest.approx((5.5 / 6 + 1) / 2)
+  assert interval.lower < interval.point <= interval.upper == 1.0
+  rows = {l.split(' | ')[0]: l for l in text.splitlines() if ' > ' in l.split(' | ')[0]}
+  # Columns s = 0.5, s = 0.9; no static or small dense run at 0.5.
+  assert rows['| static > small_dense'].startswith(
+      f'| static > small_dense | — | {interval.point:.2f} [{interval.lower:.2f}, 1.00] |')
+  assert rows['| rigl > small_dense'].endswith('| 1.00 [1.00, 1.00] |')  # every run ahead
+  assert not any('prune' in k or 'set' in k for k in rows)  # no such runs: no rows
+  # ERK vs uniform for RigL at 0.9: every ERK run above every uniform run in both envs.
+  erk_row = next(l for l in text.splitlines() if l.startswith('| rigl | ') and 'P(' not in l
+                 and l.count('[') == 3)
+  assert erk_row.endswith('| 1.00 [1.00, 1.00] |')
+  assert '| method | erk | uniform | P(erk > uniform) |' in text
+
+
 def test_report_has_every_table_and_lists_missing_runs(report):
   _, _, text = report
   assert '## syn' in text

@@ -86,3 +86,42 @@ def test_equals_rliable_with_the_same_seed(statistic, shape):
   ours = stats.stratified_bootstrap_ci(scores, statistic, reps=reps, seed=seed)
   assert ours.point == pytest.approx(float(points['x'][0]), rel=1e-12)
   np.testing.assert_allclose([ours.lower, ours.upper], intervals['x'][:, 0], rtol=1e-12)
+
+
+def test_probability_of_improvement_by_hand():
+  # Task 1: x = [3, 1], y = [2, 2]: pairs (3>2, 3>2, 1<2, 1<2) -> 2/4.
+  # Task 2: x = [5], y = [5, 4, 6]: (tie, win, loss) -> (0.5 + 1 + 0) / 3 = 0.5.
+  # Task 3: x = [1, 2], y = [0]: both win -> 1.  Mean over tasks: (0.5 + 0.5 + 1) / 3.
+  x = [[3.0, 1.0], [5.0], [1.0, 2.0]]
+  y = [[2.0, 2.0], [5.0, 4.0, 6.0], [0.0]]
+  assert stats.probability_of_improvement(x, y) == pytest.approx(2.0 / 3.0)
+  assert stats.probability_of_improvement(y, x) == pytest.approx(1.0 / 3.0)  # P(Y>X) = 1 - P(X>Y)
+  assert stats.probability_of_improvement(x, x) == pytest.approx(0.5)
+  ci = stats.probability_of_improvement_ci(x, y, reps=2000, seed=3)
+  assert ci.point == pytest.approx(2.0 / 3.0) and 0.0 <= ci.lower <= ci.upper <= 1.0
+  # X always ahead, on every resample: the interval collapses to 1.
+  assert stats.probability_of_improvement_ci([[5.0, 6.0]], [[1.0, 2.0]], reps=500) == (1.0, 1.0, 1.0)
+  with pytest.raises(ValueError, match='same tasks'):
+    stats.probability_of_improvement([[1.0], [2.0]], [[1.0]])
+  with pytest.raises(ValueError, match='finite'):
+    stats.probability_of_improvement([[np.inf]], [[1.0]])
+
+
+def test_probability_of_improvement_agrees_with_rliable():
+  try:
+    from rliable import library as rly
+    from rliable import metrics
+  except Exception as e:
+    pytest.skip(f'rliable is not importable here: {type(e).__name__}: {e}')
+  rng = np.random.RandomState(0)
+  x = rng.standard_normal((10, 3)) + 0.3
+  y = rng.standard_normal((8, 3))
+  assert stats.probability_of_improvement(x, y) == pytest.approx(
+      metrics.probability_of_improvement(x, y), rel=1e-12)
+  # The same bootstrap scheme, other random draws: the intervals agree up to Monte Carlo noise.
+  np.random.seed(1)
+  _, theirs = rly.get_interval_estimates(
+      {'x,y': (x, y)}, lambda a, b: np.array([metrics.probability_of_improvement(a, b)]),
+      reps=2000)
+  ours = stats.probability_of_improvement_ci(x, y, reps=2000, seed=1)
+  np.testing.assert_allclose([ours.lower, ours.upper], theirs['x,y'][:, 0], atol=0.02)
