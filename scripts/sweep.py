@@ -124,6 +124,20 @@ def compile_cache_dir(option: str | None, root: str, backend: str) -> str | None
   return None if option.lower() == 'none' else os.path.abspath(option)
 
 
+def progress_note(elapsed_s: float, done: int, total: int) -> str:
+  """'12 min elapsed, ~1.5 h left': the remaining runs at the mean wall time per run so far.
+
+  Rough: runs differ in cost (small dense ones are cheaper) and the last ones run with idle
+  workers; it is meant to say minutes vs hours.
+  """
+  def human(seconds: float) -> str:
+    return f'{seconds / 60:.0f} min' if seconds < 5400 else f'{seconds / 3600:.1f} h'
+  note = f'{human(elapsed_s)} elapsed'
+  if 0 < done < total:
+    note += f', ~{human(elapsed_s / done * (total - done))} left'
+  return note
+
+
 # ---------------------------------------------------------------------------- planning
 
 
@@ -326,7 +340,8 @@ def main(argv=None) -> int:
     if result['status'] == 'failed':
       failures.append(result)
     print(f"[sweep] {len(results)}/{len(tasks)} {result['status']:11s} {result['name']} "
-          f"({result['seconds']:.0f} s)", flush=True)
+          f"({result['seconds']:.0f} s); "
+          + progress_note(time.monotonic() - t0, len(results), len(tasks)), flush=True)
 
   if args.backend == 'local':
     completed = backends.run_local(tasks, workers, on_done)

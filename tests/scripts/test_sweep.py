@@ -254,6 +254,14 @@ def test_local_backend_reports_each_run_once_when_interrupted(monkeypatch):
   assert 1 <= len(seen) <= 4 and len(seen) == len(set(seen))
 
 
+def test_progress_note():
+  # 4 of 10 runs in 20 min: 5 min per run, 6 runs left -> 30 min.
+  assert sweep.progress_note(1200.0, 4, 10) == '20 min elapsed, ~30 min left'
+  # 2 of 50 runs in 10 min: 48 runs left at 5 min -> 4 h.
+  assert sweep.progress_note(600.0, 2, 50) == '10 min elapsed, ~4.0 h left'
+  assert sweep.progress_note(7200.0, 10, 10) == '2.0 h elapsed'
+
+
 def test_compile_cache_location():
   root = os.path.abspath('runs/x')
   assert sweep.compile_cache_dir(None, root, 'local') == os.path.join(root, '.jax_cache')
