@@ -299,7 +299,7 @@ class SACTrainer(Trainer):
     self._gradient_steps = 0
     self._policy_steps = 0  # env steps whose action came from the actor (acting FLOPs)
     self._episodes = 0
-    self._eval_env = None
+    self._eval_envs: list = []  # one per evaluation episode, stepped together
     self._eval_calls = 0
     self._obs, _ = self._env.reset()
     self._pending_action = None  # action for self._obs from the last fused call
@@ -384,23 +384,20 @@ class SACTrainer(Trainer):
     return metrics
 
   def evaluate(self, num_episodes: int) -> dict[str, float]:
-    """Deterministic policy tanh(mean) on a separate env, reseeded per call."""
-    if self._eval_env is None:
-      self._eval_env = envs_lib.make_env(self.env_id, self.seed + 10_000,
-                                         max_episode_steps=self._max_episode_steps)
-    returns, lengths = [], []
-    for episode in range(num_episodes):
-      obs, _ = self._eval_env.reset(seed=self.seed + 10_000 + 1000 * self._eval_calls + episode)
-      done = False
-      while not done:
-        action = np.asarray(self._act(self._state.actor, np.asarray(obs, np.float32)[None],
-                                      self._state.key, deterministic=True))[0]
-        obs, _, terminated, truncated, info = self._eval_env.step(
-            scale_action(action, self._low, self._high))
-        done = terminated or truncated
-      result = envs_lib.episode_result(info)
-      returns.append(result[0])
-      lengths.append(result[1])
+    """Deterministic policy tanh(mean), the episodes stepped together on separate envs,
+    each reset with its own seed (fresh per call)."""
+    while len(self._eval_envs) < num_episodes:
+      self._eval_envs.append(envs_lib.make_env(
+          self.env_id, self.seed + 10_000 + len(self._eval_envs),
+          max_episode_steps=self._max_episode_steps))
+    actor, key = self._state.actor, self._state.key
+
+    def policy(obs: np.ndarray) -> np.ndarray:
+      action = np.asarray(self._act(actor, obs.astype(np.float32), key, deterministic=True))
+      return scale_action(action, self._low, self._high)
+
+    seeds = [self.seed + 10_000 + 1000 * self._eval_calls + i for i in range(num_episodes)]
+    returns, lengths = envs_lib.run_episodes(self._eval_envs[:num_episodes], seeds, policy)
     self._eval_calls += 1
     return episode_metrics('eval', returns, lengths)
 
@@ -461,5 +458,5 @@ class SACTrainer(Trainer):
 
   def close(self) -> None:
     self._env.close()
-    if self._eval_env is not None:
-      self._eval_env.close()
+    for env in self._eval_envs:
+      env.close()

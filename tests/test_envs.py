@@ -168,3 +168,36 @@ def test_vector_env_same_step_autoreset_final_obs():
   assert not np.array_equal(final, last_obs)  # obs is already the next episode's first obs
   assert envs.vector_episode_results(info) == [(0, 3.0, 3), (1, 3.0, 3)]
   envs.check_action_space(env, "discrete", "PPO")
+
+
+def test_run_episodes_equals_one_episode_at_a_time():
+  # A deterministic, row-wise policy: push the cart towards where the pole leans (it fails
+  # after a few dozen steps, at a length that depends on the start).
+  def policy(obs):
+    return (obs[:, 2] > 0).astype(np.int64)
+
+  seeds = [3, 11, 42]
+  expected = []
+  for seed in seeds:  # by hand: one env, one episode after the other
+    env = envs.make_env("CartPole-v1", seed=0)
+    obs, _ = env.reset(seed=seed)
+    total, length, done = 0.0, 0, False
+    while not done:
+      obs, reward, terminated, truncated, _ = env.step(int(policy(obs[None])[0]))
+      total, length, done = total + reward, length + 1, terminated or truncated
+    expected.append((total, length))
+  calls = []
+
+  def counting_policy(obs):
+    calls.append(obs.shape)
+    return policy(obs)
+
+  together = [envs.make_env("CartPole-v1", seed=0) for _ in seeds]
+  returns, lengths = envs.run_episodes(together, seeds, counting_policy)
+  assert list(zip(returns, lengths)) == expected
+  assert len(set(lengths)) > 1  # the episodes did end at different steps
+  # One batched call per step of the longest episode, always the full batch shape.
+  assert len(calls) == max(lengths) and set(calls) == {(3, 4)}
+  assert envs.run_episodes([], [], policy) == ([], [])
+  with pytest.raises(ValueError, match="2 envs but 1 seeds"):
+    envs.run_episodes(together[:2], [0], policy)

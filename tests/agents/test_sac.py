@@ -10,6 +10,7 @@ import pytest
 from flax import serialization
 
 import sparse_rl as sr
+from agents import envs
 from agents import sac
 from agents.replay import Batch
 from agents.train_state import masks_match
@@ -231,4 +232,29 @@ def test_sparsity_argument_applies_to_actor_and_critics():
   assert trainer.config.actor_sparsity == trainer.config.critic_sparsity == method
   for name in ('actor', 'critic'):
     assert trainer.sparsity_metrics()[f'sparsity/{name}/total'] == pytest.approx(0.7, abs=0.01)
+  trainer.close()
+
+
+def test_evaluation_steps_the_episodes_together_as_if_one_by_one():
+  trainer = sac.SACTrainer('Pendulum-v1', 3, small_config('dense'), max_episode_steps=30)
+  trainer.train(120)  # past the random warm-up: the actor has been trained a little
+  evaluation = trainer.evaluate(3)
+  assert evaluation['eval/episodes'] == 3.0 and evaluation['eval/episode_length'] == 30.0
+  # By hand: the same seeds (seed + 10_000 + i on the first call), one episode at a time,
+  # the deterministic action tanh(mean) of a batch of one.
+  low, high = trainer._low, trainer._high
+  returns = []
+  for i in range(3):
+    env = envs.make_env('Pendulum-v1', 0, max_episode_steps=30)
+    obs, _ = env.reset(seed=3 + 10_000 + i)
+    total, done = 0.0, False
+    while not done:
+      action = np.asarray(trainer._act(trainer.state.actor, obs[None].astype(np.float32),
+                                       trainer.state.key, deterministic=True))[0]
+      obs, reward, terminated, truncated, _ = env.step(sac.scale_action(action, low, high))
+      total, done = total + reward, terminated or truncated
+    returns.append(total)
+  assert evaluation['eval/episode_return'] == pytest.approx(np.mean(returns), rel=1e-4)
+  # The next call uses the next seeds: other starts, another mean.
+  assert trainer.evaluate(3)['eval/episode_return'] != evaluation['eval/episode_return']
   trainer.close()
