@@ -124,7 +124,8 @@ def build_suite(name: str, runs: list[Run], reps: int, seed: int,
   aggregates = {}
   for cell in _sort_cells(c for exp in experiments for c in normalized[exp]):
     tasks = [normalized[exp][cell] for exp in experiments if normalized[exp].get(cell)]
-    aggregates[cell] = (stats.stratified_bootstrap_ci(tasks, 'iqm', reps=reps, seed=seed),
+    aggregates[cell] = (_no_ci_if_single(
+        stats.stratified_bootstrap_ci(tasks, 'iqm', reps=reps, seed=seed), tasks),
                         len(tasks))
   return Suite(name, runs, experiments, env_ids, notes, normalized, raw, planned, aggregates)
 
@@ -138,7 +139,18 @@ def _fmt(x: float | None, digits: int = 3) -> str:
   return f'{x:.{digits}g}' if abs(x) < 1e4 else f'{x:.3e}'
 
 
+def _no_ci_if_single(interval: stats.Interval, score_sets: list[list[float]]
+                     ) -> stats.Interval:
+  """NaN bounds when every set has one score: each bootstrap resample is then the data
+  itself, and a zero-width interval would read as certainty."""
+  if all(len(scores) == 1 for scores in score_sets):
+    return stats.Interval(interval.point, math.nan, math.nan)
+  return interval
+
+
 def _fmt_ci(interval: stats.Interval) -> str:
+  if not (math.isfinite(interval.lower) and math.isfinite(interval.upper)):
+    return f'{interval.point:.2f} (1 seed: no CI)'
   return f'{interval.point:.2f} [{interval.lower:.2f}, {interval.upper:.2f}]'
 
 
@@ -199,7 +211,8 @@ def improvement(suite: Suite, x: Cell, y: Cell, reps: int, seed: int
       ys.append(suite.raw[exp][y])
   if not xs:
     return None
-  return stats.probability_of_improvement_ci(xs, ys, reps=reps, seed=seed), len(xs)
+  return _no_ci_if_single(stats.probability_of_improvement_ci(xs, ys, reps=reps, seed=seed),
+                          xs + ys), len(xs)
 
 
 def improvement_table(suite: Suite, distribution: str | None, reps: int, seed: int

@@ -166,6 +166,22 @@ def test_probability_of_improvement_by_hand(report):
   assert '| method | erk | uniform | P(erk > uniform) |' in text
 
 
+def test_one_seed_per_env_gives_no_interval(tmp_path):
+  make_root(str(tmp_path / 'runs'))
+  runs = [r for r in compare.load_runs([str(tmp_path / 'runs')]) if r.seed == 0]
+  suite = compare.build_suite('syn', runs, reps=500, seed=0)
+  interval, _ = suite.aggregates[('rigl', 'erk', 0.9)]
+  assert np.isfinite(interval.point) and np.isnan(interval.lower) and np.isnan(interval.upper)
+  assert compare._fmt_ci(interval) == f'{interval.point:.2f} (1 seed: no CI)'
+  result, n_envs = compare.improvement(suite, ('rigl', 'erk', 0.9), ('small_dense', None, 0.9),
+                                       reps=500, seed=0)
+  assert n_envs == 2 and result.point == 1.0 and np.isnan(result.lower)
+  # With 3 seeds in one of the two sets, the bootstrap varies: a real interval.
+  three = compare.build_suite('syn', compare.load_runs([str(tmp_path / 'runs')]), reps=500,
+                              seed=0)
+  assert np.isfinite(three.aggregates[('rigl', 'erk', 0.9)][0].lower)
+
+
 def test_report_has_every_table_and_lists_missing_runs(report):
   _, _, text = report
   assert '## syn' in text
