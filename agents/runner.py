@@ -4,8 +4,8 @@ One iteration = `train_steps_per_iteration` training env steps, then `eval_episo
 episodes. After each iteration the runner appends one row to `run_dir/metrics.jsonl` (flushed),
 writes the same scalars to TensorBoard (`run_dir/tb`, global step = env steps) and prints a
 progress line with steps/s and ETA. Every `checkpoint_every` iterations, after the last one and on
-Ctrl-C, it writes `run_dir/checkpoints/ckpt_<iteration>.pkl` atomically (temp file + os.replace),
-keeping the newest `keep_checkpoints`.
+Ctrl-C or SIGTERM, it writes `run_dir/checkpoints/ckpt_<iteration>.pkl` atomically (temp file +
+os.replace), keeping the newest `keep_checkpoints`.
 
 Rerunning on the same run_dir resumes from the newest readable checkpoint; metrics rows of
 iterations after it are dropped (the run redoes them) and TensorBoard purges their events.
@@ -13,7 +13,8 @@ A checkpoint written on Ctrl-C mid-iteration records how many env steps of that 
 done, and the resumed run trains only the rest of it (that row's train statistics then cover the
 resumed part only). A run killed without warning loses at most one checkpoint interval.
 Contract for trainers: call `progress` only where the state is consistent (between env steps or
-rollouts); after a Ctrl-C the runner raises `StopRequested` (a KeyboardInterrupt) from it.
+rollouts); after a Ctrl-C or SIGTERM the runner raises `StopRequested` (a KeyboardInterrupt)
+from it.
 
 At the end `run_dir/summary.json` holds the final score: the mean of the evaluation returns of
 the last 10% of iterations (at least one), with the run's info (agent, env, seed, configs).
@@ -180,46 +181,63 @@ def _format_duration(seconds: float) -> str:
 
 
 class StopRequested(KeyboardInterrupt):
-  """Raised at a safe point (the trainer state is consistent) after a Ctrl-C."""
+  """Raised at a safe point (the trainer state is consistent) after a Ctrl-C or SIGTERM.
+
+  `signum` is the signal that asked for the stop (SIGINT or SIGTERM).
+  """
+
+  def __init__(self, signum: int = signal.SIGINT):
+    super().__init__(signal.Signals(signum).name)
+    self.signum = int(signum)
+
+
+# The signals that ask for a clean stop: Ctrl-C, and SIGTERM (kill, nohup'd jobs, schedulers).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class _Interrupt:
-  """SIGINT handler: the first Ctrl-C asks for a clean stop, the second one is immediate.
+  """SIGINT/SIGTERM handler: the first signal asks for a clean stop, a second one is immediate.
 
   The stop happens at the next safe point: between iterations, inside `Trainer.train` when
   it reports progress (trainers report between env steps), or at once during evaluation
-  (which does not change the training state). Outside the main thread no handler is
-  installed and a KeyboardInterrupt stops the run without a checkpoint.
+  (which does not change the training state). The handlers are installed explicitly, so a
+  run started with SIGINT ignored (e.g. from `nohup sh -c '... &'`) still stops cleanly; the
+  previous handlers are restored on exit. Outside the main thread no handler is installed
+  and a KeyboardInterrupt stops the run without a checkpoint.
   """
 
   def __init__(self):
     self.requested = False
+    self.signum = signal.SIGINT
     self.anywhere_safe = False  # True while any point is a safe point (evaluation)
-    self._previous = None
+    self._previous = {}
 
   def __enter__(self):
     try:
-      self._previous = signal.signal(signal.SIGINT, self._handle)
-    except ValueError:  # not the main thread: leave the default handler
-      self._previous = None
+      for signum in STOP_SIGNALS:
+        self._previous[signum] = signal.signal(signum, self._handle)
+    except ValueError:  # not the main thread: leave the default handlers
+      pass
     return self
 
   def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGINT, self._previous)
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)
+    self._previous = {}
 
   def _handle(self, signum, frame):
     if self.requested:
       raise KeyboardInterrupt
-    self.requested = True
+    self.requested, self.signum = True, signum
     if self.anywhere_safe:
-      raise StopRequested
-    print('\n[runner] interrupt: saving a checkpoint at the next safe point '
+      raise StopRequested(signum)
+    name = 'Ctrl-C' if signum == signal.SIGINT else signal.Signals(signum).name
+    print(f'\n[runner] {name}: saving a checkpoint at the next safe point '
           '(Ctrl-C again to stop now, without one)', file=sys.stderr, flush=True)
 
   def check(self):
     if self.requested:
-      raise StopRequested
+      raise StopRequested(self.signum)
 
 
 # The loss shown in progress lines: the first of these a trainer reports (DQN, SAC, PPO).
@@ -322,7 +340,9 @@ def run(trainer_factory: Callable[[], base.Trainer], config: RunnerConfig, run_d
     The summary dict also written to run_dir/summary.json.
 
   Raises:
-    KeyboardInterrupt: after saving a checkpoint, on Ctrl-C.
+    StopRequested: after saving a checkpoint, on Ctrl-C or SIGTERM (a KeyboardInterrupt;
+      its `signum` says which).
+    KeyboardInterrupt: on a second signal before the checkpoint (none saved).
   """
   os.makedirs(run_dir, exist_ok=True)
   trainer = trainer_factory()

@@ -13,8 +13,9 @@ output in DIR/stdout.log, in a deterministic DIR = ROOT/<experiment>/<cell>/seed
   * A run whose DIR has summary.json is skipped; any other run is (re)started, and the runner
     resumes it from its newest checkpoint. Rerunning the command therefore finishes a sweep.
   * A failing run does not stop the others; failures are listed at the end with the tail of
-    their output, and the exit code is 1 (130 after Ctrl-C, which asks every running run to
-    save a checkpoint and stop).
+    their output, and the exit code is 1 (130 after Ctrl-C or SIGTERM, which ask every
+    running run to save a checkpoint and stop; both handlers are installed explicitly, so a
+    sweep started with SIGINT ignored still stops cleanly).
   * Next to each run: sweep.json (its grid labels and command) and sweep_status.json (the
     last attempt's outcome). ROOT/sweep_manifest.json lists every planned run, so a report
     can name the ones that never started. small_dense widths are cached in
@@ -343,10 +344,11 @@ def main(argv=None) -> int:
           f"({result['seconds']:.0f} s); "
           + progress_note(time.monotonic() - t0, len(results), len(tasks)), flush=True)
 
-  if args.backend == 'local':
-    completed = backends.run_local(tasks, workers, on_done)
-  else:
-    completed = backends.run_ray(tasks, args.ray_address, args.cpus_per_run, on_done)
+  with backends.stop_signals():  # Ctrl-C and SIGTERM: checkpoint the running runs and stop
+    if args.backend == 'local':
+      completed = backends.run_local(tasks, workers, on_done)
+    else:
+      completed = backends.run_ray(tasks, args.ray_address, args.cpus_per_run, on_done)
   finished = sum(1 for r in results if r['status'] == 'finished')
   print(f"[sweep] {finished} finished now, {counts['done']} were done, {len(failures)} failed, "
         f'{len(tasks) - len(results)} not run; {time.monotonic() - t0:.0f} s', flush=True)

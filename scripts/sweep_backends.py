@@ -119,7 +119,7 @@ def execute_run(task: dict[str, Any]) -> dict[str, Any]:
   finished = returncode == 0 and os.path.exists(os.path.join(run_dir, SUMMARY_FILE))
   if finished:
     status = 'finished'
-  elif interrupted or returncode in (130, -signal.SIGINT):
+  elif interrupted or returncode in _INTERRUPTED_CODES:
     status = 'interrupted'
   else:
     status = 'failed'
@@ -130,6 +130,38 @@ def execute_run(task: dict[str, Any]) -> dict[str, Any]:
   }
   write_json(os.path.join(run_dir, STATUS_FILE), result)
   return result
+
+
+# Exit codes of a run stopped by a signal after its checkpoint (scripts.train: 128 + signum),
+# or killed by one before it could handle it.
+_INTERRUPTED_CODES = (128 + signal.SIGINT, 128 + signal.SIGTERM, -signal.SIGINT, -signal.SIGTERM)
+
+
+class stop_signals:
+  """Context: SIGINT and SIGTERM raise KeyboardInterrupt in the main thread (restored on exit).
+
+  Installed explicitly: a process started with SIGINT ignored (`nohup sh -c '... &'`, some
+  schedulers) would otherwise never see Ctrl-C, and SIGTERM would kill the sweep at once,
+  leaving its runs to finish or die unattended. With it, both take the path of Ctrl-C: the
+  running runs are asked to save a checkpoint and stop. Does nothing outside the main thread.
+  """
+
+  def __enter__(self):
+    self._previous = {}
+    try:
+      for signum in (signal.SIGINT, signal.SIGTERM):
+        self._previous[signum] = signal.signal(signum, _raise_keyboard_interrupt)
+    except ValueError:  # not the main thread
+      pass
+    return self
+
+  def __exit__(self, *exc):
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)
+
+
+def _raise_keyboard_interrupt(signum, frame):
+  raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def stop_process(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> int:

@@ -10,7 +10,8 @@ parameter, a binding the experiment never uses (a misspelled scope such as
 agent that does not fit the env stops the launcher before anything is written, with a message
 that names it (exit code 2).
 The operative config is saved to RUN_DIR/config.gin. Rerunning the same command on the same
-run dir resumes from its newest checkpoint; Ctrl-C saves a checkpoint first (exit code 130).
+run dir resumes from its newest checkpoint; Ctrl-C or SIGTERM saves a checkpoint first (exit code
+130 or 143).
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ def main(argv=None) -> int:
   _write_config(args.run_dir, configurables.operative_config())
   try:
     runner.run(lambda: trainer, experiment.runner, args.run_dir, info=experiment.info)
+  except runner.StopRequested as e:  # a checkpoint was saved: 130 (Ctrl-C) or 143 (SIGTERM)
+    print('[train] interrupted.', file=sys.stderr)
+    return 128 + e.signum
   except KeyboardInterrupt:
     print('[train] interrupted.', file=sys.stderr)
     return 130

@@ -17,15 +17,18 @@ from agents import runner
 class FakeTrainer(base.Trainer):
   """Counts steps; returns depend only on the step count, so resumed runs are checkable.
 
-  `interrupt_at`: sends this process a SIGINT when the env step count reaches it.
+  `interrupt_at`: sends this process `interrupt_signal` (SIGINT by default) when the env step
+    count reaches it.
   `crash_at`: raises RuntimeError when the env step count reaches it (a crash, no warning).
   `interrupt_in_eval`: sends a SIGINT during this evaluation (1-based).
   """
 
   name = 'fake'
 
-  def __init__(self, interrupt_at=None, crash_at=None, interrupt_in_eval=None):
+  def __init__(self, interrupt_at=None, crash_at=None, interrupt_in_eval=None,
+               interrupt_signal=signal.SIGINT):
     self.steps, self.grads, self.evals = 0, 0, 0
+    self.interrupt_signal = interrupt_signal
     self.interrupt_at, self.crash_at = interrupt_at, crash_at
     self.interrupt_in_eval = interrupt_in_eval
     self.loaded = None
@@ -45,7 +48,7 @@ class FakeTrainer(base.Trainer):
       if self.steps == self.crash_at:
         raise RuntimeError('crash')
       if self.steps == self.interrupt_at:
-        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), self.interrupt_signal)
       if progress is not None and self.steps % 5 == 0:
         progress(5)
     return {'train/episode_return': float(self.steps), 'train/episodes': 1.0,
@@ -176,6 +179,33 @@ def test_ctrl_c_saves_a_checkpoint_mid_iteration_and_resume_finishes(tmp_path):
     return trainers[-1]
   runner.run(factory, _config(num_iterations=4, checkpoint_every=3), run_dir)
   _check_rows(run_dir, 4, 10)  # iteration 2 trained only its remaining 5 steps
+
+
+def test_sigterm_saves_a_checkpoint_like_ctrl_c(tmp_path):
+  run_dir = str(tmp_path)
+  with pytest.raises(runner.StopRequested) as stop:
+    runner.run(lambda: FakeTrainer(interrupt_at=23, interrupt_signal=signal.SIGTERM),
+               _config(num_iterations=4, checkpoint_every=3), run_dir)
+  assert stop.value.signum == signal.SIGTERM
+  payload = runner.load_latest_checkpoint(run_dir)
+  assert (payload['iteration'], payload['partial_env_steps']) == (2, 5)
+  assert payload['trainer']['steps'] == 25
+  assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
+
+
+def test_ctrl_c_is_handled_when_sigint_was_inherited_ignored(tmp_path):
+  # A process started from `nohup sh -c '... &'` begins with SIGINT ignored; the runner
+  # installs its handler anyway, and restores the ignored state afterwards.
+  run_dir = str(tmp_path)
+  previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+  try:
+    with pytest.raises(runner.StopRequested) as stop:
+      runner.run(lambda: FakeTrainer(interrupt_at=13), _config(num_iterations=4), run_dir)
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+  finally:
+    signal.signal(signal.SIGINT, previous)
+  assert stop.value.signum == signal.SIGINT
+  assert runner.load_latest_checkpoint(run_dir)['trainer']['steps'] == 15
 
 
 def test_ctrl_c_during_evaluation_stops_at_once(tmp_path):

@@ -192,8 +192,8 @@ def test_errors_before_anything_runs(tmp_path, capsys):
   assert not os.path.exists(tmp_path / 'r')
 
 
-# ~10 s: one run interrupted with Ctrl-C, then resumed to its end.
-def test_ctrl_c_checkpoints_running_runs_and_a_rerun_resumes(tmp_path):
+def _one_run_sweep(tmp_path):
+  """A one-run grid (20 iterations of 200 steps): its sweep command and the run's dir."""
   grid = tmp_path / 'one.toml'
   grid.write_text('\n'.join([
       'name = "one"', 'methods = ["dense"]', 'bindings = [',
@@ -204,23 +204,31 @@ def test_ctrl_c_checkpoints_running_runs_and_a_rerun_resumes(tmp_path):
       '[[experiments]]', 'name = "cartpole"',
       'gin_files = ["gin_configs/experiments/dqn_classic_{method}.gin"]']))
   root = tmp_path / 'runs'
-  run_dir = root / 'cartpole' / 'dense' / 'seed_0'
   args = [sys.executable, '-m', 'scripts.sweep', '--grid', str(grid), '--root', str(root)]
-  repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  proc = subprocess.Popen(args, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+  return args, root / 'cartpole' / 'dense' / 'seed_0'
+
+
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _stop_after_checkpoint(args, run_dir, signum):
+  """Starts the sweep, sends `signum` once the run has checkpoint 2; returns (code, output)."""
+  proc = subprocess.Popen(args, cwd=_REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True)
   try:
     deadline = time.monotonic() + 120
     while not (run_dir / 'checkpoints' / 'ckpt_000002.pkl').exists():
       assert time.monotonic() < deadline and proc.poll() is None, 'no checkpoint'
       time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)  # what Ctrl-C in the terminal does
+    proc.send_signal(signum)
     output, _ = proc.communicate(timeout=180)
   finally:
     if proc.poll() is None:
       proc.kill()
-  assert proc.returncode == 130, output
-  assert 'rerun the same command to resume' in output
+  return proc.returncode, output
+
+
+def _check_interrupted(run_dir):
   status = json.loads(_read(run_dir / 'sweep_status.json'))
   assert status['status'] == 'interrupted'
   assert 'checkpoint saved' in _read(run_dir / 'stdout.log')
@@ -228,10 +236,59 @@ def test_ctrl_c_checkpoints_running_runs_and_a_rerun_resumes(tmp_path):
   done_before = len(_metrics(run_dir))
   assert 2 <= done_before < 20
 
-  assert subprocess.run(args, cwd=repo, capture_output=True).returncode == 0
+
+# ~10 s: one run interrupted with Ctrl-C, then resumed to its end.
+def test_ctrl_c_checkpoints_running_runs_and_a_rerun_resumes(tmp_path):
+  args, run_dir = _one_run_sweep(tmp_path)
+  code, output = _stop_after_checkpoint(args, run_dir, signal.SIGINT)  # Ctrl-C in a terminal
+  assert code == 130, output
+  assert 'rerun the same command to resume' in output
+  _check_interrupted(run_dir)
+
+  assert subprocess.run(args, cwd=_REPO, capture_output=True).returncode == 0
   assert 'resuming' in _read(run_dir / 'stdout.log')
   assert _metrics_iterations(run_dir) == list(range(20))
   assert json.loads(_read(run_dir / 'summary.json'))['env_steps'] == 4000
+
+
+# ~8 s. A sweep started from `nohup sh -c '... &'` inherits SIGINT ignored, and nohup'd jobs
+# and schedulers stop with SIGTERM: the sweep must still checkpoint its runs and stop.
+def test_sigterm_stops_a_sweep_started_with_sigint_ignored(tmp_path):
+  args, run_dir = _one_run_sweep(tmp_path)
+  # An ignored signal stays ignored across exec (no preexec_fn: this process runs JAX threads).
+  ignore_sigint = ('import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); '
+                   'os.execv(sys.executable, [sys.executable] + sys.argv[1:])')
+  code, output = _stop_after_checkpoint([sys.executable, '-c', ignore_sigint, *args[1:]],
+                                        run_dir, signal.SIGTERM)
+  assert code == 130, output
+  assert 'asking running runs to save a checkpoint' in output
+  _check_interrupted(run_dir)
+
+
+def test_stop_signals_raise_keyboard_interrupt_and_are_restored():
+  from scripts import sweep_backends as backends
+  previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as inherited under nohup sh -c
+  try:
+    with backends.stop_signals():
+      for signum in (signal.SIGINT, signal.SIGTERM):
+        with pytest.raises(KeyboardInterrupt):
+          os.kill(os.getpid(), signum)
+          time.sleep(1)  # the handler runs before this returns
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+  finally:
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.parametrize('code, status', [(0, 'failed'), (1, 'failed'), (130, 'interrupted'),
+                                          (143, 'interrupted')])
+def test_execute_run_classifies_exit_codes(tmp_path, code, status):
+  # 0 without summary.json is a failure too: the run did not write its result.
+  from scripts import sweep_backends as backends
+  task = {'name': 'x', 'run_dir': str(tmp_path / 'x'), 'cwd': _REPO,
+          'command': [sys.executable, '-c', f'import sys; sys.exit({code})']}
+  result = backends.execute_run(task)
+  assert (result['status'], result['returncode']) == (status, code)
 
 
 def test_local_backend_reports_each_run_once_when_interrupted(monkeypatch):
