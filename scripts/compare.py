@@ -427,6 +427,17 @@ def _budget_lines(runs: list[Run]) -> list[str]:
           f'- Compute logged by the runners (train + eval, summed over runs): {hours:.2f} h']
 
 
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def display_path(path: str) -> str:
+  """`path` relative to the repository root if it lies inside it (reports stay portable)."""
+  if not os.path.isabs(path):
+    return path
+  rel = os.path.relpath(path, _REPO_ROOT)
+  return path if rel == os.pardir or rel.startswith(os.pardir + os.sep) else rel
+
+
 def write_report(suites: list[Suite], out_path: str, roots: list[str], fixed_sparsity: float,
                  reps: int, seed: int, title: str, argv: list[str]) -> str:
   """Writes the markdown report and its figures; returns the report path."""
@@ -452,7 +463,8 @@ def write_report(suites: list[Suite], out_path: str, roots: list[str], fixed_spa
     lines += [f'## {suite.name}', '']
     if suite.name in sweeps:
       info = sweeps[suite.name]
-      lines += [f"Sweep: `{info.get('command', '?')}` (grid `{info.get('grid_file', '?')}`, "
+      lines += [f"Sweep: `{info.get('command', '?')}` (grid "
+                f"`{display_path(info.get('grid_file', '?'))}`, "
                 f"last launched {info.get('updated', '?')}).", '']
     lines += ['Normalization:', '']
     lines += [f'- {exp} ({suite.env_ids[exp]}): {suite.notes[exp]}' for exp in suite.experiments]

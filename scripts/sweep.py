@@ -39,6 +39,7 @@ output in DIR/stdout.log, in a deterministic DIR = ROOT/<experiment>/<cell>/seed
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import fnmatch
 import json
@@ -125,17 +126,32 @@ def compile_cache_dir(option: str | None, root: str, backend: str) -> str | None
   return None if option.lower() == 'none' else os.path.abspath(option)
 
 
-def progress_note(elapsed_s: float, done: int, total: int) -> str:
-  """'12 min elapsed, ~1.5 h left': the remaining runs at the mean wall time per run so far.
+def progress_note(elapsed_s: float, finished: list[tuple[str, float]], remaining: list[str],
+                  workers: int) -> str:
+  """'12 min elapsed, ~1.5 h left': the time the remaining runs need at the pace seen so far.
 
-  Rough: runs differ in cost (small dense ones are cheaper) and the last ones run with idle
-  workers; it is meant to say minutes vs hours.
+  Args:
+    elapsed_s: wall time since the sweep started.
+    finished: (kind, seconds) of each run finished so far; kind is the method, so that cheap
+      small dense runs do not set the pace of the others.
+    remaining: the kind of each run not done yet.
+    workers: runs at a time.
+
+  A remaining run is priced at the mean time of the finished runs of its kind (of all finished
+  runs if none of its kind has finished), and `workers` run at a time. Rough: the last runs
+  leave workers idle, and runs of a kind differ; it is meant to say minutes vs hours.
   """
   def human(seconds: float) -> str:
     return f'{seconds / 60:.0f} min' if seconds < 5400 else f'{seconds / 3600:.1f} h'
   note = f'{human(elapsed_s)} elapsed'
-  if 0 < done < total:
-    note += f', ~{human(elapsed_s / done * (total - done))} left'
+  if finished and remaining:
+    by_kind = collections.defaultdict(list)
+    for kind, seconds in finished:
+      by_kind[kind].append(seconds)
+    overall = sum(s for _, s in finished) / len(finished)
+    mean = {k: sum(v) / len(v) for k, v in by_kind.items()}
+    left = sum(mean.get(k, overall) for k in remaining)
+    note += f', ~{human(left / max(1, workers))} left'
   return note
 
 
@@ -318,8 +334,10 @@ def main(argv=None) -> int:
   write_manifest(root, grid, args.grid, [sized_by_name.get(s.name, s) for s in planned],
                  shlex.join(['python', '-m', 'scripts.sweep', *argv]))
   cache_dir = compile_cache_dir(args.compile_cache, root, args.backend)
+  kinds = {}
   for task in tasks:
     spec = task.pop('spec')
+    kinds[task['name']] = spec.method
     os.makedirs(task['run_dir'], exist_ok=True)
     spec_json = {**spec.to_json(), 'command': task['command'], 'grid_file':
                  os.path.abspath(args.grid), 'root': root}
@@ -336,13 +354,21 @@ def main(argv=None) -> int:
                'error': e, 'status': 'failed'} for n, e in width_errors.items()]
   t0 = time.monotonic()
 
+  pending_kinds = dict(kinds)  # run name -> method, for the runs not reported yet
+  finished_times: list[tuple[str, float]] = []
+
   def on_done(result: dict[str, Any]) -> None:
     results.append(result)
+    kind = pending_kinds.pop(result['name'], None)
     if result['status'] == 'failed':
       failures.append(result)
+    elif result['status'] == 'finished':
+      finished_times.append((kind, result['seconds']))
+    parallel = workers if args.backend == 'local' else len(tasks)
     print(f"[sweep] {len(results)}/{len(tasks)} {result['status']:11s} {result['name']} "
           f"({result['seconds']:.0f} s); "
-          + progress_note(time.monotonic() - t0, len(results), len(tasks)), flush=True)
+          + progress_note(time.monotonic() - t0, finished_times, list(pending_kinds.values()),
+                          parallel), flush=True)
 
   with backends.stop_signals():  # Ctrl-C and SIGTERM: checkpoint the running runs and stop
     if args.backend == 'local':

@@ -251,3 +251,12 @@ def test_atari_table():
   assert atari_scores.game_name('CartPole-v1') is None
   with pytest.raises(KeyError):
     atari_scores.human_normalized(1.0, 'ALE/Alien-v5')  # not one of the paper's 15
+
+
+def test_display_path_is_relative_inside_the_repo_only():
+  repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  grid = os.path.join(repo, 'gin_configs', 'sweeps', 'dqn_classic.toml')
+  assert compare.display_path(grid) == os.path.join('gin_configs', 'sweeps', 'dqn_classic.toml')
+  outside = os.path.join(os.path.dirname(repo), 'elsewhere', 'grid.toml')
+  assert compare.display_path(outside) == outside
+  assert compare.display_path('rel/grid.toml') == 'rel/grid.toml'

@@ -312,11 +312,17 @@ def test_local_backend_reports_each_run_once_when_interrupted(monkeypatch):
 
 
 def test_progress_note():
-  # 4 of 10 runs in 20 min: 5 min per run, 6 runs left -> 30 min.
-  assert sweep.progress_note(1200.0, 4, 10) == '20 min elapsed, ~30 min left'
-  # 2 of 50 runs in 10 min: 48 runs left at 5 min -> 4 h.
-  assert sweep.progress_note(600.0, 2, 50) == '10 min elapsed, ~4.0 h left'
-  assert sweep.progress_note(7200.0, 10, 10) == '2.0 h elapsed'
+  # Small dense runs took 60 s, sparse runs 200 s. Left: 2 small dense + 3 rigl (priced at the
+  # rigl mean, 200 s) + 1 set (no set run finished: the overall mean, (60+60+200+200)/4 = 130 s)
+  # = 120 + 600 + 130 = 850 s on 2 workers -> 425 s = 7 min.
+  finished = [('small_dense', 60.0), ('small_dense', 60.0), ('rigl', 180.0), ('rigl', 220.0)]
+  remaining = ['small_dense', 'small_dense', 'rigl', 'rigl', 'rigl', 'set']
+  assert sweep.progress_note(1200.0, finished, remaining, 2) == '20 min elapsed, ~7 min left'
+  # 48 runs left at 10 min each on 2 workers -> 4 h.
+  assert (sweep.progress_note(600.0, [('dense', 600.0)], ['dense'] * 48, 2)
+          == '10 min elapsed, ~4.0 h left')
+  assert sweep.progress_note(7200.0, finished, [], 2) == '2.0 h elapsed'
+  assert sweep.progress_note(30.0, [], ['dense'], 2) == '0 min elapsed'  # nothing to go by
 
 
 def test_compile_cache_location():
