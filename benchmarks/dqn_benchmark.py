@@ -1,4 +1,4 @@
-"""DQN benchmark (issue #3 acceptance; not a test).
+"""DQN benchmark: final scores and speed against fixed targets (a script, not a test).
 
 1. CartPole-v1, DQN dense and RigL-ERK-90 with the paper's classic-control settings
    (gin_configs/experiments/dqn_classic_{dense,rigl}.gin), `--seeds` seeds x `--cartpole_steps`
@@ -10,7 +10,7 @@
    an update, and jit compilation is done). Epsilon is set to its final 0.01 right after the
    warm-up so acting runs the greedy Q forward as in most of a real run. Target: >= 200 steps/s.
 
-Full run (the lead runs it; roughly an hour on a 2-core CPU):
+Full run (roughly an hour on a 2-core CPU):
     python -m benchmarks.dqn_benchmark
 Quick check that it works:
     python -m benchmarks.dqn_benchmark --seeds 1 --cartpole_steps 2000 --pong_warmup_steps 300 \\

@@ -1,4 +1,4 @@
-"""PPO: final score and speed, dense vs RigL-ERK-90 (issue #4 acceptance).
+"""PPO: final score and speed, dense vs RigL-ERK-90.
 
     python -m benchmarks.ppo_benchmark                       # HalfCheetah-v5, 3 seeds, 1M steps
     python -m benchmarks.ppo_benchmark --steps 8192 --seeds 0 --eval-every 4096 \
@@ -6,16 +6,18 @@
     python -m benchmarks.ppo_benchmark --env ALE/Pong-v5 --steps 4096 ...  # PPOAtariConfig
 
 For each method and seed: trains `--steps` env steps, evaluating every `--eval-every` steps;
-the final score is the mean of the last 10% of the evaluation returns (REFERENCE.md). Speed is
+the final score is the mean of the last 10% of the evaluation returns (the paper's final score;
+docs/paper_settings.md, "Conventions shared by every experiment"). Speed is
 env steps per second of training (evaluation excluded; the first rollout, which compiles, is not
 timed). Printed beside it: the isolated jitted update of one rollout (GAE and all epochs x
 minibatches) and the rollout collection time, both in ms per rollout.
 
-Settings per method: the paper's best PPO MuJoCo settings (REFERENCE.md): dense weight decay
-1e-6; RigL weight decay 1e-4, update interval 250, drop fraction 0.3, ERK 0.9 for actor and
-critic, mask updates until 75% of the gradient steps. PPO Atari is not in the paper: weight
-decay 0 and drop fraction 0.3 as its Nature-CNN DQN row, and a RigL interval of 1000 gradient
-steps (PPO takes ~16 gradient steps per 1024 env steps, far fewer than DQN's 5000 interval needs).
+Settings per method: the paper's best PPO MuJoCo settings (docs/paper_settings.md, "PPO,
+MuJoCo"): dense weight decay 1e-6; RigL weight decay 1e-4, update interval 250, drop fraction
+0.3, ERK 0.9 for actor and critic, mask updates until 75% of the gradient steps. PPO Atari is
+not in the paper: weight decay 0 and drop fraction 0.3 as its Nature-CNN DQN row, and a RigL
+interval of 1000 gradient steps (PPO takes ~16 gradient steps per 1024 env steps, far fewer than
+DQN's 5000 interval needs).
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
-"""SAC on MuJoCo: final score and speed, dense vs RigL-ERK-90 (issue #4 acceptance).
+"""SAC on MuJoCo: final score and speed, dense vs RigL-ERK-90.
 
     python -m benchmarks.sac_benchmark                       # HalfCheetah-v5, 3 seeds, 100k steps
     python -m benchmarks.sac_benchmark --steps 3000 --seeds 0 --initial-random-steps 1000 \
         --eval-every 1000 --eval-episodes 1                  # a quick check
 
 For each method and seed: trains `--steps` env steps, evaluating every `--eval-every` steps;
-the final score is the mean of the last 10% of the evaluation returns (REFERENCE.md). Speed is
+the final score is the mean of the last 10% of the evaluation returns (the paper's final score;
+docs/paper_settings.md, "Conventions shared by every experiment"). Speed is
 env steps per second of training only (evaluation excluded), measured after the initial random
 steps. Printed beside it: the isolated jitted SAC update (ms per call of the jitted step the loop
 runs: one gradient step and the next action, chained calls on one fixed batch), the loop's
@@ -13,9 +14,9 @@ overhead per step on top of it (env step, replay add/sample, host transfers), th
 achieved GFLOP/s and the steps/s bound from this machine's float32 matmul peak
 (benchmarks/peak_flops.py).
 
-Settings per method: the paper's best SAC settings (REFERENCE.md): dense weight decay 1e-4;
-RigL weight decay 1e-6, update interval 1000, drop fraction 0.5, ERK 0.9 for actor and critics,
-mask updates until 80% of the gradient steps.
+Settings per method: the paper's best SAC settings (docs/paper_settings.md, "SAC, MuJoCo"):
+dense weight decay 1e-4; RigL weight decay 1e-6, update interval 1000, drop fraction 0.5, ERK
+0.9 for actor and critics, mask updates until 80% of the gradient steps.
 """
 
 from __future__ import annotations

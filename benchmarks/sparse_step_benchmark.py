@@ -18,7 +18,7 @@ targets; optimizer: Adam. Variants:
                  update's cost is rigl-update minus static-nofwd.
 Times are the median over `repeats` of the mean over `steps` chained steps; the
 steps donate their inputs, as the agents' jitted updates do.
-Target (issue #2): static <= 1.10x dense; RigL mask-update cost amortized over
+Targets: static <= 1.10x dense; RigL mask-update cost amortized over
 1000 steps <= 5% of a step on the Nature CNN.
 """
 

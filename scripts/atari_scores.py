@@ -1,7 +1,8 @@
 """Random and human reference scores of the 15 Atari games of the paper, for normalization.
 
 Human-normalized score = (score - random) / (human - random): 0 is a uniformly random policy,
-1 is the human reference (REFERENCE.md, 'Evaluation and aggregation').
+1 is the human reference (the paper's Atari aggregation; docs/paper_settings.md, row
+"Aggregation").
 
 Source: the "random" and "human" columns of DeepMind's DQN Zoo (`dqn_zoo/atari_data.py`), the
 table most papers have used since van Hasselt et al. 2016 and Wang et al. 2016 (also in Badia et

@@ -102,7 +102,8 @@ def _er_raw_density(shape: tuple[int, ...], power: float) -> float:
 def solve_erk(shapes: Mapping[str, tuple[int, ...]], sparsity: float,
               raw_density_fn: Callable[[tuple[int, ...]], float]
               ) -> dict[str, float]:
-  """The iterative ERK solve of Evci et al. 2020 (see REFERENCE.md).
+  """The iterative ERK solve of Evci et al. 2020 (google-research/rigl rigl/sparse_utils.py,
+  `get_sparsities_erdos_renyi`).
 
   Finds eps so that sum_l eps * p_l * N_l equals the number of weights uniform
   sparsity would keep. While some layer would get density eps * p_l > 1, the

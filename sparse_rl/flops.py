@@ -1,4 +1,4 @@
-"""FLOPs accounting for sparse networks (REFERENCE.md, 'FLOPs').
+"""FLOPs accounting for sparse networks (docs/paper_settings.md, row "Training FLOPs").
 
 Forward FLOPs: a Dense or Conv layer costs 2 * (kernel multiply-adds) *
 density, plus one FLOP per output element for its bias (biases are dense).
