@@ -8,18 +8,19 @@
     grads = jax.grad(loss)(params)                     # dense gradient
     params, opt_state = opt.step(params, grads, opt_state)   # jittable
 
-`step` masks the gradient (inactive weights are never trained), applies the
-optimizer, masks the update, and on the schedule's update steps computes new
-masks inside `jax.lax.cond` (no host round trip): dropped weights are set to
-0, grown weights start at 0, and the optimizer moments of every position that
-is not active both before and after the update are reset to 0 through
-`optax.tree_map_params`, which works for any optax chain.
+`step` applies the optimizer to the dense gradient and masks its update
+(inactive weights stay exactly 0), and on the schedule's update steps computes
+new masks inside `jax.lax.cond` (no host round trip), before or after the
+optimizer update as `SparsityConfig.update_order` says: dropped weights are
+set to 0, newly grown weights start at 0, and their optimizer moments are
+reset to 0 through `optax.tree_map_params`, which works for any optax chain
+(google-research/rigl rigl/rigl_tf2/mask_updaters.py `reset_momentum`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Callable
 
 import flax.struct
 import jax
@@ -83,13 +84,21 @@ class SparseOptimizer:
     return params, SparseOptState(inner=self.tx.init(params), sparsity=sparsity)
 
   def is_update_step(self, step: int) -> bool:
-    """Host-side: whether gradient step `step` (1-based) changes the masks."""
+    """Host-side: whether gradient step number `step` (1-based) changes the masks."""
     predicate = self.updater.is_update_step
-    return False if predicate is None else bool(predicate(int(step)))
+    return False if predicate is None else bool(predicate(int(step) - 1))
 
   def step(self, params: PyTree, grads: PyTree, state: SparseOptState,
-           update_masks: bool | None = None) -> tuple[PyTree, SparseOptState]:
+           update_masks: bool | None = None,
+           mask_grads_fn: Callable[[PyTree], PyTree] | None = None
+           ) -> tuple[PyTree, SparseOptState]:
     """One optimizer step and, on schedule, a mask update. Jittable.
+
+    The inner optimizer sees the dense gradient, as in the reference code,
+    where the masked kernel is a variable whose gradient is dense: gradient
+    clipping by global norm uses the dense norm, and the moments of inactive
+    positions are reset when they are grown. Its updates are masked, so
+    inactive weights stay exactly 0.
 
     Args:
       params: current (masked) params.
@@ -100,6 +109,10 @@ class SparseOptimizer:
         bool `self.is_update_step(step + 1)` instead and jit the two cases
         separately: the plain steps then cost exactly what a static-mask step
         costs (the cond's bookkeeping is ~5-15% of a Nature-CNN step on CPU).
+      mask_grads_fn: optional params -> dense gradient. With update_order
+        'step_first', RigL then grows by the gradient at the updated weights
+        (the reference SAC recomputes its loss after the step); by default it
+        uses `grads`. Called only on mask-update steps.
 
     Returns:
       (new params, new state); the state's step is incremented.
@@ -107,33 +120,51 @@ class SparseOptimizer:
     updater = self.updater
     masks = state.sparsity.masks
     tree_lib.check_same_structure(masks, params)
-    updates, inner = self.tx.update(masking.apply_masks(grads, masks), state.inner, params)
-    new_params = optax.apply_updates(params, masking.apply_masks(updates, masks))
-    sparsity = state.sparsity.replace(step=state.sparsity.step + 1)
+    index = state.sparsity.step  # 0-based index of this gradient step
+    sparsity = state.sparsity.replace(step=index + 1)
     if updater.is_update_step is None or update_masks is False:
+      updates, inner = self.tx.update(grads, state.inner, params)
+      new_params = optax.apply_updates(params, masking.apply_masks(updates, masks))
       return new_params, SparseOptState(inner=inner, sparsity=sparsity)
 
-    is_update = True if update_masks else updater.is_update_step(sparsity.step)
-    if self.config.skip_optimizer_on_update:
-      keep_old = lambda old, new: jnp.where(is_update, old, new)
-      new_params = jax.tree_util.tree_map(keep_old, params, new_params)
-      inner = jax.tree_util.tree_map(keep_old, state.inner, inner)
+    is_update = True if update_masks else updater.is_update_step(index)
 
-    # Only the new masks come out of the cond. Passing params and moments through a
-    # lax.cond makes XLA copy them on every step (17 ms for 12M floats on CPU); the selects
-    # below fuse into the optimizer's elementwise update instead. On other steps
-    # survived == masks and the selects change nothing (inactive entries are already 0).
-    if update_masks:
-      new_masks, key = updater.update_masks(state.sparsity, new_params, grads)
-    else:
-      new_masks, key = jax.lax.cond(
-          is_update, lambda: updater.update_masks(state.sparsity, new_params, grads),
-          lambda: (masks, state.sparsity.key))
-    survived = tree_lib.map_masked(jnp.logical_and, masks, new_masks)
-    new_params = masking.apply_masks(new_params, survived)  # dropped -> 0, grown start at 0
-    inner = reset_moments(self.tx, inner, survived, new_params)
+    def new_masks_from(weights, grads_fn):
+      # Only the new masks come out of the cond. Passing params and moments through a
+      # lax.cond makes XLA copy them on every step (17 ms for 12M floats on CPU); the
+      # selects below fuse into the optimizer's elementwise update instead. On other
+      # steps the masks come back unchanged and the selects change nothing.
+      compute = lambda: updater.update_masks(state.sparsity, weights, grads_fn())
+      if update_masks:
+        return compute()
+      return jax.lax.cond(is_update, compute, lambda: (masks, state.sparsity.key))
+
+    if updater.masks_after_step:
+      updates, inner = self.tx.update(grads, state.inner, params)
+      new_params = optax.apply_updates(params, masking.apply_masks(updates, masks))
+      grads_fn = (lambda: grads) if mask_grads_fn is None else (
+          lambda: mask_grads_fn(new_params))
+      new_masks, key = new_masks_from(new_params, grads_fn)
+      grown = tree_lib.map_masked(lambda old, new: new & ~old, masks, new_masks)
+      new_params = masking.apply_masks(new_params, new_masks)  # dropped -> 0, grown -> 0
+      inner = reset_moments(self.tx, inner, _negate(grown), new_params)
+    else:  # 'masks_first' and 'skip_step': the topology is chosen on the current weights
+      new_masks, key = new_masks_from(params, lambda: grads)
+      grown = tree_lib.map_masked(lambda old, new: new & ~old, masks, new_masks)
+      params = masking.apply_masks(params, new_masks)  # dropped -> 0 (grown are 0 already)
+      reset = reset_moments(self.tx, state.inner, _negate(grown), params)
+      updates, inner = self.tx.update(grads, reset, params)
+      new_params = optax.apply_updates(params, masking.apply_masks(updates, new_masks))
+      if self.config.update_order == 'skip_step':
+        keep_old = lambda old, new: jnp.where(is_update, old, new)
+        new_params = jax.tree_util.tree_map(keep_old, params, new_params)
+        inner = jax.tree_util.tree_map(keep_old, reset, inner)
     sparsity = sparsity.replace(masks=new_masks, key=key)
     return new_params, SparseOptState(inner=inner, sparsity=sparsity)
+
+
+def _negate(masks: PyTree) -> PyTree:
+  return jax.tree_util.tree_map(jnp.logical_not, masks)
 
 
 def reset_moments(tx: optax.GradientTransformation, opt_state: optax.OptState,
@@ -153,8 +184,9 @@ def reset_moments(tx: optax.GradientTransformation, opt_state: optax.OptState,
 
 def make_sparse_optimizer(tx: optax.GradientTransformation,
                           config: SparsityConfig | None = None,
-                          weight_decay_rate: float = 0.0) -> SparseOptimizer:
-  """SparseOptimizer over optax.chain(weight_decay, tx)."""
+                          weight_decay_rate: float = 0.0,
+                          weight_decay_filter=None) -> SparseOptimizer:
+  """SparseOptimizer over optax.chain(weight_decay(rate, filter), tx)."""
   if weight_decay_rate:
-    tx = optax.chain(weight_decay(weight_decay_rate), tx)
+    tx = optax.chain(weight_decay(weight_decay_rate, weight_decay_filter), tx)
   return SparseOptimizer(tx=tx, config=config or SparsityConfig())

@@ -1,9 +1,10 @@
 """Schedules of the sparse training methods, as pure functions of the step.
 
-`step` counts gradient steps already applied (1 after the first optimizer
-step). All functions accept Python ints or traced jnp scalars; the is_*_step
-predicates return a Python bool for an int, so a host loop can decide without
-touching the device.
+Pruning's `step` counts gradient steps already applied (1 after the first
+optimizer step); SET/RigL's `step` is the 0-based index of the gradient step
+being taken, the train step counter of the reference code. All functions
+accept Python ints or traced jnp scalars; the is_*_step predicates return a
+Python bool for an int, so a host loop can decide without touching the device.
 """
 
 from __future__ import annotations
@@ -42,16 +43,24 @@ def is_prune_step(step, begin_step: int, end_step: int, frequency: int):
 
 
 def is_update_step(step, begin_step: int, end_step: int, interval: int):
-  """Dynamic sparse training updates every `interval` steps in (begin, end]."""
-  return (step > begin_step) & (step <= end_step) & ((step - begin_step) % interval == 0)
+  """SET/RigL update at 0-based gradient step `step`: every `interval` steps in [begin, end].
+
+  With begin_step 0 the first update is at the first gradient step, with the full
+  initial drop fraction: rigl/rigl_tf2/mask_updaters.py `is_update_iter`
+  (`step % update_freq == 0` and `step <= last_update_step`) and the TF1 optimizer,
+  whose last update step starts at -frequency (rigl/sparse_optimizers_base.py).
+  """
+  return (step >= begin_step) & (step <= end_step) & ((step - begin_step) % interval == 0)
 
 
 def drop_fraction(step, initial_fraction: float, end_step: int,
                   decay: str = 'cosine'):
   """Fraction of active weights dropped at an update step.
 
-  'cosine': d(t) = d0 * 0.5 * (1 + cos(pi * t / T)), T = end_step (Evci et al.
-  2020); 'constant': d(t) = d0.
+  'cosine': d(t) = d0 * 0.5 * (1 + cos(pi * min(t, T) / T)), T = end_step, t the
+  0-based gradient step (Evci et al. 2020; rigl/rigl_tf2/mask_updaters.py
+  CosineUpdateSchedule, a Keras CosineDecay over last_update_step steps);
+  'constant': d(t) = d0.
   """
   if decay == 'constant':
     return jnp.asarray(initial_fraction, jnp.float32)

@@ -35,6 +35,7 @@ from sparse_rl import tree as tree_lib
 
 PyTree = Any
 METHODS = ('dense', 'static', 'prune', 'set', 'rigl')
+UPDATE_ORDERS = ('masks_first', 'step_first', 'skip_step')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,16 +49,30 @@ class SparsityConfig:
     erk_power: exponent on ERK/ER raw densities.
     custom_sparsity_map: {param path: sparsity} for layers outside the budget.
     filter_fn: (path, leaf) -> bool choosing sparse leaves (default: kernels).
-    begin_step: gradient step where pruning starts / after which DST updates start.
-    end_step: gradient step where pruning reaches the target / last DST update.
+    begin_step: gradient step where pruning starts / of the first SET/RigL update.
+    end_step: gradient step where pruning reaches the target / of the last
+      SET/RigL update (and the T of the cosine drop-fraction decay).
     update_interval: gradient steps between mask updates (prune frequency,
       SET/RigL update interval).
     drop_fraction: SET/RigL initial fraction of active weights dropped per update.
     drop_fraction_decay: 'cosine' (paper) or 'constant'.
-    skip_optimizer_on_update: if True the optimizer step is skipped on mask
-      update steps (the TF1 RigL code); False applies it (the TF2 code, default).
-    sparse_init: re-draw the kept weights at init with a variance from the
-      fan-in counted through the mask (the paper's fixed_sparse_init).
+    update_order: where a SET/RigL mask update sits in its gradient step
+      (the two reference codes differ; docs/paper_settings.md says which
+      experiment uses which):
+        'masks_first': masks are updated on the current weights with this
+          step's gradient, then the optimizer applies the same gradient, so
+          grown weights end the step at -lr * update(g) (google-research/rigl
+          rigl/rl/tfagents/dqn_train_eval.py and ppo_train_eval.py, `_train`);
+        'step_first': the optimizer step, then the mask update on the updated
+          weights; grown weights end the step at 0 (tfagents/sac_train_eval.py
+          `_train`; rigl/sparse_optimizers_base.py SparseSETOptimizerBase);
+        'skip_step': the mask update replaces the optimizer step of that
+          gradient step (rigl/sparse_optimizers_base.py
+          SparseRigLOptimizerBase.apply_gradients, the Atari DQN code).
+      Pruning always updates its masks after the optimizer step.
+    sparse_init: re-draw the kept weights at init with the unit-scaled
+      uniform initializer whose fan_avg is counted through the mask (the
+      paper's fixed_sparse_init; rigl/rigl_tf2/init_utils.py).
   """
   method: str = 'dense'
   sparsity: float = 0.0
@@ -70,7 +85,7 @@ class SparsityConfig:
   update_interval: int = 1000
   drop_fraction: float = 0.3
   drop_fraction_decay: str = 'cosine'
-  skip_optimizer_on_update: bool = False
+  update_order: str = 'masks_first'
   sparse_init: bool = False
 
   def __post_init__(self):
@@ -91,6 +106,9 @@ class SparsityConfig:
                        f'({self.begin_step}).')
     if not 0.0 <= self.drop_fraction <= 1.0:
       raise ValueError(f'drop_fraction must be in [0, 1], got {self.drop_fraction}.')
+    if self.update_order not in UPDATE_ORDERS:
+      raise ValueError(f'update_order must be one of {list(UPDATE_ORDERS)}, got '
+                       f'{self.update_order!r}.')
     if self.drop_fraction_decay not in ('cosine', 'constant'):
       raise ValueError(f'drop_fraction_decay must be cosine or constant, got '
                        f'{self.drop_fraction_decay!r}.')
@@ -125,14 +143,21 @@ class Updater(NamedTuple):
 
   init(params, key) -> SparsityState
   is_update_step(step) -> bool (traced), or None if masks never change.
+    `step` is the 0-based index of the gradient step being taken (the
+    `SparsityState.step` before it), the reference codes' train step counter.
   update_masks(state, params, grads) -> (new masks, new key); called under
-    jit only on update steps, with `params` after this step's optimizer update
-    and `grads` the dense gradient of this step.
+    jit only on update steps with `state.step` = that index. `params` are the
+    weights the topology is chosen on (before or after this step's optimizer
+    update, per `SparsityConfig.update_order`; after it for pruning) and
+    `grads` the dense gradient (RigL's grow score).
+  masks_after_step: True if `update_masks` sees the weights after the
+    optimizer step (pruning, and update_order 'step_first').
   """
   init: Callable[[PyTree, jax.Array], SparsityState]
   is_update_step: Callable[[jax.Array], jax.Array] | None
   update_masks: Callable[[SparsityState, PyTree, PyTree], tuple[PyTree, jax.Array]] | None
   config: SparsityConfig
+  masks_after_step: bool = True
 
 
 def _flat(x):
@@ -147,15 +172,23 @@ def _set_first(flat_mask, idx, count, value: bool):
 
 
 def _drop_smallest(mask, weights, n_drop, k_max: int):
-  """Deactivates the n_drop active weights of smallest magnitude."""
+  """Deactivates the n_drop active weights of smallest magnitude.
+
+  Among equal magnitudes the higher flat index is dropped first, so the lower
+  index is kept, as the references' descending `top_k` over |w| keeps it
+  (rigl/rigl_tf2/mask_updaters.py `generic_mask_update`; jaxpruner). The
+  scores are reversed so that `top_k`, which lists ties lower index first,
+  lists them higher original index first.
+  """
   flat_m = _flat(mask)
   score = jnp.where(flat_m, -jnp.abs(_flat(weights)), -jnp.inf)
-  _, idx = jax.lax.top_k(score, k_max)
+  _, idx_rev = jax.lax.top_k(score[::-1], k_max)
+  idx = flat_m.shape[0] - 1 - idx_rev
   return _set_first(flat_m, idx, n_drop, False).reshape(mask.shape)
 
 
 def _grow_largest(mask, grow_score, n_grow, k_max: int):
-  """Activates the n_grow inactive positions of largest grow_score."""
+  """Activates the n_grow inactive positions of largest grow_score (ties: lower index)."""
   flat_m = _flat(mask)
   score = jnp.where(flat_m, -jnp.inf, _flat(grow_score))
   _, idx = jax.lax.top_k(score, k_max)
@@ -221,21 +254,28 @@ def _prune(config: SparsityConfig) -> Updater:
 
   return Updater(
       init=lambda params, key: _init_state(config, params, key, dense_start=True),
-      is_update_step=lambda step: schedules.is_prune_step(step, b, e, f),
-      update_masks=update_masks, config=config)
+      # Pruning acts after the optimizer step with index `step`, on `step + 1`
+      # applied steps: the reference prunes before the forward pass of the next
+      # step (tfmot's PruneLowMagnitude at pruning_step = train step counter).
+      is_update_step=lambda step: schedules.is_prune_step(step + 1, b, e, f),
+      update_masks=update_masks, config=config, masks_after_step=True)
 
 
 def _dynamic(config: SparsityConfig, grow: str) -> Updater:
   """Drop-and-grow (SET: random regrowth; RigL: largest |dense gradient|).
 
-  Each update drops floor(d(t) * n_active) active weights of smallest |w| and
-  grows as many among the positions not kept; a dropped position may be
-  regrown (it then keeps its value). Active counts never change.
+  At update step c (0-based) each masked layer with n_active active weights
+  drops n_drop = int(n_active * d(c)) active weights of smallest |w| and
+  grows n_drop among every position not kept: the inactive ones and the ones
+  just dropped, so a layer with few inactive positions still changes and a
+  dropped position may be regrown (it then keeps its value). Active counts
+  never change. Reference: google-research/rigl rigl/rigl_tf2/mask_updaters.py
+  (`generic_mask_update`, `CosineUpdateSchedule`, `is_update_iter`).
   """
   b, e, f = config.begin_step, config.end_step, config.update_interval
 
   def update_masks(state, params, grads):
-    fraction = schedules.drop_fraction(state.step + 1, config.drop_fraction, e,
+    fraction = schedules.drop_fraction(state.step, config.drop_fraction, e,
                                        config.drop_fraction_decay)
     flat_masks, treedef = jax.tree_util.tree_flatten(state.masks, is_leaf=tree_lib.is_none)
     flat_params = jax.tree_util.tree_leaves(params)
@@ -245,13 +285,17 @@ def _dynamic(config: SparsityConfig, grow: str) -> Updater:
     key, sub = jax.random.split(state.key)
     new = []
     for i, (m, w, g, s) in enumerate(zip(flat_masks, flat_params, flat_grads, targets)):
-      n_active = masking.num_kept(m.size, s) if m is not None else 0
-      k_max = min(math.floor(config.drop_fraction * n_active), m.size - n_active
-                  if m is not None else 0)
-      if m is None or k_max == 0:
+      if m is None:
         new.append(m)
         continue
-      n_drop = jnp.minimum(jnp.floor(fraction * n_active).astype(jnp.int32), k_max)
+      n_active = masking.num_kept(m.size, s)
+      # The largest count any step can drop (the cosine decay only lowers d).
+      k_max = min(int(np.float32(n_active) * np.float32(config.drop_fraction)), n_active)
+      if k_max == 0:
+        new.append(m)
+        continue
+      # int(float32(n_active) * d), as the reference casts.
+      n_drop = jnp.minimum((jnp.float32(n_active) * fraction).astype(jnp.int32), k_max)
       kept = _drop_smallest(m, w, n_drop, k_max)
       if grow == 'gradient':
         score = jnp.abs(g)
@@ -263,7 +307,8 @@ def _dynamic(config: SparsityConfig, grow: str) -> Updater:
   return Updater(
       init=lambda params, key: _init_state(config, params, key, dense_start=False),
       is_update_step=lambda step: schedules.is_update_step(step, b, e, f),
-      update_masks=update_masks, config=config)
+      update_masks=update_masks, config=config,
+      masks_after_step=config.update_order == 'step_first')
 
 
 def make_updater(config: SparsityConfig) -> Updater:

@@ -1,0 +1,267 @@
+"""SET/RigL, sparse init and clipping against small numpy re-implementations of the paper's code.
+
+The expected values come from the numpy functions written here after google-research/rigl
+(rigl/rigl_tf2/mask_updaters.py `generic_mask_update`, `CosineUpdateSchedule`,
+`is_update_iter`; rigl/rigl_tf2/init_utils.py `unit_scaled_init_tf1`) or by hand, never from
+sparse_rl's own functions.
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import sparse_rl as sr
+
+
+# ------------------------------------------------------------------ reference, in numpy
+
+
+def ref_mask_update(mask, w, grow_score, drop_fraction):
+  """generic_mask_update: returns (new mask, new weights, new-connection mask).
+
+  Drop scores are |mask * w| over the whole layer and the n_keep largest are kept (a stable
+  descending sort keeps the lower index among ties, as tf.math.top_k does); the grow scores of
+  kept positions are lifted below every other score and the n_prune largest of the rest grow.
+  """
+  shape = mask.shape
+  mask, w, grow_score = mask.ravel(), w.ravel(), grow_score.ravel()
+  n_ones = int(mask.sum())
+  n_prune = int(np.float32(n_ones) * np.float32(drop_fraction))
+  n_keep = n_ones - n_prune
+  drop_score = np.abs(mask * w)
+  mask1 = np.zeros_like(mask)
+  mask1[np.argsort(-drop_score, kind='stable')[:n_keep]] = True
+  lifted = np.where(mask1, grow_score.min() - 1, grow_score)
+  mask2 = np.zeros_like(mask)
+  mask2[np.argsort(-lifted, kind='stable')[:n_prune]] = True
+  assert not np.any(mask1 & mask2)
+  new_connections = mask2 & ~mask
+  new_w = np.where(new_connections, 0.0, w)
+  return ((mask1 | mask2).reshape(shape), new_w.reshape(shape),
+          new_connections.reshape(shape))
+
+
+def ref_update_steps(num_steps, update_freq, last_update_step):
+  """is_update_iter over train step counters 0..num_steps-1."""
+  return [c for c in range(num_steps) if c % update_freq == 0 and c <= last_update_step]
+
+
+def ref_cosine(c, d0, last_update_step):
+  """Keras CosineDecay(d0, last_update_step, alpha=0) at step c."""
+  return d0 * 0.5 * (1 + math.cos(math.pi * min(c, last_update_step) / last_update_step))
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def one_step(method, w, mask, g, drop_fraction=0.5, tx=None, order='masks_first',
+             decay='constant', sparsity=None):
+  """One SparseOptimizer step that is a SET/RigL update (the first step: index 0)."""
+  w, mask, g = jnp.asarray(w, jnp.float32), jnp.asarray(mask, bool), jnp.asarray(g, jnp.float32)
+  if sparsity is None:
+    sparsity = 1 - int(mask.sum()) / mask.size
+  cfg = sr.SparsityConfig(method=method, sparsity=sparsity, begin_step=0, end_step=100,
+                          update_interval=1, drop_fraction=drop_fraction,
+                          drop_fraction_decay=decay, distribution='uniform',
+                          update_order=order)
+  opt = sr.SparseOptimizer(tx or optax.sgd(0.0), cfg)
+  _, state = opt.init({'l': {'kernel': w}}, jax.random.PRNGKey(0))
+  assert int(state.masks['l']['kernel'].sum()) == int(mask.sum())
+  state = state.replace(sparsity=state.sparsity.replace(masks={'l': {'kernel': mask}}))
+  params = {'l': {'kernel': jnp.where(mask, w, 0.0)}}
+  new_params, new_state = opt.step(params, {'l': {'kernel': g}}, state)
+  return (np.asarray(new_params['l']['kernel']), np.asarray(new_state.masks['l']['kernel']),
+          new_state)
+
+
+# ---------------------------------------------------------------------- drop and grow
+
+
+def test_near_dense_layer_drops_without_cap_and_regrows_among_dropped():
+  # A 3x3 kernel with 8 of 9 active: the reference drops int(0.5 * 8) = 4 (no cap at the one
+  # inactive position), keeps |w| .5 .6 .7 .8 and regrows the 4 largest |grad| among the
+  # inactive index 0 and the dropped indices 1 2 3 4: |g| 5, 4, .5, 3, 2 -> indices 0 1 3 4.
+  w = np.array([[0, .1, .2], [.3, .4, .5], [.6, .7, .8]])
+  mask = np.array([[0, 1, 1], [1, 1, 1], [1, 1, 1]], bool)
+  g = np.array([[5, 4, .5], [3, 2, 0], [0, 0, 0]])
+  by_hand = np.array([[1, 1, 0], [1, 1, 1], [1, 1, 1]], bool)
+  ref_mask, ref_w, _ = ref_mask_update(mask, w, np.abs(g), 0.5)
+  np.testing.assert_array_equal(ref_mask, by_hand)
+  new_w, new_mask, _ = one_step('rigl', w, mask, g)
+  np.testing.assert_array_equal(new_mask, by_hand)
+  # Dropped-and-regrown .1 .3 .4 keep their values; the new connection (index 0) starts at 0;
+  # the dropped .2 is zeroed.
+  np.testing.assert_allclose(new_w, np.where(by_hand, ref_w, 0.0).astype(np.float32))
+
+
+def test_ties_keep_the_lower_index():
+  # Four active weights of equal |w|: the reference keeps indices 0 and 1 (top_k lists ties
+  # lower index first) and drops 2 and 3. The two largest grads among the rest are at 4 and 5
+  # (equal too: the lower indices grow).
+  w = np.array([[.5, -.5, .5, -.5, 0, 0, 0, 0]])
+  mask = np.array([[1, 1, 1, 1, 0, 0, 0, 0]], bool)
+  g = np.array([[0, 0, 0, 0, 1, 1, 1, 1]])
+  by_hand = np.array([[1, 1, 0, 0, 1, 1, 0, 0]], bool)
+  np.testing.assert_array_equal(ref_mask_update(mask, w, np.abs(g), 0.5)[0], by_hand)
+  np.testing.assert_array_equal(one_step('rigl', w, mask, g)[1], by_hand)
+
+
+@pytest.mark.parametrize('seed', range(12))
+def test_rigl_update_equals_reference_on_random_layers(seed):
+  rng = np.random.default_rng(seed)
+  shape = [(6, 5), (12, 3), (3, 3, 2, 4), (40, 7)][seed % 4]
+  size = math.prod(shape)
+  sparsity = [0.05, 0.3, 0.5, 0.9][seed % 4 if seed < 8 else (seed + 1) % 4]
+  n_active = size - math.floor(sparsity * size + 1e-6)
+  mask = np.zeros(size, bool)
+  mask[rng.permutation(size)[:n_active]] = True
+  mask = mask.reshape(shape)
+  w = rng.normal(size=shape)          # no active weight is exactly 0 (ties at 0 aside)
+  g = rng.normal(size=shape)
+  d = [0.1, 0.3, 0.5, 0.9][seed % 4]
+  ref_mask, ref_w, _ = ref_mask_update(mask, w, np.abs(g), d)
+  new_w, new_mask, _ = one_step('rigl', w, mask, g, drop_fraction=d, sparsity=sparsity)
+  np.testing.assert_array_equal(new_mask, ref_mask)
+  np.testing.assert_allclose(new_w, np.where(ref_mask, ref_w, 0.0).astype(np.float32))
+
+
+def test_set_drops_like_the_reference_and_grows_among_the_rest():
+  rng = np.random.default_rng(3)
+  shape, n_active = (10, 10), 60
+  mask = np.zeros(100, bool)
+  mask[rng.permutation(100)[:n_active]] = True
+  mask = mask.reshape(shape)
+  w = rng.normal(size=shape)
+  new_w, new_mask, _ = one_step('set', w, mask, np.zeros(shape), drop_fraction=0.5)
+  # Kept: the reference's mask1, the 30 largest |w| among the active.
+  order = np.argsort(-np.abs(mask * w).ravel(), kind='stable')
+  mask1 = np.zeros(100, bool)
+  mask1[order[:30]] = True
+  mask1 = mask1.reshape(shape)
+  assert new_mask.sum() == n_active
+  assert np.all(new_mask[mask1])
+  np.testing.assert_allclose(new_w[mask1], w[mask1].astype(np.float32))
+  grown = new_mask & ~mask1
+  assert grown.sum() == 30
+  assert np.all(new_w[grown & ~mask] == 0)
+
+
+# ------------------------------------------------------------------------- schedule
+
+
+def test_updates_start_at_the_first_step_with_the_full_drop_fraction():
+  # begin 0, interval 3, end 10, 13 gradient steps: the reference updates at counters
+  # 0, 3, 6, 9 with the cosine drop fraction d(c); the 1-based host step numbers are c + 1.
+  cfg = sr.SparsityConfig(method='rigl', sparsity=0.5, begin_step=0, end_step=10,
+                          update_interval=3, drop_fraction=0.5)
+  opt = sr.SparseOptimizer(optax.sgd(0.0), cfg)
+  host = [s for s in range(1, 14) if opt.is_update_step(s)]
+  assert [s - 1 for s in host] == ref_update_steps(13, 3, 10) == [0, 3, 6, 9]
+  # On one 1x40 layer with all 20 grads on inactive positions larger than any active one,
+  # every dropped weight is replaced by a new connection: 2 * n_drop positions change.
+  n = 40
+  params = {'l': {'kernel': jnp.asarray(np.random.default_rng(0).normal(size=(1, n)),
+                                        jnp.float32)}}
+  params, state = opt.init(params, jax.random.PRNGKey(0))
+  changes = []
+  for c in range(13):
+    mask = np.asarray(state.masks['l']['kernel'])
+    g = {'l': {'kernel': jnp.asarray(np.where(mask, 0.0, 1.0 + np.arange(n)), jnp.float32)}}
+    params, state = opt.step(params, g, state)
+    changes.append(int(np.sum(mask != np.asarray(state.masks['l']['kernel']))))
+  expected = [2 * int(np.float32(20) * np.float32(ref_cosine(c, 0.5, 10)))
+              if c in (0, 3, 6, 9) else 0 for c in range(13)]
+  assert expected[0] == 20 and expected[9] == 0   # d(0) = d0, d(9) rounds to 0 of 20
+  assert changes == expected
+
+
+# --------------------------------------------------------------------------- order
+
+
+def _adam_first_step(g, lr, b1=0.9, b2=0.999, eps=1e-8):
+  """optax.adam's update at count 1 from zero moments (hand-derived)."""
+  mu_hat = (1 - b1) * g / (1 - b1)
+  nu_hat = (1 - b2) * g * g / (1 - b2)
+  return -lr * mu_hat / (np.sqrt(nu_hat) + eps)
+
+
+def test_update_orders_put_grown_weights_where_each_reference_does():
+  w = np.array([[0.9, -0.1, 0.5, 0.0], [0.2, -0.8, 0.0, 0.3]])
+  mask = np.array([[1, 1, 1, 0], [1, 1, 0, 1]], bool)
+  g = np.array([[0.5, 0.5, 0.5, 2.0], [0.5, 0.5, -3.0, 0.5]])
+  lr = 1e-3
+  # drop int(6 * 0.5) = 3 smallest |w|: -0.1, 0.2, 0.3; regrow the 3 largest |g| among the
+  # rest: (1,2) = 3, (0,3) = 2, then ties at 0.5 -> lowest index (0,1) (a dropped weight).
+  new_mask = np.array([[1, 1, 1, 1], [0, 1, 1, 0]], bool)
+  grown = new_mask & ~mask
+  step = _adam_first_step(g, lr)
+  # masks_first (TF2 DQN/PPO): the step is applied on the new topology, with zeroed
+  # moments at the grown positions: they end at -lr * Adam(g), not at 0.
+  new_w, m, state = one_step('rigl', w, mask, g, tx=optax.adam(lr))
+  np.testing.assert_array_equal(m, new_mask)
+  np.testing.assert_allclose(new_w, np.where(new_mask, np.where(grown, 0, w) + step, 0),
+                             rtol=2e-5, atol=1e-8)
+  assert np.all(np.abs(new_w[grown]) > 0.9 * lr)
+  # step_first (TF2 SAC, TF1 SET): step on the old topology, then the update: grown at 0,
+  # with zero moments.
+  new_w, m, state = one_step('rigl', w, mask, g, tx=optax.adam(lr), order='step_first')
+  stepped = np.where(mask, w + step, 0)
+  ref_mask, ref_w, ref_new = ref_mask_update(mask, stepped, np.abs(g), 0.5)
+  np.testing.assert_array_equal(m, ref_mask)
+  np.testing.assert_allclose(new_w, np.where(ref_mask, ref_w, 0), rtol=2e-5, atol=1e-8)
+  mu = np.asarray(state.inner[0].mu['l']['kernel'])
+  assert np.all(mu[ref_new] == 0) and np.all(mu[ref_mask & ~ref_new] != 0)
+  # skip_step (TF1 RigL): the mask update replaces the optimizer step.
+  new_w, m, state = one_step('rigl', w, mask, g, tx=optax.adam(lr), order='skip_step')
+  np.testing.assert_array_equal(m, new_mask)
+  np.testing.assert_array_equal(new_w, np.where(new_mask & ~grown, w, 0).astype(np.float32))
+  assert int(state.inner[0].count) == 0
+
+
+# ----------------------------------------------------------------------- sparse init
+
+
+def ref_unit_scaled_limits(mask):
+  """unit_scaled_init_tf1('fanavg_uniform', scale 1): per-connection uniform bound."""
+  m2 = mask.sum(axis=(0, 1)) if mask.ndim == 4 else mask
+  fan_in = m2.sum(axis=-2)     # per output unit
+  fan_out = m2.sum(axis=-1)    # per input unit
+  limit = np.sqrt(3.0 / np.maximum(1.0, (fan_in[None, :] + fan_out[:, None]) / 2.0))
+  if mask.ndim == 4:
+    limit = np.broadcast_to(limit, mask.shape)
+  return np.where(mask, limit, 0.0)
+
+
+@pytest.mark.parametrize('shape,sparsity', [((300, 200), 0.9), ((3, 3, 16, 32), 0.8)])
+def test_sparse_init_is_the_references_fan_avg_uniform(shape, sparsity):
+  mask = np.asarray(sr.random_mask(jax.random.PRNGKey(0), shape, sparsity))
+  out = np.asarray(sr.sparse_init(jax.random.PRNGKey(1), {'k': jnp.zeros(shape)},
+                                  {'k': jnp.asarray(mask)})['k'])
+  limit = ref_unit_scaled_limits(mask)
+  assert np.all(out[~mask] == 0)
+  u = out[mask] / limit[mask]            # U(-1, 1) if the bound is the reference's
+  assert np.all(np.abs(u) <= 1.0)
+  assert np.max(np.abs(u)) > 0.99
+  assert np.mean(u ** 2) == pytest.approx(1 / 3, rel=0.05)   # variance of U(-1, 1)
+  assert np.mean(u) == pytest.approx(0.0, abs=0.03)
+
+
+# ----------------------------------------------------------------- gradient clipping
+
+
+def test_clipping_uses_the_dense_gradient_norm():
+  # The reference clips the dense kernel gradients (the masked kernel is a variable whose
+  # gradient is dense): clip factor 1 / ||g_dense||, not 1 / ||g * mask||.
+  rng = np.random.default_rng(0)
+  g = rng.normal(size=(20, 10)).astype(np.float32)
+  cfg = sr.SparsityConfig(method='static', sparsity=0.9, distribution='uniform')
+  opt = sr.SparseOptimizer(optax.chain(optax.clip_by_global_norm(1.0), optax.sgd(1.0)), cfg)
+  params, state = opt.init({'l': {'kernel': jnp.zeros((20, 10))}}, jax.random.PRNGKey(0))
+  mask = np.asarray(state.masks['l']['kernel'])
+  new, _ = opt.step(params, {'l': {'kernel': jnp.asarray(g)}}, state)
+  np.testing.assert_allclose(np.asarray(new['l']['kernel']),
+                             np.where(mask, -g / np.linalg.norm(g), 0), rtol=1e-5)
