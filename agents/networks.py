@@ -1,4 +1,5 @@
-"""Flax linen networks for the DQN, SAC and PPO agents (shapes from /work/shared/REFERENCE.md).
+"""Flax linen networks for the DQN, SAC and PPO agents (shapes and
+initializers: docs/paper_settings.md).
 
 Every weight lives in the `kernel` of a standard `nn.Dense` or `nn.Conv`, so sparsity is applied
 from outside by masking params; biases and PPO's `log_std` stay dense. Hidden sizes and channels
@@ -92,7 +93,7 @@ def _nature_torso(x, width, kernel_init):
 
 
 class MLP(nn.Module):
-  """Generic MLP torso and linear head (REFERENCE.md: DQN classic control, SAC, PPO MuJoCo)."""
+  """Generic MLP torso and linear head (docs/paper_settings.md)."""
 
   output_size: int
   hidden_sizes: Sequence[int] = (512, 512)
@@ -108,8 +109,23 @@ class MLP(nn.Module):
     return nn.Dense(self.output_size, kernel_init=init)(x)  # (batch, output_size)
 
 
+# The paper's classic-control Q network (google-research/rigl rigl/rl/tfagents/dqn_train_eval.py,
+# `build_network`): hidden kernels He truncated normal, the Q head U(-0.03, 0.03) with bias -0.2.
+HE_TRUNCATED_NORMAL = nn.initializers.variance_scaling(2.0, 'fan_in', 'truncated_normal')
+Q_HEAD_KERNEL_INIT = nn.initializers.uniform(0.06)  # U(0, 0.06), shifted to U(-0.03, 0.03)
+
+
+def _q_head_kernel_init(key, shape, dtype=jnp.float32):
+  return Q_HEAD_KERNEL_INIT(key, shape, dtype) - jnp.asarray(0.03, dtype)
+
+
 class QNetworkMLP(nn.Module):
-  """Classic-control DQN Q network, 2x512 ReLU (REFERENCE.md: DQN classic control)."""
+  """Classic-control DQN Q network, 2x512 ReLU, with the paper code's initializers.
+
+  Hidden kernels: He truncated normal (Keras VarianceScaling(2.0, 'fan_in', 'truncated_normal'));
+  head (`Dense_<len(hidden_sizes)>`): kernel U(-0.03, 0.03), bias -0.2
+  (google-research/rigl rigl/rl/tfagents/dqn_train_eval.py `build_network`).
+  """
 
   num_actions: int
   hidden_sizes: Sequence[int] = (512, 512)
@@ -117,15 +133,16 @@ class QNetworkMLP(nn.Module):
 
   @nn.compact
   def __call__(self, obs: jax.Array) -> jax.Array:
-    x = _torso(obs, self.hidden_sizes, 'relu', self.width, None)
-    return nn.Dense(self.num_actions)(x)  # (batch, num_actions)
+    x = _torso(obs, self.hidden_sizes, 'relu', self.width, HE_TRUNCATED_NORMAL)
+    return nn.Dense(self.num_actions, kernel_init=_q_head_kernel_init,
+                    bias_init=nn.initializers.constant(-0.2))(x)  # (batch, num_actions)
 
 
 # --- Atari DQN
 
 
 class NatureCNN(nn.Module):
-  """Nature DQN, SAME padding, 7744 flat features, ~4.05M weights (REFERENCE.md: DQN Atari)."""
+  """Nature DQN, SAME padding, 7744 flat features, ~4.05M weights (rigl/rl/dqn_agents.py)."""
 
   num_actions: int
   width: float = 1.0
@@ -137,7 +154,7 @@ class NatureCNN(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-  """Impala residual block: relu, conv3x3, relu, conv3x3, + skip (REFERENCE.md: DQN Atari)."""
+  """Impala residual block: relu, conv3x3, relu, conv3x3, + skip (rigl/rl/dqn_agents.py)."""
 
   channels: int
 
@@ -149,7 +166,7 @@ class ResidualBlock(nn.Module):
 
 
 class ImpalaStack(nn.Module):
-  """Impala stack: conv 3x3, max-pool 3 stride 2, residual blocks (REFERENCE.md: DQN Atari)."""
+  """Impala stack: conv 3x3, max-pool 3 stride 2, residual blocks (rigl/rl/dqn_agents.py)."""
 
   channels: int
   num_blocks: int = 2
@@ -164,7 +181,7 @@ class ImpalaStack(nn.Module):
 
 
 class ImpalaResNet(nn.Module):
-  """Impala ResNet, channels 32/64/64, no batch norm (REFERENCE.md: DQN Atari)."""
+  """Impala ResNet, channels 32/64/64, no batch norm (rigl/rl/dqn_agents.py)."""
 
   num_actions: int
   channels: Sequence[int] = (32, 64, 64)
@@ -184,8 +201,19 @@ class ImpalaResNet(nn.Module):
 # --- SAC
 
 
+# SAC in the paper's code: Keras Dense layers with glorot_uniform kernels, actor and critics
+# (google-research/rigl rigl/rl/tfagents/sac_train_eval.py).
+GLOROT_UNIFORM = nn.initializers.glorot_uniform()
+
+
 class SACActor(nn.Module):
-  """SAC tanh-Gaussian actor, 2x256 ReLU; returns pre-tanh (mean, log_std) (REFERENCE.md: SAC)."""
+  """SAC tanh-Gaussian actor, 2x256 ReLU; returns pre-tanh (mean, log_std), each (batch, d).
+
+  One output layer `projection` of 2 * action_dim units, split into mean and log std, as the
+  paper code's tanh-normal projection network (rigl/rl/tfagents/
+  sparse_tanh_normal_projection_network.py): distributions such as ERK size it as one layer.
+  Kernels glorot_uniform (rigl/rl/tfagents/sac_train_eval.py).
+  """
 
   action_dim: int
   hidden_sizes: Sequence[int] = (256, 256)
@@ -195,15 +223,15 @@ class SACActor(nn.Module):
 
   @nn.compact
   def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
-    x = _torso(obs, self.hidden_sizes, 'relu', self.width, None)
-    mean = nn.Dense(self.action_dim, name='mean')(x)  # (batch, action_dim)
-    log_std = nn.Dense(self.action_dim, name='log_std')(x)  # (batch, action_dim)
+    x = _torso(obs, self.hidden_sizes, 'relu', self.width, GLOROT_UNIFORM)
+    out = nn.Dense(2 * self.action_dim, kernel_init=GLOROT_UNIFORM, name='projection')(x)
+    mean, log_std = jnp.split(out, 2, axis=-1)  # (batch, action_dim) each
     # Hard clip, as in the original SAC code; the bounds bind only for extreme inputs.
     return mean, jnp.clip(log_std, self.log_std_min, self.log_std_max)
 
 
 class SACCritic(nn.Module):
-  """SAC Q function on concat(obs, action), 2x256 ReLU (REFERENCE.md: SAC MuJoCo)."""
+  """SAC Q function on concat(obs, action), 2x256 ReLU, glorot_uniform kernels (paper code)."""
 
   hidden_sizes: Sequence[int] = (256, 256)
   width: float = 1.0
@@ -211,12 +239,12 @@ class SACCritic(nn.Module):
   @nn.compact
   def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
     x = jnp.concatenate([obs, action], axis=-1)
-    x = _torso(x, self.hidden_sizes, 'relu', self.width, None)
-    return nn.Dense(1)(x)[..., 0]  # (batch,)
+    x = _torso(x, self.hidden_sizes, 'relu', self.width, GLOROT_UNIFORM)
+    return nn.Dense(1, kernel_init=GLOROT_UNIFORM)(x)[..., 0]  # (batch,)
 
 
 class TwinCritic(nn.Module):
-  """Two independent SAC critics `critic_0`, `critic_1`, returning (q1, q2) (REFERENCE.md: SAC).
+  """Two independent SAC critics `critic_0`, `critic_1`, returning (q1, q2) (docs/paper_settings.md).
 
   Two submodules rather than `nn.vmap`: vmap would stack both critics into one kernel leaf of
   shape (2, n_in, n_out), which a per-leaf masker and distribution would treat as one layer.
@@ -235,8 +263,23 @@ class TwinCritic(nn.Module):
 # --- PPO
 
 
+# PPO in the paper's code (google-research/rigl rigl/rl/tfagents/sparse_ppo_actor_network.py,
+# sparse_value_network.py and ppo_train_eval.py): Keras Orthogonal kernels (gain 1) for the
+# hidden layers, a VarianceScaling(0.1) (fan_in, truncated normal) mean head and a
+# U(-0.03, 0.03) value head.
+PPO_HIDDEN_INIT = nn.initializers.orthogonal(1.0)
+PPO_MEAN_HEAD_INIT = nn.initializers.variance_scaling(0.1, 'fan_in', 'truncated_normal')
+PPO_VALUE_HEAD_INIT = nn.initializers.uniform(0.06)  # U(0, 0.06), shifted by -0.03 below
+
+
+def _ppo_value_head_init(key, shape, dtype=jnp.float32):
+  return PPO_VALUE_HEAD_INIT(key, shape, dtype) - jnp.asarray(0.03, dtype)
+
+
 class PPOActor(nn.Module):
-  """PPO Gaussian actor, 2x64 tanh, orthogonal init, state-independent log std (REFERENCE.md).
+  """PPO Gaussian actor, 2x64 tanh, state-independent log std (docs/paper_settings.md,
+  "PPO, MuJoCo"). Hidden kernels orthogonal (gain 1), mean head VarianceScaling(0.1), as the
+  paper's code (rigl/rl/tfagents/sparse_ppo_actor_network.py).
 
   Returns (mean, log_std), log_std broadcast to mean's shape; the `log_std` param has shape
   (action_dim,), starts at 0 and is not a kernel, so it stays dense.
@@ -248,26 +291,32 @@ class PPOActor(nn.Module):
 
   @nn.compact
   def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
-    x = _torso(obs, self.hidden_sizes, 'tanh', self.width, nn.initializers.orthogonal(_SQRT2))
-    mean = nn.Dense(self.action_dim, kernel_init=nn.initializers.orthogonal(0.01))(x)
+    x = _torso(obs, self.hidden_sizes, 'tanh', self.width, PPO_HIDDEN_INIT)
+    mean = nn.Dense(self.action_dim, kernel_init=PPO_MEAN_HEAD_INIT)(x)
     log_std = self.param('log_std', nn.initializers.zeros, (self.action_dim,))
     return mean, jnp.broadcast_to(log_std, mean.shape)  # (batch, action_dim) each
 
 
 class PPOCritic(nn.Module):
-  """PPO value function, 2x64 tanh, orthogonal init, head gain 1 (REFERENCE.md: PPO MuJoCo)."""
+  """PPO value function, 2x64, orthogonal hidden kernels (gain 1), value head U(-0.03, 0.03)
+  (rigl/rl/tfagents/sparse_value_network.py; ppo_train_eval.py passes Orthogonal()).
+
+  `activation` is 'tanh' (the paper's table); the paper's code builds this network with the
+  ValueNetwork default, ReLU (docs/paper_settings.md, "PPO, MuJoCo").
+  """
 
   hidden_sizes: Sequence[int] = (64, 64)
   width: float = 1.0
+  activation: Activation = 'tanh'
 
   @nn.compact
   def __call__(self, obs: jax.Array) -> jax.Array:
-    x = _torso(obs, self.hidden_sizes, 'tanh', self.width, nn.initializers.orthogonal(_SQRT2))
-    return nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0))(x)[..., 0]  # (batch,)
+    x = _torso(obs, self.hidden_sizes, self.activation, self.width, PPO_HIDDEN_INIT)
+    return nn.Dense(1, kernel_init=_ppo_value_head_init)(x)[..., 0]  # (batch,)
 
 
 class NatureTrunk(nn.Module):
-  """Nature CNN convs (SAME padding) and Dense 512 as a shared trunk (REFERENCE.md: DQN Atari)."""
+  """Nature CNN convs (SAME padding) and Dense 512 as a shared trunk (rigl/rl/dqn_agents.py)."""
 
   width: float = 1.0
   kernel_init: Initializer | None = None
@@ -278,9 +327,9 @@ class NatureTrunk(nn.Module):
 
 
 class PPOAtariNetwork(nn.Module):
-  """PPO Atari actor-critic on a shared Nature CNN trunk (REFERENCE.md: DQN Atari trunk).
+  """PPO Atari actor-critic on a shared Nature CNN trunk (docs/paper_settings.md, "PPO, Atari").
 
-  REFERENCE.md lists no PPO Atari setup; the gains follow the common PPO recipe.
+  The paper has no PPO Atari setup; the gains follow the common PPO recipe.
   Submodules: `trunk` (gain sqrt 2), `policy_head` (gain 0.01), `value_head` (gain 1).
   """
 

@@ -1,8 +1,10 @@
-"""Soft Actor-Critic with sparse actor and twin critics (REFERENCE.md: SAC MuJoCo).
+"""Soft Actor-Critic with sparse actor and twin critics (docs/paper_settings.md, "SAC, MuJoCo").
 
 Haarnoja et al. 2018, "Soft Actor-Critic Algorithms and Applications" (arXiv 1812.05905):
 tanh-Gaussian actor, twin critics with soft-updated targets, automatic entropy tuning.
-Sparsity: Graesser et al. 2022. The actor and the twin critics are two `SparseTrainState`s,
+Sparsity: Graesser et al. 2022. The paper's SAC code takes each optimizer step before its
+mask update (SparsityConfig.update_order = 'step_first' in the experiment files). The actor
+and the twin critics are two `SparseTrainState`s,
 each with its own `SparsityConfig`, width and weight decay. The twin critics are one
 `TwinCritic` network, so the critic distribution is solved over the layers of both critics; as
 the two critics have the same shapes, this gives every layer the sparsity it would get from a
@@ -52,7 +54,7 @@ def default_initial_random_steps(env_id: str) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class SACConfig:
-  """SAC hyperparameters (defaults: REFERENCE.md, SAC MuJoCo)."""
+  """SAC hyperparameters (defaults: docs/paper_settings.md, "SAC, MuJoCo")."""
 
   learning_rate: float = 3e-4  # Adam step size of actor, critics and log alpha.
   gamma: float = 0.99  # discount per env step.
@@ -69,8 +71,12 @@ class SACConfig:
   critic_width: float = 1.0  # width multiplier of both critics' hidden layers.
   actor_sparsity: sparse_rl.SparsityConfig = sparse_rl.SparsityConfig()  # actor method.
   critic_sparsity: sparse_rl.SparsityConfig = sparse_rl.SparsityConfig()  # twin critics.
-  actor_weight_decay: float = 0.0  # L2 rate on the actor's kernels.
-  critic_weight_decay: float = 0.0  # L2 rate on the critics' kernels.
+  actor_weight_decay: float = 0.0  # Keras-L2 coefficient on the actor's kernels (2 wd w).
+  critic_weight_decay: float = 0.0  # Keras-L2 coefficient on the critics' kernels (2 wd w).
+  # Rewards are multiplied by this in the TD target (the paper's code: 0.1, tf_agents
+  # reward_scale_factor in rigl/rl/tfagents/sac_train_eval.py; docs/paper_settings.md).
+  reward_scale: float = 1.0
+  critic_loss_weight: float = 1.0  # weight of the summed critic losses (paper's code: 0.5).
 
   def __post_init__(self):
     for name in ('batch_size', 'replay_capacity', 'updates_per_step'):
@@ -78,6 +84,9 @@ class SACConfig:
         raise ValueError(f'SACConfig.{name} must be >= 1, got {getattr(self, name)}.')
     if not 0.0 < self.tau <= 1.0:
       raise ValueError(f'SACConfig.tau must be in (0, 1], got {self.tau}.')
+    for name in ('reward_scale', 'critic_loss_weight'):
+      if not getattr(self, name) > 0.0:
+        raise ValueError(f'SACConfig.{name} must be > 0, got {getattr(self, name)}.')
     if self.initial_alpha <= 0.0:
       raise ValueError(f'SACConfig.initial_alpha must be > 0, got {self.initial_alpha}.')
     if self.initial_random_steps is not None and self.initial_random_steps < 0:
@@ -170,9 +179,10 @@ def scale_action(action: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.nd
 # ------------------------------------------------------------------------------ update
 
 
-def td_target(state: SACState, batch: Batch, alpha: jax.Array, key: jax.Array, gamma: float
-              ) -> jax.Array:
-  """r + gamma * (1 - terminated) * (min target Q(s', a') - alpha log pi(a'|s')), a' ~ pi.
+def td_target(state: SACState, batch: Batch, alpha: jax.Array, key: jax.Array, gamma: float,
+              reward_scale: float = 1.0) -> jax.Array:
+  """reward_scale * r + gamma * (1 - terminated) * (min target Q(s', a') - alpha log pi(a'|s')),
+  a' ~ pi.
 
   Bootstraps through time limits (the buffer stores the real next obs there), not through
   terminals. -> (batch,)
@@ -181,13 +191,14 @@ def td_target(state: SACState, batch: Batch, alpha: jax.Array, key: jax.Array, g
   next_action, next_log_prob = sample_tanh_gaussian(key, next_mean, next_log_std)
   next_q1, next_q2 = state.critic.apply_target(batch.next_obs, next_action)
   next_v = jnp.minimum(next_q1, next_q2) - alpha * next_log_prob  # (batch,)
-  return batch.reward + gamma * (1.0 - batch.terminated) * next_v
+  return reward_scale * batch.reward + gamma * (1.0 - batch.terminated) * next_v
 
 
-def critic_loss(critic_params, state: SACState, batch: Batch, target: jax.Array):
-  """Sum of both critics' mean squared errors to the TD target. Returns (loss, mean Q)."""
+def critic_loss(critic_params, state: SACState, batch: Batch, target: jax.Array,
+                weight: float = 1.0):
+  """weight * (sum of both critics' mean squared errors to the TD target). -> (loss, mean Q)"""
   q1, q2 = state.critic.apply(batch.obs, batch.action, params=critic_params)
-  loss = jnp.mean((q1 - target) ** 2) + jnp.mean((q2 - target) ** 2)
+  loss = weight * (jnp.mean((q1 - target) ** 2) + jnp.mean((q2 - target) ** 2))
   return loss, jnp.mean(q1)
 
 
@@ -208,14 +219,22 @@ def update(config: SACConfig, alpha_tx: optax.GradientTransformation, target_ent
   """
   key, critic_key, actor_key = jax.random.split(state.key, 3)
   alpha = jnp.exp(state.log_alpha)
-  target = jax.lax.stop_gradient(td_target(state, batch, alpha, critic_key, config.gamma))
+  target = jax.lax.stop_gradient(td_target(state, batch, alpha, critic_key, config.gamma,
+                                            config.reward_scale))
   (c_loss, q_mean), c_grads = jax.value_and_grad(critic_loss, has_aux=True)(
-      state.critic.params, state, batch, target)
-  critic = state.critic.apply_gradients(c_grads)
+      state.critic.params, state, batch, target, config.critic_loss_weight)
+  # With update_order 'step_first' (the paper's SAC code) a RigL update grows by the gradient
+  # of the same loss at the weights after the step, as the reference recomputes it then
+  # (rigl/rl/tfagents/sac_train_eval.py `_train`); only mask-update steps compute it.
+  critic_grad_at = lambda p: jax.grad(critic_loss, has_aux=True)(
+      p, state, batch, target, config.critic_loss_weight)[0]
+  critic = state.critic.apply_gradients(c_grads, mask_grads_fn=critic_grad_at)
   state = state.replace(critic=critic)
   (a_loss, log_prob), a_grads = jax.value_and_grad(actor_loss, has_aux=True)(
       state.actor.params, state, batch.obs, alpha, actor_key)
-  actor = state.actor.apply_gradients(a_grads)
+  actor_grad_at = lambda p: jax.grad(actor_loss, has_aux=True)(
+      p, state, batch.obs, alpha, actor_key)[0]
+  actor = state.actor.apply_gradients(a_grads, mask_grads_fn=actor_grad_at)
   # alpha loss -log_alpha * (log pi + target entropy); its gradient w.r.t. log_alpha:
   entropy_gap = jax.lax.stop_gradient(jnp.mean(log_prob) + target_entropy)
   alpha_updates, alpha_opt_state = alpha_tx.update(-entropy_gap, state.alpha_opt_state)

@@ -5,10 +5,11 @@ Every network of every agent (Q net, actor, critics, PPO actor/critic) is a
 sparsity state: masks, step, key) + optional target params that share the
 online masks. The network definition and the optimizer are static fields.
 
-Invariant: params and target params are exactly 0 wherever the online mask is
-0. `SparseOptimizer.step` keeps it for the params (masked gradients and
-updates, dropped weights zeroed) and `apply_gradients` re-masks the target
-params on the steps where the masks change. The forward pass therefore runs
+Invariant: params are exactly 0 wherever the online mask is 0, and target
+params wherever the target's masks are 0: the online masks for a target that
+follows them (SAC: `apply_gradients` re-masks the target on mask updates), the
+masks at the last sync for a hard-synced target (DQN). `SparseOptimizer.step`
+keeps the invariant for the params (masked updates, dropped weights zeroed). The forward pass therefore runs
 without the mask multiply (`SparseNetwork(mask_forward=False)`): masking the
 4M weights of the Nature CNN on every acting step would cost more than the
 forward pass itself. Gradients through `apply` are still the dense gradient.
@@ -48,27 +49,36 @@ class SparseTrainState(flax.struct.PyTreeNode):
                           *args, **kwargs)
 
   def apply_target(self, *args, **kwargs):
-    """Forward pass with the target params and the online masks."""
+    """Forward pass with the target params (zero wherever the target's masks are zero)."""
     return self.net.apply(self.target_params, self.masks, *args, **kwargs)
 
-  def apply_gradients(self, grads: PyTree, update_masks: bool | None = None
-                      ) -> 'SparseTrainState':
+  def apply_gradients(self, grads: PyTree, update_masks: bool | None = None,
+                      mask_target: bool = True,
+                      mask_grads_fn=None) -> 'SparseTrainState':
     """Optimizer step (masked) and, on schedule, a mask update.
 
-    On mask-update steps the target params are masked with the new online
-    masks (the target shares the online network's masks). `update_masks` is
-    as in `SparseOptimizer.step`: None decides in jit, a static bool from the
-    host (`state.opt.is_update_step(step)`) avoids the lax.cond.
+    Args:
+      grads: dense gradient w.r.t. params.
+      update_masks: as in `SparseOptimizer.step`: None decides in jit, a static bool from
+        the host (`state.opt.is_update_step(step)`) avoids the lax.cond.
+      mask_target: on mask-update steps, mask the target params with the new online masks
+        (a target that follows the online masks, as SAC's does: TF-Agents copies the masks,
+        non-trainable variables, into the target on every soft update). False keeps the
+        target's own mask snapshot until the next sync (DQN: TF-Agents copies every
+        variable, masks included, only every target_update_period steps).
+      mask_grads_fn: passed to `SparseOptimizer.step`.
     """
-    params, opt_state = self.opt.step(self.params, grads, self.opt_state, update_masks)
+    params, opt_state = self.opt.step(self.params, grads, self.opt_state, update_masks,
+                                      mask_grads_fn=mask_grads_fn)
     target = self.target_params
     is_update_step = self.opt.updater.is_update_step
-    if target is not None and is_update_step is not None and update_masks is not False:
-      mask_target = lambda t: sparse_rl.apply_masks(t, opt_state.sparsity.masks)
+    if (mask_target and target is not None and is_update_step is not None
+        and update_masks is not False):
+      masker = lambda t: sparse_rl.apply_masks(t, opt_state.sparsity.masks)
       if update_masks:
-        target = mask_target(target)
+        target = masker(target)
       else:
-        target = jax.lax.cond(is_update_step(opt_state.sparsity.step), mask_target,
+        target = jax.lax.cond(is_update_step(self.opt_state.sparsity.step), masker,
                               lambda t: t, target)
     return self.replace(params=params, opt_state=opt_state, target_params=target)
 
@@ -83,7 +93,8 @@ class SparseTrainState(flax.struct.PyTreeNode):
   @classmethod
   def create(cls, module: nn.Module, tx: optax.GradientTransformation,
              sparsity: sparse_rl.SparsityConfig, key: jax.Array, *example_inputs,
-             weight_decay: float = 0.0, with_target: bool = False) -> 'SparseTrainState':
+             weight_decay: float = 0.0, with_target: bool = False,
+             weight_decay_filter=None) -> 'SparseTrainState':
     """Initializes params, masks them, and builds the optimizer state.
 
     Args:
@@ -92,11 +103,17 @@ class SparseTrainState(flax.struct.PyTreeNode):
       sparsity: the sparse training method for this network.
       key: PRNG key (params and masks).
       *example_inputs: batched example inputs for init.
-      weight_decay: L2 rate on weight kernels.
+      weight_decay: L2 penalty coefficient on weight kernels, as the reference's Keras
+        `L2(weight_decay)` regularizer: the loss gains weight_decay * sum(w ** 2), so
+        2 * weight_decay * w is added to the gradient (google-research/rigl
+        rigl/rl/tfagents/*_train_eval.py, `kernel_regularizer`).
       with_target: keep a target copy of the params.
+      weight_decay_filter: (path, leaf) -> bool choosing the decayed leaves (default: every
+        kernel).
     """
     net = sparse_rl.SparseNetwork(module, mask_forward=False)
-    opt = sparse_rl.make_sparse_optimizer(tx, sparsity, weight_decay_rate=weight_decay)
+    opt = sparse_rl.make_sparse_optimizer(tx, sparsity, weight_decay_rate=2.0 * weight_decay,
+                                          weight_decay_filter=weight_decay_filter)
     init_key, mask_key = jax.random.split(key)
     params = net.init(init_key, *example_inputs)
     params, opt_state = opt.init(params, mask_key)

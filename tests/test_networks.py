@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
+import sparse_rl
 from agents import networks
 
 KEY = jax.random.key(0)
@@ -160,11 +161,33 @@ def test_impala_shapes_and_param_tree(impala):
 def test_sac_actor_shapes_and_log_std_bounds():
   model = networks.SACActor(ACTION_DIM)
   params = model.init(KEY, _obs())
-  assert list(params['params']) == ['Dense_0', 'Dense_1', 'mean', 'log_std']
+  # One output layer of 2 * action_dim units (the paper code's projection network).
+  assert list(params['params']) == ['Dense_0', 'Dense_1', 'projection']
+  assert params['params']['projection']['kernel'].shape == (256, 2 * ACTION_DIM)
+  h = jnp.maximum(_obs() @ params['params']['Dense_0']['kernel']
+                  + params['params']['Dense_0']['bias'], 0)
+  h = jnp.maximum(h @ params['params']['Dense_1']['kernel'] + params['params']['Dense_1']['bias'], 0)
+  proj = h @ params['params']['projection']['kernel'] + params['params']['projection']['bias']
+  mean, log_std = model.apply(params, _obs())
+  np.testing.assert_allclose(mean, proj[:, :ACTION_DIM], rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(log_std, jnp.clip(proj[:, ACTION_DIM:], -20, 2), rtol=1e-5, atol=1e-5)
   mean, log_std = model.apply(params, 1e4 * _obs())  # extreme inputs to hit the clip
   assert mean.shape == log_std.shape == (BATCH, ACTION_DIM)
   assert jnp.all(log_std >= -20.0) and jnp.all(log_std <= 2.0)
   assert jnp.any(log_std == 2.0) or jnp.any(log_std == -20.0)
+
+
+def test_sac_actor_erk_sizes_the_projection_as_one_layer():
+  # HalfCheetah (obs 17, actions 6), ERK 0.9, worked by hand: raw densities (n_in + n_out) /
+  # (n_in * n_out) = 273/4352, 512/65536, 268/3072; eps = 0.1 * 72960 / (273 + 512 + 268)
+  # = 6.9288; sparsities 1 - eps * p = 0.565, 0.946, 0.396 (the reference's one 256 x 12
+  # projection layer; two 256 x 6 heads would get 0.049).
+  params = networks.SACActor(6).init(KEY, jnp.zeros((1, 17)))['params']
+  targets = sparse_rl.SparsityConfig(method='static', sparsity=0.9,
+                                     distribution='erk').target_sparsities(params)
+  got = [targets['Dense_0']['kernel'], targets['Dense_1']['kernel'],
+         targets['projection']['kernel']]
+  np.testing.assert_allclose(got, [0.565, 0.946, 0.396], atol=6e-4)
 
 
 def test_sac_critic_shape():
@@ -205,8 +228,12 @@ def test_ppo_actor_log_std_and_orthogonal_init():
   assert list(p) == ['Dense_0', 'Dense_1', 'Dense_2', 'log_std']
   assert p['log_std'].shape == (ACTION_DIM,)
   np.testing.assert_array_equal(p['log_std'], 0.0)
-  _assert_orthogonal_columns(p['Dense_1']['kernel'], math.sqrt(2))  # square 64x64
-  _assert_orthogonal_columns(p['Dense_2']['kernel'], 0.01)
+  # The paper's code: Keras Orthogonal (gain 1) hidden kernels, mean head VarianceScaling(0.1):
+  # truncated normal with std sqrt(0.1 / 64) (Keras rescales by 0.8796 for the truncation).
+  _assert_orthogonal_columns(p['Dense_1']['kernel'], 1.0)  # square 64x64
+  head = np.asarray(p['Dense_2']['kernel'])
+  assert np.all(np.abs(head) <= 2 * math.sqrt(0.1 / 64) / 0.87962566 + 1e-6)
+  assert np.std(head) == pytest.approx(math.sqrt(0.1 / 64), rel=0.35)
   mean, log_std = model.apply(params, _obs())
   assert mean.shape == log_std.shape == (BATCH, ACTION_DIM)
   # Only log_std is outside a kernel.
@@ -216,8 +243,10 @@ def test_ppo_actor_log_std_and_orthogonal_init():
 def test_ppo_critic_shape_and_init():
   model = networks.PPOCritic()
   params = model.init(KEY, _obs())
-  _assert_orthogonal_columns(params['params']['Dense_1']['kernel'], math.sqrt(2))
-  _assert_orthogonal_columns(params['params']['Dense_2']['kernel'], 1.0)
+  # The paper's code: Orthogonal (gain 1) hidden kernels, value head U(-0.03, 0.03).
+  _assert_orthogonal_columns(params['params']['Dense_1']['kernel'], 1.0)
+  head = np.asarray(params['params']['Dense_2']['kernel'])
+  assert np.all(np.abs(head) <= 0.03) and np.max(np.abs(head)) > 0.015
   assert model.apply(params, _obs()).shape == (BATCH,)
 
 
