@@ -240,6 +240,7 @@ def build_experiment(agent: str = gin.REQUIRED, env_id: str = gin.REQUIRED, seed
   info = {
       'agent': agent,
       'env_id': env_id,
+      'max_episode_steps': max_episode_steps,
       'seed': seed,
       **{f: _shared([getattr(c, f) for c in networks.values()]) for f in fields},
       'network_sparsity': {name: {f: getattr(c, f) for f in fields}

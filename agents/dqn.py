@@ -11,7 +11,9 @@ RL details:
   * The TD target bootstraps through time-limit truncations and not through true terminals:
     y = r + gamma * (1 - terminated) * max_a Q_target(s', a). The replay stores the env's real
     final observation as s' at a truncation.
-  * The target network shares the online network's masks (`SparseTrainState.apply_target`).
+  * The target network is a snapshot of the online params, masks included, taken at each sync:
+    between syncs it keeps the weights the online net has since dropped, as TF-Agents' hard
+    target copy (of every variable, masks too) does.
   * Epsilon is 1 for the first `min_replay_size` env steps (uniform random actions fill the
     replay, as Dopamine and TF-Agents do), then decays linearly to `epsilon_train` over
     `epsilon_decay_steps` env steps (Dopamine's `linearly_decaying_epsilon`).
@@ -42,30 +44,37 @@ from agents import train_state as train_state_lib
 from sparse_rl import flops as flops_lib
 
 NETWORKS = ('mlp', 'nature_cnn', 'impala')
-LOSSES = ('huber', 'mse')
+LOSSES = ('squared', 'huber', 'mse')
 
 
 @dataclasses.dataclass(frozen=True)
 class DQNConfig:
-  """DQN hyperparameters. Defaults: the paper's classic-control setup (REFERENCE.md)."""
+  """DQN hyperparameters. Defaults: the paper code's classic-control setup
+  (google-research/rigl rigl/rl/tfagents/configs/dqn_gym_dense_config.gin and
+  dqn_train_eval.py; every value with its source in docs/paper_settings.md)."""
 
   network: str = 'mlp'  # Q network: 'mlp' (vector obs), 'nature_cnn' or 'impala' (pixels).
   hidden_sizes: tuple[int, ...] = (512, 512)  # MLP hidden layers, units at width 1.
   impala_dense_units: int = 256  # Impala ResNet dense layer, units at width 1.
   width: float = 1.0  # multiplier on hidden units and conv channels (ceil(n * width)).
   learning_rate: float = 1e-3  # Adam step size.
-  adam_eps: float = 1e-8  # Adam epsilon (optax default; the paper's code keeps TF's default).
-  weight_decay: float = 1e-6  # L2 rate on weight kernels, added to the gradient.
+  adam_eps: float = 1e-7  # Adam epsilon (the Keras default the paper's TF2 code keeps).
+  # L2 penalty coefficient on kernels, Keras L2(weight_decay) in the reference: adds
+  # 2 * weight_decay * w to the gradient.
+  weight_decay: float = 1e-6
+  weight_decay_head: bool = False  # decay the Q head too (the reference's head has no L2).
   gamma: float = 0.99  # discount per env step.
   batch_size: int = 128  # transitions per gradient step.
   replay_capacity: int = 100_000  # transitions kept in the replay buffer.
   min_replay_size: int = 1_000  # env steps of uniform random actions before learning starts.
   update_period: int = 1  # env steps between gradient steps.
   target_update_period: int = 100  # gradient steps between hard target-network updates.
-  epsilon_train: float = 0.1  # exploration rate after the decay, probability.
+  epsilon_train: float = 0.01  # exploration rate after the decay, probability.
   epsilon_decay_steps: int = 0  # env steps after min_replay_size to decay 1 -> epsilon_train.
-  epsilon_eval: float = 0.001  # exploration rate during evaluation, probability.
-  loss: str = 'huber'  # TD loss: 'huber' (delta 1) or 'mse' (0.5 * error**2).
+  epsilon_eval: float = 0.0  # exploration rate during evaluation (0: greedy), probability.
+  # TD loss: 'squared' ((q - y)**2, tf_agents' element_wise_squared_loss), 'huber' (delta 1)
+  # or 'mse' (0.5 * (q - y)**2).
+  loss: str = 'squared'
   clip_rewards: bool = False  # sign-clip rewards in the TD target (Atari).
   double_dqn: bool = False  # Double DQN target: online argmax, target value (not in the paper).
 
@@ -102,6 +111,22 @@ def make_network(config: DQNConfig, num_actions: int) -> nn.Module:
                                width=config.width)
 
 
+def head_path(config: DQNConfig) -> str:
+  """Param path prefix of the Q head (the last Dense layer) of `config.network`."""
+  if config.network == 'mlp':
+    return f'Dense_{len(config.hidden_sizes)}/'
+  return 'Dense_1/'
+
+
+def weight_decay_filter(config: DQNConfig):
+  """Kernels decayed by weight_decay: all, or all but the Q head's (the reference)."""
+  head = head_path(config)
+  def decayed(path: str, leaf) -> bool:
+    return (sparse_rl.default_filter_fn(path, leaf)
+            and (config.weight_decay_head or not path.startswith(head)))
+  return decayed
+
+
 def init(config: DQNConfig, sparsity: sparse_rl.SparsityConfig, network: nn.Module,
          example_obs: jax.Array, key: jax.Array) -> DQNState:
   """Builds the initial state.
@@ -120,7 +145,7 @@ def init(config: DQNConfig, sparsity: sparse_rl.SparsityConfig, network: nn.Modu
   tx = optax.adam(config.learning_rate, eps=config.adam_eps)
   q = train_state_lib.SparseTrainState.create(
       network, tx, sparsity, net_key, example_obs, weight_decay=config.weight_decay,
-      with_target=True)
+      with_target=True, weight_decay_filter=weight_decay_filter(config))
   state = DQNState(q=q, key=key, env_steps=jnp.zeros((), jnp.int32),
                    gradient_steps=jnp.zeros((), jnp.int32))
   # One buffer per leaf (the target starts as the online params): jitted functions may then
@@ -208,6 +233,8 @@ def loss(config: DQNConfig, params: Any, q: train_state_lib.SparseTrainState,
   q_taken = jnp.take_along_axis(q_values, action, axis=-1)[:, 0]  # (batch,)
   if config.loss == 'huber':
     losses = optax.huber_loss(q_taken, target, delta=1.0)
+  elif config.loss == 'squared':
+    losses = jnp.square(q_taken - target)
   else:
     losses = 0.5 * jnp.square(q_taken - target)
   value = jnp.mean(losses)
@@ -226,7 +253,8 @@ def update(config: DQNConfig, state: DQNState, batch: replay_lib.Batch,
   """
   grads, metrics = jax.grad(functools.partial(loss, config), has_aux=True)(
       state.q.params, state.q, batch)
-  q = state.q.apply_gradients(grads, update_masks=mask_update)  # dense gradient, masked inside
+  # The target keeps its own mask snapshot until the next sync (mask_target=False).
+  q = state.q.apply_gradients(grads, update_masks=mask_update, mask_target=False)
   gradient_steps = state.gradient_steps + 1
   if sync_target is None:
     target_params = jax.lax.cond(gradient_steps % config.target_update_period == 0,

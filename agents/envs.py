@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import warnings
 from typing import Any, Callable, Sequence
 
 import gymnasium as gym
@@ -300,7 +301,12 @@ def make_env(
   else:
     if atari is not None:
       raise ValueError(f"An AtariConfig was given for {env_id!r}, which is not an ALE/ id.")
-    env = EpisodeStats(gym.make(env_id, max_episode_steps=max_episode_steps))
+    with warnings.catch_warnings():
+      # CartPole-v0 is the paper's version (200-step episodes), chosen on purpose; gymnasium's
+      # "out of date, consider v1" notice would only confuse.
+      warnings.filterwarnings('ignore', message='.*CartPole-v0 is out of date')
+      env = gym.make(env_id, max_episode_steps=max_episode_steps)
+    env = EpisodeStats(env)
   return _SeedOnFirstReset(env, seed)
 
 
@@ -425,3 +431,25 @@ def check_action_space(env: gym.Env | gym.vector.VectorEnv, kind: str, agent_nam
     raise ValueError(f"kind must be 'discrete' or 'continuous', got {kind!r}")
   if not ok:
     raise ValueError(f"{agent_name} needs a {kind} action space, but {_env_name(env)} has {space}")
+
+
+# Envs whose return is bounded by their time limit: +1 reward per step, so the largest
+# return is the episode's step limit.
+_ONE_PER_STEP_ENVS = ('CartPole',)
+
+
+def max_return(env_id: str, max_episode_steps: int | None = None) -> float | None:
+  """The largest achievable episode return of `env_id`, where it is known; else None.
+
+  CartPole pays +1 per step, so its maximum is the time limit (200 for CartPole-v0, 500 for
+  CartPole-v1, or `max_episode_steps` when overridden).
+  """
+  base = env_id.split('/')[-1].split('-')[0]
+  if base not in _ONE_PER_STEP_ENVS:
+    return None
+  if max_episode_steps is None:
+    try:
+      max_episode_steps = gym.spec(env_id).max_episode_steps
+    except gym.error.Error:
+      return None
+  return None if max_episode_steps is None else float(max_episode_steps)

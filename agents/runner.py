@@ -37,6 +37,7 @@ from typing import Any, Callable
 import numpy as np
 
 from agents import base
+from agents import envs as envs_lib
 
 METRICS_FILE = 'metrics.jsonl'
 SUMMARY_FILE = 'summary.json'
@@ -446,10 +447,16 @@ def _run(trainer: base.Trainer, config: RunnerConfig, run_dir: str,
       'runner': dataclasses.asdict(config),
       **info,
   }
+  env_id = info.get('env_id')
+  summary['max_return'] = (envs_lib.max_return(env_id, info.get('max_episode_steps'))
+                           if env_id else None)
   summary = _jsonable(summary)
   _atomic_write_text(os.path.join(run_dir, SUMMARY_FILE), json.dumps(summary, indent=2) + '\n')
   if config.progress:
-    print(f"[runner] done: final score {summary['final_score']} "
-          f"(mean eval return of the last {summary['final_score_iterations']} iterations); "
-          f'{run_dir}/{SUMMARY_FILE}', flush=True)
+    scale = (f" / {summary['max_return']:g} (max return)"
+             if summary['max_return'] is not None else '')
+    episodes = summary['final_score_iterations'] * config.eval_episodes
+    print(f"[runner] done: final score {summary['final_score']:.1f}{scale}, the mean eval "
+          f"return of the last {summary['final_score_iterations']} iterations ({episodes} "
+          f'episodes); {run_dir}/{SUMMARY_FILE}', flush=True)
   return summary

@@ -52,6 +52,7 @@ _CONTEXT = {
     'agents/ppo_mujoco.gin': ([], ['envs/hopper.gin']),
     'agents/ppo_atari.gin': ([], ['envs/atari.gin']),
     'envs/cartpole.gin': (['agents/dqn.gin'], []),
+    'envs/cartpole_v1.gin': (['agents/dqn.gin'], []),
     'envs/acrobot.gin': (['agents/dqn.gin'], []),
     'envs/mountaincar.gin': (['agents/dqn.gin'], []),
     'envs/atari.gin': (['agents/dqn_atari.gin'], []),
@@ -135,7 +136,12 @@ def test_every_gin_file_parses_and_builds(path):
 def test_paper_settings_in_the_experiment_files():
   configurables.parse_config([_gin('experiments', 'dqn_atari_impala_rigl.gin')])
   info = configurables.build_experiment().info
-  assert info['agent_config']['weight_decay'] == 1e-5
+  # The paper's 1e-5 is TF1's tf.nn.l2_loss(w) * 1e-5 = 5e-6 * sum(w**2) (the Keras-L2
+  # coefficient this project binds), on every kernel.
+  assert info['agent_config']['weight_decay'] == 5e-6
+  assert info['agent_config']['weight_decay_head'] is True
+  assert info['agent_config']['adam_eps'] == 3.125e-4
+  assert info['sparsity_config']['update_order'] == 'skip_step'  # TF1 RigL
   assert info['agent_config']['learning_rate'] == 1e-4
   assert info['sparsity_config']['update_interval'] == 5_000
   assert info['sparsity_config']['drop_fraction'] == 0.3
@@ -146,7 +152,22 @@ def test_paper_settings_in_the_experiment_files():
   experiment = configurables.build_experiment()
   assert experiment.info['env_id'] == 'Acrobot-v1'
   assert experiment.info['sparsity_config']['begin_step'] == 20_000
-  assert experiment.info['sparsity_config']['end_step'] == 80_000
+  assert experiment.info['sparsity_config']['end_step'] == 75_000  # dqn_gym_pruning_config.gin
+  assert experiment.info['sparsity_config']['sparse_init'] is False
+  configurables.clear_config()
+  # Classic control follows the paper's code (rigl/rl/tfagents/configs/dqn_gym_*.gin).
+  configurables.parse_config([_gin('experiments', 'dqn_classic_rigl.gin')])
+  experiment = configurables.build_experiment()
+  config, sparsity = experiment.info['agent_config'], experiment.info['sparsity_config']
+  assert experiment.info['env_id'] == 'CartPole-v0'
+  assert (config['epsilon_train'], config['epsilon_eval'], config['loss']) == (0.01, 0.0, 'squared')
+  assert (config['weight_decay'], config['weight_decay_head'], config['adam_eps']) == (
+      1e-6, False, 1e-7)
+  assert (sparsity['begin_step'], sparsity['end_step'], sparsity['update_interval'],
+          sparsity['drop_fraction'], sparsity['update_order'], sparsity['sparse_init']) == (
+              0, 75_000, 1_000, 0.5, 'masks_first', True)
+  assert (experiment.runner.train_steps_per_iteration, experiment.runner.eval_episodes) == (
+      2_000, 20)
   assert experiment.runner.num_iterations * experiment.runner.train_steps_per_iteration == 100_000
 
 
@@ -280,8 +301,10 @@ def _ppo_gradient_steps(info, total_env_steps):
                        minibatch_size=config['minibatch_size']).gradient_steps(total_env_steps)
 
 
-# REFERENCE.md, "Best settings from the paper": weight decay / update interval / drop fraction.
-# Schedules: SET/RigL end at 80% (SAC) or 75% (PPO) of training; pruning runs 20% -> 80%.
+# The paper's best-settings table (docs/paper_settings.md): weight decay / update interval /
+# drop fraction. Schedules: SAC SET/RigL end at 80% of training and pruning runs 20% -> 80%;
+# PPO uses the paper code's steps (rigl/rl/tfagents/configs/ppo_mujoco_*_config.gin): pruning
+# 32_000 -> 120_000, last SET/RigL update at 120_000.
 _PAPER_SETTINGS = {
     ('sac', 'dense'): (1e-4, None, None), ('sac', 'static'): (1e-4, None, None),
     ('sac', 'prune'): (1e-4, 1_000, None), ('sac', 'rigl'): (1e-6, 1_000, 0.5),
@@ -317,12 +340,17 @@ def test_sac_and_ppo_experiment_files_have_the_paper_settings(agent, method):
     if interval is not None:
       assert config['update_interval'] == interval
     if method == 'prune':
-      assert config['begin_step'] == int(0.2 * gradient_steps)
-      assert config['end_step'] == int(0.8 * gradient_steps)
+      expected = ((int(0.2 * gradient_steps), int(0.8 * gradient_steps)) if agent == 'sac'
+                  else (32_000, 120_000))
+      assert (config['begin_step'], config['end_step']) == expected
     if drop_fraction is not None:
       assert config['drop_fraction'] == drop_fraction
-      end = 0.8 if agent == 'sac' else 0.75
-      assert config['end_step'] == int(end * gradient_steps)
+      expected = int(0.8 * gradient_steps) if agent == 'sac' else 120_000
+      assert config['end_step'] == expected
+      # SAC's code steps the optimizer before its mask update; PPO's updates masks first.
+      assert config['update_order'] == ('step_first' if agent == 'sac' else 'masks_first')
+    # fixed_sparse_init = True in the reference's sparse configs; pruning starts dense.
+    assert config['sparse_init'] == (method in ('static', 'set', 'rigl'))
 
 
 @pytest.mark.parametrize('path', [SAC_RIGL, PPO_RIGL], ids=['sac', 'ppo'])

@@ -4,6 +4,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import sparse_rl
@@ -285,3 +286,67 @@ def test_stacked_agents_update_under_vmap_as_one_by_one():
       np.testing.assert_allclose(x, y[k], rtol=1e-5, atol=1e-6)
   assert not np.array_equal(states[0].q.masks['Dense_1']['kernel'],
                             states[1].q.masks['Dense_1']['kernel'])
+
+
+def test_target_keeps_its_mask_snapshot_until_the_next_sync():
+  """TF-Agents' hard target copy takes every variable, masks included, every
+  target_update_period steps; between syncs the target keeps the weights the online net has
+  since dropped (google-research/rigl rigl/rl/tfagents/dqn_train_eval.py)."""
+  config = dqn.DQNConfig(hidden_sizes=(16, 16), batch_size=8, target_update_period=3,
+                         weight_decay=0.0)
+  sparsity = sparse_rl.SparsityConfig(method='rigl', sparsity=0.5, distribution='uniform',
+                                      update_interval=1, end_step=100, drop_fraction=0.5,
+                                      drop_fraction_decay='constant')
+  network = networks.QNetworkMLP(num_actions=2, hidden_sizes=(16, 16))
+  state = dqn.init(config, sparsity, network, jnp.zeros((1, 4)), jax.random.PRNGKey(0))
+  rng = np.random.default_rng(0)
+  batch = Batch(rng.normal(size=(8, 4)).astype(np.float32), rng.integers(0, 2, 8),
+                np.ones(8, np.float32), rng.normal(size=(8, 4)).astype(np.float32),
+                np.zeros(8, np.float32))
+  update = jax.jit(lambda s, b: dqn.update(config, s, b))
+  synced = jax.tree_util.tree_map(np.asarray, state.q.target_params)
+  synced_mask = np.asarray(state.q.masks['Dense_1']['kernel'])
+  for step in range(1, 7):
+    state, _ = update(state, batch)   # every step is a mask update (interval 1)
+    target = jax.tree_util.tree_map(np.asarray, state.q.target_params)
+    if step % 3:
+      jax.tree_util.tree_map(np.testing.assert_array_equal, target, synced)
+      dropped = synced_mask & ~np.asarray(state.q.masks['Dense_1']['kernel'])
+      assert dropped.sum() > 0
+      assert np.all(target['Dense_1']['kernel'][dropped] == synced['Dense_1']['kernel'][dropped])
+      assert np.all(target['Dense_1']['kernel'][dropped] != 0)
+    else:
+      jax.tree_util.tree_map(np.testing.assert_array_equal, target,
+                             jax.tree_util.tree_map(np.asarray, state.q.params))
+      synced, synced_mask = target, np.asarray(state.q.masks['Dense_1']['kernel'])
+
+
+def test_squared_loss_is_the_tf_agents_element_wise_squared_error():
+  # tf_agents common.element_wise_squared_loss: (q - y)**2, averaged over the batch; the
+  # classic-control default. One linear Q net, worked by hand.
+  config = dqn.DQNConfig(loss='squared', gamma=0.5, weight_decay=0.0)
+  state = _linear_state(config, np.eye(2, dtype=np.float32), np.zeros((2, 2), np.float32))
+  batch = Batch(np.array([[1.0, 2.0], [3.0, 0.0]], np.float32), np.array([1, 0], np.int32),
+                np.array([1.0, 0.0], np.float32), np.array([[0.0, 4.0], [1.0, 1.0]], np.float32),
+                np.array([0.0, 1.0], np.float32))
+  value, _ = dqn.loss(config, state.q.params, state.q, batch)
+  # q_taken = [2, 3]; targets = [1 + 0.5 * 4, 0 + 0] = [3, 0]; errors [-1, 3]
+  assert float(value) == pytest.approx((1.0 + 9.0) / 2)
+
+
+def test_weight_decay_is_keras_l2_on_hidden_kernels_only():
+  # Keras L2(wd) adds wd * sum(w**2) to the loss: 2 * wd * w on the gradient; the reference's
+  # Q head has no regularizer. With SGD(lr 1) and a zero loss gradient one step moves each
+  # decayed kernel by -2 * wd * w and leaves the head and the biases alone.
+  config = dqn.DQNConfig(hidden_sizes=(4,), weight_decay=0.25)
+  from agents.train_state import SparseTrainState
+  state = SparseTrainState.create(
+      networks.QNetworkMLP(2, (4,)), optax.sgd(1.0), sparse_rl.SparsityConfig(),
+      jax.random.PRNGKey(0), jnp.zeros((1, 3)), weight_decay=config.weight_decay,
+      weight_decay_filter=dqn.weight_decay_filter(config))
+  before = state.params
+  after = state.apply_gradients(jax.tree_util.tree_map(jnp.zeros_like, before)).params
+  np.testing.assert_allclose(after['Dense_0']['kernel'], (1 - 2 * 0.25) * before['Dense_0']['kernel'],
+                             rtol=1e-6)
+  np.testing.assert_array_equal(after['Dense_1']['kernel'], before['Dense_1']['kernel'])  # head
+  np.testing.assert_array_equal(after['Dense_0']['bias'], before['Dense_0']['bias'])
