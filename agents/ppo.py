@@ -5,7 +5,8 @@ usual implementation details (Huang et al. 2022, "The 37 Implementation Details 
 clipped surrogate, optional value clipping, advantage normalization per minibatch, Adam with
 linear learning-rate decay to 0, global grad-norm clipping. Sparsity: Graesser et al. 2022.
 
-Two setups share this file (REFERENCE.md, PPO MuJoCo; the issue for Atari):
+Two setups share this file (docs/paper_settings.md, "PPO, MuJoCo" and "PPO, Atari";
+the paper has no PPO Atari setting):
 - `PPOConfig`: separate actor (Gaussian, state-independent log std) and critic MLPs, 2x64 tanh,
   each a `SparseTrainState` with its own SparsityConfig; observation and reward normalization.
 - `PPOAtariConfig`: one `PPOAtariNetwork` (shared Nature CNN trunk, policy and value heads) as
@@ -45,7 +46,7 @@ _ATARI_PREFIX = 'ALE/'
 
 @dataclasses.dataclass(frozen=True)
 class PPOBaseConfig:
-  """Hyperparameters shared by both PPO setups (defaults: REFERENCE.md, PPO MuJoCo)."""
+  """Hyperparameters shared by both PPO setups (defaults: docs/paper_settings.md, "PPO, MuJoCo")."""
 
   total_env_steps: int = 1_024_000  # horizon of the linear learning-rate decay, env steps
   # (500 rollouts of 2_048; gin_configs/agents/ppo_mujoco.gin binds the same).
@@ -90,7 +91,7 @@ class PPOBaseConfig:
 
 @dataclasses.dataclass(frozen=True)
 class PPOConfig(PPOBaseConfig):
-  """PPO on MuJoCo: separate actor and critic MLPs (REFERENCE.md, PPO MuJoCo)."""
+  """PPO on MuJoCo: separate actor and critic MLPs (docs/paper_settings.md, "PPO, MuJoCo")."""
 
   actor_hidden_sizes: tuple[int, ...] = (64, 64)  # before the width multiplier.
   critic_hidden_sizes: tuple[int, ...] = (64, 64)  # before the width multiplier.

@@ -78,6 +78,26 @@ def test_td_target_bootstraps_only_through_non_terminal_transitions():
   assert bool(jnp.all(target[1::2] != batch.reward[1::2]))  # truncated/ongoing: bootstrapped
 
 
+def test_td_target_scales_rewards_and_critic_loss_weighs_both_critics():
+  # tf_agents SacAgent: target = reward_scale_factor * r + gamma * (1 - d) * (min Q' - a log pi);
+  # critic loss = critic_loss_weight * (mse_1 + mse_2). Checked against the unscaled target
+  # computed by the same call with the same key (the bootstrap part is unchanged).
+  config = sac.SACConfig(actor_hidden_sizes=(8,), critic_hidden_sizes=(8,))
+  state, _ = sac.init(config, obs_dim=3, action_dim=2, key=jax.random.PRNGKey(0))
+  batch = Batch(obs=jnp.ones((4, 3)), action=jnp.zeros((4, 2)), reward=jnp.arange(4.0),
+                next_obs=jnp.ones((4, 3)), terminated=jnp.array([1.0, 0.0, 1.0, 0.0]))
+  key, alpha = jax.random.PRNGKey(1), jnp.asarray(0.1)
+  plain = sac.td_target(state, batch, alpha, key, 0.99)
+  scaled = sac.td_target(state, batch, alpha, key, 0.99, reward_scale=0.1)
+  np.testing.assert_allclose(scaled, plain - 0.9 * batch.reward, rtol=1e-6, atol=1e-6)
+  target = jnp.array([1.0, -2.0, 0.5, 3.0])
+  q1, q2 = state.critic.apply(batch.obs, batch.action)
+  expected = 0.5 * (np.mean((np.asarray(q1) - np.asarray(target)) ** 2)
+                    + np.mean((np.asarray(q2) - np.asarray(target)) ** 2))
+  loss, _ = sac.critic_loss(state.critic.params, state, batch, target, 0.5)
+  assert float(loss) == pytest.approx(expected, rel=1e-5)
+
+
 def small_config(method, **kwargs):
   actor_sp = critic_sp = sr.SparsityConfig()
   if method != 'dense':

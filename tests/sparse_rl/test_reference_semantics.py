@@ -265,3 +265,41 @@ def test_clipping_uses_the_dense_gradient_norm():
   new, _ = opt.step(params, {'l': {'kernel': jnp.asarray(g)}}, state)
   np.testing.assert_allclose(np.asarray(new['l']['kernel']),
                              np.where(mask, -g / np.linalg.norm(g), 0), rtol=1e-5)
+
+
+def test_set_regrows_uniformly_among_the_positions_not_kept():
+  # SET's grow score is uniform noise (rigl_tf2/mask_updaters.py SET.get_grow_scores), so each
+  # of the positions not kept (the inactive ones and the just-dropped ones) is equally likely to
+  # grow. 1 x 12 layer, 6 active; drop 3 -> 9 candidates, 3 grown per update. Over 600 keys
+  # each candidate grows ~200 times; chi-square with 8 dof, p = 0.001 at 26.1.
+  w = np.array([[0.9, 0.8, 0.7, 0.1, 0.2, 0.3, 0, 0, 0, 0, 0, 0]], np.float32)
+  mask = np.array([[1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0]], bool)
+  cfg = sr.SparsityConfig(method='set', sparsity=0.5, begin_step=0, end_step=100,
+                          update_interval=1, drop_fraction=0.5, drop_fraction_decay='constant',
+                          distribution='uniform')
+  opt = sr.SparseOptimizer(optax.sgd(0.0), cfg)
+  params = {'l': {'kernel': jnp.asarray(np.where(mask, w, 0.0))}}
+  _, state = opt.init(params, jax.random.PRNGKey(0))
+
+  def grown(key):
+    s = state.replace(sparsity=state.sparsity.replace(masks={'l': {'kernel': jnp.asarray(mask)}},
+                                                      key=key))
+    _, new = opt.step(params, {'l': {'kernel': jnp.zeros((1, 12))}}, s)
+    return new.masks['l']['kernel'][0]
+
+  masks = np.asarray(jax.jit(jax.vmap(grown))(jax.random.split(jax.random.PRNGKey(7), 600)))
+  np.testing.assert_array_equal(masks[:, :3], True)     # the 3 largest |w| are always kept
+  assert np.all(masks.sum(axis=1) == 6)
+  counts = masks[:, 3:].sum(axis=0)                      # 9 candidates
+  expected = 600 * 3 / 9
+  chi2 = float(np.sum((counts - expected) ** 2 / expected))
+  assert chi2 < 26.1, counts
+  # And it is not RigL: zero gradients everywhere would make RigL grow the lowest indices.
+  assert counts.min() > 100
+
+
+def test_cosine_drop_fraction_at_several_steps():
+  # d(c) = d0 * 0.5 * (1 + cos(pi * min(c, T) / T)), worked by hand for d0 0.3, T 1000.
+  for c, expected in [(0, 0.3), (250, 0.3 * 0.5 * (1 + math.sqrt(0.5))), (500, 0.15),
+                      (750, 0.3 * 0.5 * (1 - math.sqrt(0.5))), (1000, 0.0), (1500, 0.0)]:
+    assert float(sr.schedules.drop_fraction(c, 0.3, 1000)) == pytest.approx(expected, abs=1e-6)
