@@ -77,6 +77,11 @@ class DQNConfig:
   loss: str = 'squared'
   clip_rewards: bool = False  # sign-clip rewards in the TD target (Atari).
   double_dqn: bool = False  # Double DQN target: online argmax, target value (not in the paper).
+  # When a pruning step and a target sync fall on the same gradient step (every pruning step
+  # is a multiple of the sync period in the paper's configs): True syncs the unpruned weights
+  # first, as the TF2 code does (tfmot prunes in the next call's forward pass); False prunes
+  # first, as the TF1 Atari code does (it applies the masks before syncing).
+  sync_before_pruning: bool = True
 
   def __post_init__(self):
     if self.network not in NETWORKS:
@@ -227,7 +232,7 @@ def loss(config: DQNConfig, params: Any, q: train_state_lib.SparseTrainState,
   target = jax.lax.stop_gradient(
       compute_td_target(config, batch.reward, batch.terminated, next_q_values, next_online))
   # The gradient w.r.t. params through `apply` is the dense gradient (what RigL grows with);
-  # apply_gradients masks it.
+  # the optimizer's updates are masked.
   q_values = q.apply(batch.obs, params=params)  # (batch, num_actions)
   action = batch.action.astype(jnp.int32)[:, None]  # (batch, 1)
   q_taken = jnp.take_along_axis(q_values, action, axis=-1)[:, 0]  # (batch,)
@@ -254,13 +259,16 @@ def update(config: DQNConfig, state: DQNState, batch: replay_lib.Batch,
   grads, metrics = jax.grad(functools.partial(loss, config), has_aux=True)(
       state.q.params, state.q, batch)
   # The target keeps its own mask snapshot until the next sync (mask_target=False).
-  q = state.q.apply_gradients(grads, update_masks=mask_update, mask_target=False)
+  q, stepped = state.q.apply_gradients(grads, update_masks=mask_update, mask_target=False,
+                                       return_stepped=True)
+  synced = (stepped if config.sync_before_pruning and state.q.opt.config.method == 'prune'
+            else q.params)
   gradient_steps = state.gradient_steps + 1
   if sync_target is None:
     target_params = jax.lax.cond(gradient_steps % config.target_update_period == 0,
-                                 lambda: q.params, lambda: q.target_params)
+                                 lambda: synced, lambda: q.target_params)
   else:
-    target_params = q.params if sync_target else q.target_params
+    target_params = synced if sync_target else q.target_params
   state = state.replace(q=q.replace(target_params=target_params), gradient_steps=gradient_steps)
   return state, metrics
 

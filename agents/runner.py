@@ -453,10 +453,12 @@ def _run(trainer: base.Trainer, config: RunnerConfig, run_dir: str,
   summary = _jsonable(summary)
   _atomic_write_text(os.path.join(run_dir, SUMMARY_FILE), json.dumps(summary, indent=2) + '\n')
   if config.progress:
+    score = summary['final_score']  # None when nothing was evaluated (eval_episodes = 0)
     scale = (f" / {summary['max_return']:g} (max return)"
-             if summary['max_return'] is not None else '')
+             if summary['max_return'] is not None and score is not None else '')
+    score_text = 'n/a (no evaluation episodes)' if score is None else f'{score:.1f}'
     episodes = summary['final_score_iterations'] * config.eval_episodes
-    print(f"[runner] done: final score {summary['final_score']:.1f}{scale}, the mean eval "
+    print(f"[runner] done: final score {score_text}{scale}, the mean eval "
           f"return of the last {summary['final_score_iterations']} iterations ({episodes} "
           f'episodes); {run_dir}/{SUMMARY_FILE}', flush=True)
   return summary

@@ -53,23 +53,28 @@ class SparseTrainState(flax.struct.PyTreeNode):
     return self.net.apply(self.target_params, self.masks, *args, **kwargs)
 
   def apply_gradients(self, grads: PyTree, update_masks: bool | None = None,
-                      mask_target: bool = True,
-                      mask_grads_fn=None) -> 'SparseTrainState':
+                      mask_target: bool = True, mask_grads_fn=None,
+                      return_stepped: bool = False):
     """Optimizer step (masked) and, on schedule, a mask update.
 
     Args:
       grads: dense gradient w.r.t. params.
       update_masks: as in `SparseOptimizer.step`: None decides in jit, a static bool from
-        the host (`state.opt.is_update_step(step)`) avoids the lax.cond.
+        the host (`state.opt.is_update_step(step)`, step 1-based) avoids the lax.cond.
       mask_target: on mask-update steps, mask the target params with the new online masks
         (a target that follows the online masks, as SAC's does: TF-Agents copies the masks,
         non-trainable variables, into the target on every soft update). False keeps the
         target's own mask snapshot until the next sync (DQN: TF-Agents copies every
         variable, masks included, only every target_update_period steps).
       mask_grads_fn: passed to `SparseOptimizer.step`.
+      return_stepped: also return the params after the optimizer update and before a mask
+        update that follows it (`SparseOptimizer.step`).
+
+    Returns:
+      The new state, or (new state, stepped params) with return_stepped.
     """
-    params, opt_state = self.opt.step(self.params, grads, self.opt_state, update_masks,
-                                      mask_grads_fn=mask_grads_fn)
+    params, opt_state, stepped = self.opt.step(self.params, grads, self.opt_state, update_masks,
+                                               mask_grads_fn=mask_grads_fn, return_stepped=True)
     target = self.target_params
     is_update_step = self.opt.updater.is_update_step
     if (mask_target and target is not None and is_update_step is not None
@@ -80,7 +85,8 @@ class SparseTrainState(flax.struct.PyTreeNode):
       else:
         target = jax.lax.cond(is_update_step(self.opt_state.sparsity.step), masker,
                               lambda t: t, target)
-    return self.replace(params=params, opt_state=opt_state, target_params=target)
+    new = self.replace(params=params, opt_state=opt_state, target_params=target)
+    return (new, stepped) if return_stepped else new
 
   def hard_update_target(self) -> 'SparseTrainState':
     return self.replace(target_params=self.params)

@@ -66,9 +66,12 @@ def run_cartpole(method: str, seed: int, steps: int | None, run_root: str,
   wall = time.monotonic() - t0
   rows = runner.read_metrics(run_dir)
   train_seconds = sum(r['time/train_seconds'] for r in rows)
-  evals = [r['eval/episode_return'] for r in rows]
+  evals = [r.get('eval/episode_return') for r in rows]
   top = summary['max_return']
-  reached = max(evals) >= 0.95 * top
+  finite = [v for v in evals if v is not None]
+  if top is None or not finite or summary['final_score'] is None:
+    raise ValueError(f'{run_dir}: no evaluation returns or no known max return to judge')
+  reached = max(finite) >= 0.95 * top
   return {
       'env': experiment.info['env_id'], 'method': method, 'seed': seed,
       'final_score': summary['final_score'],

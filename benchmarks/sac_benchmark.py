@@ -43,7 +43,8 @@ def make_config(method: str, steps: int, initial_random_steps: int | None) -> sa
     raise ValueError(f'benchmark methods are dense and rigl, got {method!r}')
   end_step = int(0.8 * steps)
   sparsity = sr.SparsityConfig(method='rigl', sparsity=0.9, distribution='erk',
-                               end_step=end_step, update_interval=1000, drop_fraction=0.5)
+                               end_step=end_step, update_interval=1000, drop_fraction=0.5,
+                               update_order='step_first')  # the paper's SAC code
   return sac.SACConfig(actor_sparsity=sparsity, critic_sparsity=sparsity,
                        actor_weight_decay=1e-6, critic_weight_decay=1e-6,
                        initial_random_steps=initial_random_steps)

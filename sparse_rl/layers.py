@@ -9,7 +9,8 @@ they are not params, so no optimizer ever sees them. In the forward pass each
 masked kernel is replaced by kernel * mask, with a straight-through gradient:
 `jax.grad` of a loss through `apply` returns the dense gradient at every
 weight position, active or not (what RigL grows with). Training must therefore
-mask gradients before the optimizer, which `SparseOptimizer.step` does.
+mask the optimizer's updates, which `SparseOptimizer.step` does (the optimizer
+itself sees the dense gradient, as in the paper's code).
 """
 
 from __future__ import annotations

@@ -98,7 +98,7 @@ def mask_for_forward(params: PyTree, masks: PyTree) -> PyTree:
 
   The forward value is params * masks. Differentiating through it gives the
   gradient of the loss w.r.t. the masked weights at *every* position, active
-  or not (what RigL grows with). Optimizers must mask these gradients, which
+  or not (what RigL grows with). Optimizers must mask their updates, which
   `sparse_rl.SparseOptimizer` does.
   """
   return tree_lib.map_masked(lambda m, p: _mask_straight_through(p, m),

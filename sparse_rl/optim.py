@@ -90,8 +90,8 @@ class SparseOptimizer:
 
   def step(self, params: PyTree, grads: PyTree, state: SparseOptState,
            update_masks: bool | None = None,
-           mask_grads_fn: Callable[[PyTree], PyTree] | None = None
-           ) -> tuple[PyTree, SparseOptState]:
+           mask_grads_fn: Callable[[PyTree], PyTree] | None = None,
+           return_stepped: bool = False):
     """One optimizer step and, on schedule, a mask update. Jittable.
 
     The inner optimizer sees the dense gradient, as in the reference code,
@@ -114,8 +114,12 @@ class SparseOptimizer:
         (the reference SAC recomputes its loss after the step); by default it
         uses `grads`. Called only on mask-update steps.
 
+      return_stepped: also return the params right after the optimizer update and before a
+        mask update that follows it (pruning, 'step_first'); otherwise the new params.
+
     Returns:
-      (new params, new state); the state's step is incremented.
+      (new params, new state), or (new params, new state, stepped params) with
+      return_stepped; the state's step is incremented.
     """
     updater = self.updater
     masks = state.sparsity.masks
@@ -125,7 +129,8 @@ class SparseOptimizer:
     if updater.is_update_step is None or update_masks is False:
       updates, inner = self.tx.update(grads, state.inner, params)
       new_params = optax.apply_updates(params, masking.apply_masks(updates, masks))
-      return new_params, SparseOptState(inner=inner, sparsity=sparsity)
+      out = new_params, SparseOptState(inner=inner, sparsity=sparsity)
+      return (*out, new_params) if return_stepped else out
 
     is_update = True if update_masks else updater.is_update_step(index)
 
@@ -142,6 +147,7 @@ class SparseOptimizer:
     if updater.masks_after_step:
       updates, inner = self.tx.update(grads, state.inner, params)
       new_params = optax.apply_updates(params, masking.apply_masks(updates, masks))
+      stepped = new_params
       grads_fn = (lambda: grads) if mask_grads_fn is None else (
           lambda: mask_grads_fn(new_params))
       new_masks, key = new_masks_from(new_params, grads_fn)
@@ -159,8 +165,10 @@ class SparseOptimizer:
         keep_old = lambda old, new: jnp.where(is_update, old, new)
         new_params = jax.tree_util.tree_map(keep_old, params, new_params)
         inner = jax.tree_util.tree_map(keep_old, reset, inner)
+      stepped = new_params
     sparsity = sparsity.replace(masks=new_masks, key=key)
-    return new_params, SparseOptState(inner=inner, sparsity=sparsity)
+    out = new_params, SparseOptState(inner=inner, sparsity=sparsity)
+    return (*out, stepped) if return_stepped else out
 
 
 def _negate(masks: PyTree) -> PyTree:

@@ -21,6 +21,7 @@ def cubic_sparsity(step, final_sparsity, begin_step: int, end_step: int,
   """
   span = max(end_step - begin_step, 1)
   progress = jnp.clip((jnp.asarray(step, jnp.float32) - begin_step) / span, 0.0, 1.0)
+  progress = jnp.where(jnp.asarray(step) >= end_step, 1.0, progress)  # begin == end: s_f there
   return final_sparsity + (initial_sparsity - final_sparsity) * (1.0 - progress) ** 3
 
 
@@ -28,6 +29,8 @@ def cubic_sparsity_host(step: int, final_sparsity: float, begin_step: int,
                         end_step: int, initial_sparsity: float = 0.0) -> float:
   """cubic_sparsity in float64 on the host (exact s_f at end_step)."""
   progress = min(max((step - begin_step) / max(end_step - begin_step, 1), 0.0), 1.0)
+  if step >= end_step:  # also when begin_step == end_step: the final sparsity at end_step
+    progress = 1.0
   return final_sparsity + (initial_sparsity - final_sparsity) * (1.0 - progress) ** 3
 
 
@@ -65,8 +68,11 @@ def drop_fraction(step, initial_fraction: float, end_step: int,
   if decay == 'constant':
     return jnp.asarray(initial_fraction, jnp.float32)
   if decay == 'cosine':
+    # In the order Keras' CosineDecay computes it (float32), so int(n_active * d) rounds alike.
     t = jnp.minimum(jnp.asarray(step, jnp.float32), end_step)
-    return initial_fraction * 0.5 * (1.0 + jnp.cos(jnp.pi * t / max(end_step, 1)))
+    completed = t / jnp.float32(max(end_step, 1))
+    decayed = 0.5 * (1.0 + jnp.cos(jnp.float32(jnp.pi) * completed))
+    return jnp.float32(initial_fraction) * decayed
   raise ValueError(f"Unknown drop fraction decay {decay!r}; use 'cosine' or 'constant'.")
 
 

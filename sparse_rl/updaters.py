@@ -3,7 +3,7 @@
 Each method is an `Updater`, a small set of pure functions in the spirit of
 optax: `init` draws the masks, `is_update_step` says when the topology
 changes, and `update_masks` computes the new masks inside jit. The optimizer
-side (masking gradients, zeroing dropped weights, resetting the moments of
+side (masking updates, zeroing dropped weights, resetting the moments of
 grown weights) lives in `sparse_rl.optim.SparseOptimizer`, so an updater never
 sees an optimizer and works with any optax transformation.
 
@@ -187,6 +187,27 @@ def _drop_smallest(mask, weights, n_drop, k_max: int):
   return _set_first(flat_m, idx, n_drop, False).reshape(mask.shape)
 
 
+def _reference_kept(mask, weights, n_drop, k_max: int):
+  """The positions the reference keeps: the n_keep = n_active - n_drop largest |mask * w|.
+
+  The reference ranks |mask * w| over the whole layer, inactive positions (score 0) included,
+  and keeps the first n_keep of a descending `top_k` (ties: lower index first). While at least
+  n_keep active weights are nonzero this is `_drop_smallest`. When fewer are (weights grown at
+  0 into units with zero gradient stay exactly 0), the kept set is every nonzero active weight
+  plus the lowest-index positions of score 0, inactive ones included, as in
+  rigl/rigl_tf2/mask_updaters.py `generic_mask_update`.
+  """
+  kept = _drop_smallest(mask, weights, n_drop, k_max)
+  flat_m = _flat(mask)
+  nonzero = flat_m & (_flat(weights) != 0)
+  zero_score = ~nonzero
+  n_keep = jnp.sum(flat_m, dtype=jnp.int32) - n_drop
+  n_zero_kept = n_keep - jnp.sum(nonzero, dtype=jnp.int32)   # > 0 only in the tie case
+  rank = jnp.cumsum(zero_score, dtype=jnp.int32)                 # 1-based among score-0 positions
+  keep_zero = zero_score & (rank <= n_zero_kept)
+  return ((_flat(kept) & nonzero) | keep_zero).reshape(mask.shape)
+
+
 def _grow_largest(mask, grow_score, n_grow, k_max: int):
   """Activates the n_grow inactive positions of largest grow_score (ties: lower index)."""
   flat_m = _flat(mask)
@@ -296,7 +317,7 @@ def _dynamic(config: SparsityConfig, grow: str) -> Updater:
         continue
       # int(float32(n_active) * d), as the reference casts.
       n_drop = jnp.minimum((jnp.float32(n_active) * fraction).astype(jnp.int32), k_max)
-      kept = _drop_smallest(m, w, n_drop, k_max)
+      kept = _reference_kept(m, w, n_drop, k_max)
       if grow == 'gradient':
         score = jnp.abs(g)
       else:

@@ -177,6 +177,30 @@ def test_sac_actor_shapes_and_log_std_bounds():
   assert jnp.any(log_std == 2.0) or jnp.any(log_std == -20.0)
 
 
+def test_dqn_mlp_has_the_paper_codes_initializers():
+  # rigl/rl/tfagents/dqn_train_eval.py build_network: hidden VarianceScaling(2.0, fan_in,
+  # truncated_normal) (std sqrt(2 / fan_in), cut at 2 std), head U(-0.03, 0.03), bias -0.2.
+  p = networks.QNetworkMLP(3, hidden_sizes=(512, 512)).init(KEY, jnp.zeros((1, 40)))['params']
+  for name, fan_in in (('Dense_0', 40), ('Dense_1', 512)):
+    k = np.asarray(p[name]['kernel'])
+    assert np.std(k) == pytest.approx(math.sqrt(2 / fan_in), rel=0.05)
+    assert np.max(np.abs(k)) <= 2 * math.sqrt(2 / fan_in) / 0.87962566 + 1e-6
+    np.testing.assert_array_equal(p[name]['bias'], 0.0)
+  head = np.asarray(p['Dense_2']['kernel'])
+  assert np.all(np.abs(head) <= 0.03) and np.max(head) > 0.025 and np.min(head) < -0.025
+  assert np.std(head) == pytest.approx(0.06 / math.sqrt(12), rel=0.1)   # U(-0.03, 0.03)
+  np.testing.assert_array_equal(p['Dense_2']['bias'], np.float32(-0.2))
+
+
+def test_sac_networks_are_glorot_uniform():
+  # rigl/rl/tfagents/sac_train_eval.py: glorot_uniform kernels, bound sqrt(6 / (in + out)).
+  p = networks.SACActor(6).init(KEY, jnp.zeros((1, 17)))['params']
+  for name, (n_in, n_out) in (('Dense_1', (256, 256)), ('projection', (256, 12))):
+    k = np.asarray(p[name]['kernel'])
+    bound = math.sqrt(6 / (n_in + n_out))
+    assert np.max(np.abs(k)) <= bound and np.max(np.abs(k)) > 0.95 * bound
+
+
 def test_sac_actor_erk_sizes_the_projection_as_one_layer():
   # HalfCheetah (obs 17, actions 6), ERK 0.9, worked by hand: raw densities (n_in + n_out) /
   # (n_in * n_out) = 273/4352, 512/65536, 268/3072; eps = 0.1 * 72960 / (273 + 512 + 268)

@@ -155,6 +155,19 @@ def test_paper_settings_in_the_experiment_files():
   assert experiment.info['sparsity_config']['end_step'] == 75_000  # dqn_gym_pruning_config.gin
   assert experiment.info['sparsity_config']['sparse_init'] is False
   configurables.clear_config()
+  # Atari DQN (TF1 code): RigL skips the optimizer step on update steps, SET steps first,
+  # static keeps the dense init (dqn_atari_static.gin sets no fixed_sparse_init).
+  for method, order, sparse_init in (('rigl', 'skip_step', True), ('set', 'step_first', True),
+                                     ('static', 'masks_first', False)):
+    for net in ('', 'impala_'):
+      configurables.parse_config([_gin('experiments', f'dqn_atari_{net}{method}.gin')])
+      info = configurables.build_experiment().info
+      assert (info['sparsity_config']['update_order'], info['sparsity_config']['sparse_init'],
+              info['agent_config']['sync_before_pruning'], info['agent_config']['epsilon_eval'],
+              info['agent_config']['loss']) == (order, sparse_init, False, 0.001, 'huber'), (
+                  method, net)
+      configurables.clear_config()
+  configurables.clear_config()
   # Classic control follows the paper's code (rigl/rl/tfagents/configs/dqn_gym_*.gin).
   configurables.parse_config([_gin('experiments', 'dqn_classic_rigl.gin')])
   experiment = configurables.build_experiment()

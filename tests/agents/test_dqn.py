@@ -350,3 +350,33 @@ def test_weight_decay_is_keras_l2_on_hidden_kernels_only():
                              rtol=1e-6)
   np.testing.assert_array_equal(after['Dense_1']['kernel'], before['Dense_1']['kernel'])  # head
   np.testing.assert_array_equal(after['Dense_0']['bias'], before['Dense_0']['bias'])
+
+
+@pytest.mark.parametrize('sync_before_pruning', [True, False])
+def test_a_sync_on_a_pruning_step_copies_the_unpruned_net_as_the_tf2_code(sync_before_pruning):
+  # Pruning at applied-step count 2 (begin 2, end 2) and a sync every 2 gradient steps: the
+  # second update both prunes and syncs. The TF2 code syncs at the end of that train call and
+  # prunes in the next call's forward pass, so its target holds the unpruned weights; the TF1
+  # code applies the masks before syncing.
+  config = dqn.DQNConfig(hidden_sizes=(16, 16), batch_size=8, target_update_period=2,
+                         weight_decay=0.0, sync_before_pruning=sync_before_pruning)
+  sparsity = sparse_rl.SparsityConfig(method='prune', sparsity=0.5, distribution='uniform',
+                                      begin_step=2, end_step=2, update_interval=1)
+  network = networks.QNetworkMLP(num_actions=2, hidden_sizes=(16, 16))
+  state = dqn.init(config, sparsity, network, jnp.zeros((1, 4)), jax.random.PRNGKey(0))
+  rng = np.random.default_rng(0)
+  batch = Batch(rng.normal(size=(8, 4)).astype(np.float32), rng.integers(0, 2, 8),
+                np.ones(8, np.float32), rng.normal(size=(8, 4)).astype(np.float32),
+                np.zeros(8, np.float32))
+  update = jax.jit(lambda s, b: dqn.update(config, s, b))
+  state, _ = update(state, batch)
+  state, _ = update(state, batch)
+  mask = np.asarray(state.q.masks['Dense_1']['kernel'])
+  assert mask.mean() == pytest.approx(0.5)
+  target = np.asarray(state.q.target_params['Dense_1']['kernel'])
+  online = np.asarray(state.q.params['Dense_1']['kernel'])
+  np.testing.assert_array_equal(target[mask], online[mask])
+  if sync_before_pruning:
+    assert np.all(target[~mask] != 0)      # the pruned weights live on in the target
+  else:
+    np.testing.assert_array_equal(target, online)

@@ -253,3 +253,19 @@ def test_same_seed_gives_the_same_metrics(tmp_path):
   assert runs[0] == runs[1]
   assert runs[0][-1]['gradient_steps'] == 237
   assert np.isfinite(runs[0][-1]['loss/td'])
+
+
+def test_done_line_shows_the_max_return_and_survives_no_evaluation(tmp_path, capsys):
+  summary = runner.run(FakeTrainer, _config(num_iterations=4, progress=True),
+                       str(tmp_path / 'a'), info={'env_id': 'CartPole-v0'})
+  assert summary['max_return'] == 200.0   # CartPole-v0: +1 per step, 200-step limit
+  # The last 10% of 4 iterations = the last eval return, 40 steps / 10.
+  assert 'final score 4.0 / 200 (max return)' in capsys.readouterr().out
+
+  class NoEval(FakeTrainer):
+    def evaluate(self, num_episodes):
+      return {'eval/episode_return': math.nan, 'eval/episodes': 0.0}
+  summary = runner.run(NoEval, _config(num_iterations=2, eval_episodes=0, progress=True),
+                       str(tmp_path / 'b'), info={'env_id': 'CartPole-v0'})
+  assert summary['final_score'] is None
+  assert 'final score n/a (no evaluation episodes)' in capsys.readouterr().out

@@ -303,3 +303,78 @@ def test_cosine_drop_fraction_at_several_steps():
   for c, expected in [(0, 0.3), (250, 0.3 * 0.5 * (1 + math.sqrt(0.5))), (500, 0.15),
                       (750, 0.3 * 0.5 * (1 - math.sqrt(0.5))), (1000, 0.0), (1500, 0.0)]:
     assert float(sr.schedules.drop_fraction(c, 0.3, 1000)) == pytest.approx(expected, abs=1e-6)
+
+
+def test_zero_valued_active_weights_tie_with_inactive_positions_as_in_the_reference():
+  # Active 4..7 with w = .5 .7 0 0 (6 and 7 exactly 0, e.g. grown into a unit with zero
+  # gradient), d = 0.25: drop 1, keep 3. The reference ranks |mask * w| over the whole layer:
+  # .7 (5), .5 (4), then the first score-0 position in index order, 0 (inactive). So it keeps
+  # {0, 4, 5}; the one regrown (all grads 0: lowest index not kept) is 1.
+  w = np.array([[0, 0, 0, 0, .5, .7, 0, 0]])
+  mask = np.array([[0, 0, 0, 0, 1, 1, 1, 1]], bool)
+  g = np.zeros((1, 8))
+  ref_mask = ref_mask_update(mask, w, np.abs(g), 0.25)[0]
+  np.testing.assert_array_equal(ref_mask, [[1, 1, 0, 0, 1, 1, 0, 0]])
+  np.testing.assert_array_equal(one_step('rigl', w, mask, g, drop_fraction=0.25)[1], ref_mask)
+
+
+@pytest.mark.parametrize('seed', range(6))
+def test_rigl_equals_reference_with_many_zero_active_weights(seed):
+  rng = np.random.default_rng(100 + seed)
+  shape, n_active = (8, 6), 24
+  mask = np.zeros(48, bool)
+  mask[rng.permutation(48)[:n_active]] = True
+  mask = mask.reshape(shape)
+  w = rng.normal(size=shape) * (rng.random(shape) < 0.5) * mask  # half the active are 0
+  g = rng.normal(size=shape)
+  d = [0.1, 0.25, 0.5][seed % 3]
+  ref_mask, ref_w, _ = ref_mask_update(mask, w, np.abs(g), d)
+  new_w, new_mask, _ = one_step('rigl', w, mask, g, drop_fraction=d)
+  np.testing.assert_array_equal(new_mask, ref_mask)
+  np.testing.assert_allclose(new_w, np.where(ref_mask, ref_w, 0.0).astype(np.float32))
+
+
+@pytest.mark.parametrize('order', ['masks_first', 'skip_step', 'step_first'])
+def test_only_new_connections_get_their_moments_reset(order):
+  # Adam moments set to 1 everywhere before an update step (as after earlier training). The
+  # reference zeroes them at the new connections only (reset_momentum on mask2 & ~mask);
+  # survivors and a dropped-and-regrown weight keep theirs.
+  w = np.array([[0.9, -0.1, 0.5, 0.0], [0.2, -0.8, 0.0, 0.3]], np.float32)
+  mask = np.array([[1, 1, 1, 0], [1, 1, 0, 1]], bool)
+  g = np.array([[0.5, 0.5, 0.5, 2.0], [0.5, 0.5, -3.0, 0.5]], np.float32)
+  cfg = sr.SparsityConfig(method='rigl', sparsity=0.25, begin_step=0, end_step=100,
+                          update_interval=1, drop_fraction=0.5, drop_fraction_decay='constant',
+                          distribution='uniform', update_order=order)
+  opt = sr.SparseOptimizer(optax.adam(1e-3), cfg)
+  _, state = opt.init({'l': {'kernel': jnp.asarray(w)}}, jax.random.PRNGKey(0))
+  adam = state.inner[0]
+  ones = {'l': {'kernel': jnp.ones((2, 4))}}
+  state = state.replace(inner=(adam._replace(mu=ones, nu=ones, count=jnp.asarray(5, jnp.int32)),
+                               *state.inner[1:]),
+                        sparsity=state.sparsity.replace(masks={'l': {'kernel': jnp.asarray(mask)}}))
+  params = {'l': {'kernel': jnp.asarray(np.where(mask, w, 0))}}
+  _, new_state = opt.step(params, {'l': {'kernel': jnp.asarray(g)}}, state)
+  new_mask = np.asarray(new_state.masks['l']['kernel'])
+  grown, kept = new_mask & ~mask, new_mask & mask
+  assert grown.sum() > 0 and kept.sum() > 0
+  mu = np.asarray(new_state.inner[0].mu['l']['kernel'])
+  if order == 'masks_first':   # reset, then one Adam step with g: mu = 0.1 g at new connections
+    np.testing.assert_allclose(mu[grown], 0.1 * g[grown], rtol=1e-6)
+    np.testing.assert_allclose(mu[kept], 0.9 + 0.1 * g[kept], rtol=1e-6)
+  elif order == 'skip_step':   # reset, no step
+    np.testing.assert_array_equal(mu[grown], 0.0)
+    np.testing.assert_array_equal(mu[kept], 1.0)
+    assert int(new_state.inner[0].count) == 5
+  else:                        # the step (mu = 0.9 + 0.1 g), then the reset at new connections
+    np.testing.assert_array_equal(mu[grown], 0.0)
+    np.testing.assert_allclose(mu[kept], 0.9 + 0.1 * g[kept], rtol=1e-6)
+
+
+def test_pruning_schedule_reaches_the_final_sparsity_at_end_step_even_when_it_equals_begin():
+  # tfmot PolynomialDecay: s_f from end_step on. A one-step schedule (begin == end) prunes
+  # straight to s_f there instead of dividing by a zero-length span.
+  assert sr.schedules.cubic_sparsity_host(5, 0.8, 5, 5) == pytest.approx(0.8)
+  assert float(sr.schedules.cubic_sparsity(5, 0.8, 5, 5)) == pytest.approx(0.8)
+  assert sr.schedules.cubic_sparsity_host(4, 0.8, 5, 5) == pytest.approx(0.0)
+  # And the cubic shape in between, by hand: b 0, e 10, t 5 -> 0.8 * (1 - 0.5**3) = 0.7.
+  assert sr.schedules.cubic_sparsity_host(5, 0.8, 0, 10) == pytest.approx(0.7)

@@ -254,10 +254,12 @@ def test_weight_decay_only_on_kernels():
   np.testing.assert_allclose(updates['l']['bias'], 0.0)
 
 
-@pytest.mark.parametrize('method', ['prune', 'set', 'rigl'])
-def test_host_decided_mask_updates_equal_in_jit_decision(method):
+@pytest.mark.parametrize('method,order', [
+    ('prune', 'masks_first'), ('set', 'masks_first'), ('rigl', 'masks_first'),
+    ('set', 'step_first'), ('rigl', 'step_first'), ('rigl', 'skip_step')])
+def test_host_decided_mask_updates_equal_in_jit_decision(method, order):
   cfg = sr.SparsityConfig(method=method, sparsity=0.8, begin_step=2, end_step=14,
-                          update_interval=3, drop_fraction=0.5)
+                          update_interval=3, drop_fraction=0.5, update_order=order)
   opt = sr.SparseOptimizer(optax.adam(1e-2), cfg)
   params0 = make_params(SHAPES['mlp'])
   in_jit = list(run(opt, params0, 16))
