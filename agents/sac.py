@@ -223,18 +223,30 @@ def update(config: SACConfig, alpha_tx: optax.GradientTransformation, target_ent
                                             config.reward_scale))
   (c_loss, q_mean), c_grads = jax.value_and_grad(critic_loss, has_aux=True)(
       state.critic.params, state, batch, target, config.critic_loss_weight)
-  # With update_order 'step_first' (the paper's SAC code) a RigL update grows by the gradient
-  # of the same loss at the weights after the step, as the reference recomputes it then
-  # (rigl/rl/tfagents/sac_train_eval.py `_train`); only mask-update steps compute it.
-  critic_grad_at = lambda p: jax.grad(critic_loss, has_aux=True)(
-      p, state, batch, target, config.critic_loss_weight)[0]
-  critic = state.critic.apply_gradients(c_grads, mask_grads_fn=critic_grad_at)
+  # The paper's SAC code (rigl/rl/tfagents/sac_train_eval.py `_train`) takes the critic and the
+  # actor steps, then updates the masks of both critics and of the actor, each RigL update
+  # growing by its loss recomputed at the updated weights. With a method whose mask update
+  # follows the step (update_order 'step_first', pruning) the updates are deferred to match;
+  # with 'masks_first' / 'skip_step' they happen inside each network's step.
+  critic = state.critic.apply_gradients(c_grads, defer_mask_update=True)
   state = state.replace(critic=critic)
   (a_loss, log_prob), a_grads = jax.value_and_grad(actor_loss, has_aux=True)(
       state.actor.params, state, batch.obs, alpha, actor_key)
-  actor_grad_at = lambda p: jax.grad(actor_loss, has_aux=True)(
-      p, state, batch.obs, alpha, actor_key)[0]
-  actor = state.actor.apply_gradients(a_grads, mask_grads_fn=actor_grad_at)
+  actor = state.actor.apply_gradients(a_grads, defer_mask_update=True)
+  state = state.replace(actor=actor)
+  # The critics' grow gradient: their loss after both steps, the TD target recomputed with the
+  # updated actor and a fresh next-action sample (only mask-update steps compute it).
+  mask_key = jax.random.fold_in(critic_key, 1)
+  def critic_grad_at(p):
+    fresh = jax.lax.stop_gradient(td_target(state, batch, alpha, mask_key, config.gamma,
+                                            config.reward_scale))
+    return jax.grad(critic_loss, has_aux=True)(p, state, batch, fresh,
+                                               config.critic_loss_weight)[0]
+  critic = state.critic.mask_update_after_step(critic_grad_at)
+  state = state.replace(critic=critic)
+  actor = state.actor.mask_update_after_step(
+      lambda p: jax.grad(actor_loss, has_aux=True)(p, state, batch.obs, alpha,
+                                                    jax.random.fold_in(actor_key, 1))[0])
   # alpha loss -log_alpha * (log pi + target entropy); its gradient w.r.t. log_alpha:
   entropy_gap = jax.lax.stop_gradient(jnp.mean(log_prob) + target_entropy)
   alpha_updates, alpha_opt_state = alpha_tx.update(-entropy_gap, state.alpha_opt_state)

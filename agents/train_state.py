@@ -54,7 +54,7 @@ class SparseTrainState(flax.struct.PyTreeNode):
 
   def apply_gradients(self, grads: PyTree, update_masks: bool | None = None,
                       mask_target: bool = True, mask_grads_fn=None,
-                      return_stepped: bool = False):
+                      return_stepped: bool = False, defer_mask_update: bool = False):
     """Optimizer step (masked) and, on schedule, a mask update.
 
     Args:
@@ -69,12 +69,18 @@ class SparseTrainState(flax.struct.PyTreeNode):
       mask_grads_fn: passed to `SparseOptimizer.step`.
       return_stepped: also return the params after the optimizer update and before a mask
         update that follows it (`SparseOptimizer.step`).
+      defer_mask_update: for pruning and update_order 'step_first', only the optimizer step;
+        call `mask_update_after_step` next (`SparseOptimizer.step`).
 
     Returns:
       The new state, or (new state, stepped params) with return_stepped.
     """
     params, opt_state, stepped = self.opt.step(self.params, grads, self.opt_state, update_masks,
-                                               mask_grads_fn=mask_grads_fn, return_stepped=True)
+                                               mask_grads_fn=mask_grads_fn, return_stepped=True,
+                                               defer_mask_update=defer_mask_update)
+    if defer_mask_update and self.opt.updater.masks_after_step:
+      new = self.replace(params=params, opt_state=opt_state)
+      return (new, stepped) if return_stepped else new
     target = self.target_params
     is_update_step = self.opt.updater.is_update_step
     if (mask_target and target is not None and is_update_step is not None
@@ -87,6 +93,29 @@ class SparseTrainState(flax.struct.PyTreeNode):
                               lambda t: t, target)
     new = self.replace(params=params, opt_state=opt_state, target_params=target)
     return (new, stepped) if return_stepped else new
+
+  def mask_update_after_step(self, grads_fn, update_masks: bool | None = None,
+                             mask_target: bool = True) -> 'SparseTrainState':
+    """The mask update deferred by `apply_gradients(..., defer_mask_update=True)`.
+
+    `grads_fn(params)` gives the dense gradient at the stepped params (RigL's grow score);
+    it runs only on update steps. The target is re-masked as in `apply_gradients`.
+    """
+    if not self.opt.updater.masks_after_step:
+      return self
+    params, opt_state = self.opt.mask_update_after_step(
+        self.params, self.opt_state, lambda: grads_fn(self.params), update_masks)
+    target = self.target_params
+    is_update_step = self.opt.updater.is_update_step
+    if (mask_target and target is not None and is_update_step is not None
+        and update_masks is not False):
+      masker = lambda t: sparse_rl.apply_masks(t, opt_state.sparsity.masks)
+      if update_masks:
+        target = masker(target)
+      else:
+        target = jax.lax.cond(is_update_step(self.opt_state.sparsity.step - 1), masker,
+                              lambda t: t, target)
+    return self.replace(params=params, opt_state=opt_state, target_params=target)
 
   def hard_update_target(self) -> 'SparseTrainState':
     return self.replace(target_params=self.params)

@@ -91,7 +91,7 @@ class SparseOptimizer:
   def step(self, params: PyTree, grads: PyTree, state: SparseOptState,
            update_masks: bool | None = None,
            mask_grads_fn: Callable[[PyTree], PyTree] | None = None,
-           return_stepped: bool = False):
+           return_stepped: bool = False, defer_mask_update: bool = False):
     """One optimizer step and, on schedule, a mask update. Jittable.
 
     The inner optimizer sees the dense gradient, as in the reference code,
@@ -116,6 +116,9 @@ class SparseOptimizer:
 
       return_stepped: also return the params right after the optimizer update and before a
         mask update that follows it (pruning, 'step_first'); otherwise the new params.
+      defer_mask_update: for a method whose mask update follows the optimizer step (pruning,
+        'step_first'), take only the optimizer step; the caller then calls
+        `mask_update_after_step` (SAC steps both networks before either mask update).
 
     Returns:
       (new params, new state), or (new params, new state, stepped params) with
@@ -148,12 +151,15 @@ class SparseOptimizer:
       updates, inner = self.tx.update(grads, state.inner, params)
       new_params = optax.apply_updates(params, masking.apply_masks(updates, masks))
       stepped = new_params
+      stepped_state = SparseOptState(inner=inner, sparsity=sparsity)
+      if defer_mask_update:
+        return (new_params, stepped_state, stepped) if return_stepped else (
+            new_params, stepped_state)
       grads_fn = (lambda: grads) if mask_grads_fn is None else (
           lambda: mask_grads_fn(new_params))
-      new_masks, key = new_masks_from(new_params, grads_fn)
-      grown = tree_lib.map_masked(lambda old, new: new & ~old, masks, new_masks)
-      new_params = masking.apply_masks(new_params, new_masks)  # dropped -> 0, grown -> 0
-      inner = reset_moments(self.tx, inner, _negate(grown), new_params)
+      new_params, new_state = self.mask_update_after_step(new_params, stepped_state, grads_fn,
+                                                          update_masks)
+      return (new_params, new_state, stepped) if return_stepped else (new_params, new_state)
     else:  # 'masks_first' and 'skip_step': the topology is chosen on the current weights
       new_masks, key = new_masks_from(params, lambda: grads)
       grown = tree_lib.map_masked(lambda old, new: new & ~old, masks, new_masks)
@@ -169,6 +175,41 @@ class SparseOptimizer:
     sparsity = sparsity.replace(masks=new_masks, key=key)
     out = new_params, SparseOptState(inner=inner, sparsity=sparsity)
     return (*out, stepped) if return_stepped else out
+
+
+def _mask_update_after_step(self, params: PyTree, state: SparseOptState,
+                            grads_fn: Callable[[], PyTree],
+                            update_masks: bool | None = None
+                            ) -> tuple[PyTree, SparseOptState]:
+  """The mask update of the step just taken, for methods that update after the step.
+
+  Pruning and update_order 'step_first' (`Updater.masks_after_step`). `state` is the state
+  `step(..., defer_mask_update=True)` returned; `grads_fn()` gives the dense gradient RigL
+  grows with (called only on update steps). Dropped weights become 0, new connections start
+  at 0 with reset moments. Jittable; `update_masks` as in `step`.
+  """
+  updater = self.updater
+  if updater.is_update_step is None or update_masks is False:
+    return params, state
+  if not updater.masks_after_step:
+    raise ValueError(f"method {self.config.method!r} with update_order "
+                     f"{self.config.update_order!r} updates its masks inside `step`.")
+  masks = state.sparsity.masks
+  taken = state.sparsity.replace(step=state.sparsity.step - 1)  # the index of that step
+  compute = lambda: updater.update_masks(taken, params, grads_fn())
+  if update_masks:
+    new_masks, key = compute()
+  else:
+    new_masks, key = jax.lax.cond(updater.is_update_step(taken.step), compute,
+                                  lambda: (masks, state.sparsity.key))
+  grown = tree_lib.map_masked(lambda old, new: new & ~old, masks, new_masks)
+  params = masking.apply_masks(params, new_masks)  # dropped -> 0, grown -> 0
+  inner = reset_moments(self.tx, state.inner, _negate(grown), params)
+  return params, SparseOptState(inner=inner,
+                                sparsity=state.sparsity.replace(masks=new_masks, key=key))
+
+
+SparseOptimizer.mask_update_after_step = _mask_update_after_step
 
 
 def _negate(masks: PyTree) -> PyTree:

@@ -278,3 +278,46 @@ def test_evaluation_steps_the_episodes_together_as_if_one_by_one():
   # The next call uses the next seeds: other starts, another mean.
   assert trainer.evaluate(3)['eval/episode_return'] != evaluation['eval/episode_return']
   trainer.close()
+
+
+def test_mask_updates_come_after_both_steps_as_in_the_papers_sac_code():
+  # rigl/rl/tfagents/sac_train_eval.py `_train`: critic step, actor step, then the mask
+  # updates. So on a critic mask-update step the actor's gradient still sees the critics with
+  # their old topology (stepped, not yet dropped).
+  critic_sp = sr.SparsityConfig(method='rigl', sparsity=0.5, distribution='uniform',
+                                begin_step=0, end_step=100, update_interval=1,
+                                drop_fraction=0.5, drop_fraction_decay='constant',
+                                update_order='step_first')
+  config = sac.SACConfig(actor_hidden_sizes=(64,), critic_hidden_sizes=(64,),
+                         critic_sparsity=critic_sp)
+  state, alpha_tx = sac.init(config, obs_dim=3, action_dim=2, key=jax.random.PRNGKey(0))
+  rng = np.random.default_rng(0)
+  batch = Batch(obs=jnp.asarray(rng.normal(size=(8, 3)), jnp.float32),
+                action=jnp.asarray(rng.uniform(-1, 1, size=(8, 2)), jnp.float32),
+                reward=jnp.asarray(rng.normal(size=8), jnp.float32),
+                next_obs=jnp.asarray(rng.normal(size=(8, 3)), jnp.float32),
+                terminated=jnp.zeros(8))
+  new, _ = sac.update(config, alpha_tx, -2.0, state, batch)
+  assert not masks_match(new.critic.masks, state.critic.masks)   # the critics' masks changed
+
+  # The same step by hand: the actor's gradient on the stepped critics before their update.
+  key, critic_key, actor_key = jax.random.split(state.key, 3)
+  alpha = jnp.exp(state.log_alpha)
+  target = sac.td_target(state, batch, alpha, critic_key, config.gamma)
+  c_grads = jax.grad(sac.critic_loss, has_aux=True)(state.critic.params, state, batch, target)[0]
+  stepped = state.critic.apply_gradients(c_grads, defer_mask_update=True)
+  updated = stepped.mask_update_after_step(lambda p: c_grads)   # any grow score: masks change
+
+  def actor_after(critic):
+    s = state.replace(critic=critic)
+    a_grads = jax.grad(sac.actor_loss, has_aux=True)(s.actor.params, s, batch.obs, alpha,
+                                                     actor_key)[0]
+    actor = s.actor.apply_gradients(a_grads)
+    return actor.params, actor.opt_state.inner   # Adam's first moment records the gradient
+
+  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
+                         (new.actor.params, new.actor.opt_state.inner), actor_after(stepped))
+  differs = jax.tree_util.tree_leaves(jax.tree_util.tree_map(
+      lambda a, b: not np.allclose(a, b, rtol=1e-5, atol=1e-7),
+      (new.actor.params, new.actor.opt_state.inner), actor_after(updated)))
+  assert any(differs)   # the test would see an actor step taken on the updated critics

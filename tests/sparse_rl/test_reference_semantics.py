@@ -158,7 +158,9 @@ def test_updates_start_at_the_first_step_with_the_full_drop_fraction():
   # 0, 3, 6, 9 with the cosine drop fraction d(c); the 1-based host step numbers are c + 1.
   cfg = sr.SparsityConfig(method='rigl', sparsity=0.5, begin_step=0, end_step=10,
                           update_interval=3, drop_fraction=0.5)
-  opt = sr.SparseOptimizer(optax.sgd(0.0), cfg)
+  # SGD with a small step: grown weights move off 0 (their gradient is nonzero), so no
+  # active weight is exactly 0 and every update drops exactly int(n_active * d).
+  opt = sr.SparseOptimizer(optax.sgd(1e-3), cfg)
   host = [s for s in range(1, 14) if opt.is_update_step(s)]
   assert [s - 1 for s in host] == ref_update_steps(13, 3, 10) == [0, 3, 6, 9]
   # On one 1x40 layer with all 20 grads on inactive positions larger than any active one,
