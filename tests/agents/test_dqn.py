@@ -380,3 +380,19 @@ def test_a_sync_on_a_pruning_step_copies_the_unpruned_net_as_the_tf2_code(sync_b
     assert np.all(target[~mask] != 0)      # the pruned weights live on in the target
   else:
     np.testing.assert_array_equal(target, online)
+
+
+def test_training_flops_of_a_dense_run_by_hand():
+  # CartPole (4 obs, 2 actions), one hidden layer of 8, batch 4, learning from the 10th env
+  # step: 30 env steps give 21 gradient steps. Forward FLOPs of one observation: 2 x MACs
+  # (4*8 + 8*2) plus the biases (8 + 2) = 106. Training = 3 forwards per batch sample per
+  # gradient step, plus one acting forward per env step and a target forward per sample.
+  config = dqn.DQNConfig(hidden_sizes=(8,), batch_size=4, min_replay_size=10)
+  trainer = dqn.DQNTrainer('CartPole-v0', 0, config)
+  try:
+    trainer.train(30)
+    assert trainer.gradient_steps == 21
+    f1 = 2 * (4 * 8 + 8 * 2) + (8 + 2)
+    assert trainer.training_flops() == pytest.approx(3 * f1 * 4 * 21 + f1 * 30 + f1 * 4 * 21)
+  finally:
+    trainer.close()
