@@ -265,30 +265,32 @@ def _wait_for_checkpoint(run_dir, iteration, proc, timeout=120):
 
 def test_killed_launcher_resumes_from_the_right_step(tmp_path):
   run_dir = str(tmp_path / 'run')
+  total = 12  # iterations: enough that both signals land mid-run
   # 1) SIGKILL (no warning) after the first checkpoint: resumes from it.
-  proc = _launch(run_dir, 6)
+  proc = _launch(run_dir, total)
   _wait_for_checkpoint(run_dir, 1, proc)
   proc.kill()
   proc.wait()
   done = max(i for i, _ in runner.list_checkpoints(run_dir))
+  assert done < total - 3, f'phase 1 ran to iteration {done} before SIGKILL arrived'
   # 2) SIGTERM mid-run (kill, a scheduler): a checkpoint first, as on Ctrl-C; exit code
-  # 143 (the sweep tests cover Ctrl-C, 130).
-  proc = _launch(run_dir, 6)
+  # 143 (the sweep tests cover Ctrl-C, 130). The signal is sent as soon as the next
+  # checkpoint exists, with several iterations still to go, so the run cannot end first.
+  proc = _launch(run_dir, total)
   _wait_for_checkpoint(run_dir, done + 1, proc)
-  time.sleep(0.3)
   proc.send_signal(signal.SIGTERM)
   _, err = proc.communicate(timeout=60)
-  if proc.returncode == 0:  # finished before the signal arrived: nothing left to check
-    pytest.skip('the run ended before SIGTERM')
+  stopped_at = max(i for i, _ in runner.list_checkpoints(run_dir))
+  assert stopped_at < total, f'the run finished (iteration {stopped_at}) before SIGTERM'
   assert proc.returncode == 143, err
   assert 'checkpoint saved' in err
-  # 3) Finish: rows 0..5 exactly once, env steps continue where they stopped.
-  proc = _launch(run_dir, 6)
-  _, err = proc.communicate(timeout=120)
+  # 3) Finish: rows 0..total-1 exactly once, env steps continue where they stopped.
+  proc = _launch(run_dir, total)
+  _, err = proc.communicate(timeout=300)
   assert proc.returncode == 0, err
   rows = runner.read_metrics(run_dir)
-  assert [r['iteration'] for r in rows] == list(range(6))
-  assert [r['env_steps'] for r in rows] == [300 * (i + 1) for i in range(6)]
+  assert [r['iteration'] for r in rows] == list(range(total))
+  assert [r['env_steps'] for r in rows] == [300 * (i + 1) for i in range(total)]
 
 
 # ------------------------------------------------------------------------------ SAC and PPO
