@@ -81,16 +81,8 @@ class SparseTrainState(flax.struct.PyTreeNode):
     if defer_mask_update and self.opt.updater.masks_after_step:
       new = self.replace(params=params, opt_state=opt_state)
       return (new, stepped) if return_stepped else new
-    target = self.target_params
-    is_update_step = self.opt.updater.is_update_step
-    if (mask_target and target is not None and is_update_step is not None
-        and update_masks is not False):
-      masker = lambda t: sparse_rl.apply_masks(t, opt_state.sparsity.masks)
-      if update_masks:
-        target = masker(target)
-      else:
-        target = jax.lax.cond(is_update_step(self.opt_state.sparsity.step), masker,
-                              lambda t: t, target)
+    target = self._masked_target(opt_state, self.opt_state.sparsity.step, update_masks,
+                                 mask_target)
     new = self.replace(params=params, opt_state=opt_state, target_params=target)
     return (new, stepped) if return_stepped else new
 
@@ -105,17 +97,21 @@ class SparseTrainState(flax.struct.PyTreeNode):
       return self
     params, opt_state = self.opt.mask_update_after_step(
         self.params, self.opt_state, lambda: grads_fn(self.params), update_masks)
+    target = self._masked_target(opt_state, self.opt_state.sparsity.step - 1, update_masks,
+                                 mask_target)
+    return self.replace(params=params, opt_state=opt_state, target_params=target)
+
+  def _masked_target(self, opt_state, index, update_masks, mask_target: bool):
+    """The target params, masked with the new online masks if step `index` updated them."""
     target = self.target_params
     is_update_step = self.opt.updater.is_update_step
-    if (mask_target and target is not None and is_update_step is not None
-        and update_masks is not False):
-      masker = lambda t: sparse_rl.apply_masks(t, opt_state.sparsity.masks)
-      if update_masks:
-        target = masker(target)
-      else:
-        target = jax.lax.cond(is_update_step(self.opt_state.sparsity.step - 1), masker,
-                              lambda t: t, target)
-    return self.replace(params=params, opt_state=opt_state, target_params=target)
+    if (not mask_target or target is None or is_update_step is None
+        or update_masks is False):
+      return target
+    masker = lambda t: sparse_rl.apply_masks(t, opt_state.sparsity.masks)
+    if update_masks:
+      return masker(target)
+    return jax.lax.cond(is_update_step(index), masker, lambda t: t, target)
 
   def hard_update_target(self) -> 'SparseTrainState':
     return self.replace(target_params=self.params)
