@@ -288,6 +288,17 @@ def test_stacked_agents_update_under_vmap_as_one_by_one():
                             states[1].q.masks['Dense_1']['kernel'])
 
 
+def _mlp_state_and_batch(config, sparsity):
+  """A 4 -> 16 -> 16 -> 2 Q network and one fixed batch of 8 random transitions."""
+  network = networks.QNetworkMLP(num_actions=2, hidden_sizes=(16, 16))
+  state = dqn.init(config, sparsity, network, jnp.zeros((1, 4)), jax.random.PRNGKey(0))
+  rng = np.random.default_rng(0)
+  batch = Batch(rng.normal(size=(8, 4)).astype(np.float32), rng.integers(0, 2, 8),
+                np.ones(8, np.float32), rng.normal(size=(8, 4)).astype(np.float32),
+                np.zeros(8, np.float32))
+  return state, batch
+
+
 def test_target_keeps_its_mask_snapshot_until_the_next_sync():
   """TF-Agents' hard target copy takes every variable, masks included, every
   target_update_period steps; between syncs the target keeps the weights the online net has
@@ -297,12 +308,7 @@ def test_target_keeps_its_mask_snapshot_until_the_next_sync():
   sparsity = sparse_rl.SparsityConfig(method='rigl', sparsity=0.5, distribution='uniform',
                                       update_interval=1, end_step=100, drop_fraction=0.5,
                                       drop_fraction_decay='constant')
-  network = networks.QNetworkMLP(num_actions=2, hidden_sizes=(16, 16))
-  state = dqn.init(config, sparsity, network, jnp.zeros((1, 4)), jax.random.PRNGKey(0))
-  rng = np.random.default_rng(0)
-  batch = Batch(rng.normal(size=(8, 4)).astype(np.float32), rng.integers(0, 2, 8),
-                np.ones(8, np.float32), rng.normal(size=(8, 4)).astype(np.float32),
-                np.zeros(8, np.float32))
+  state, batch = _mlp_state_and_batch(config, sparsity)
   update = jax.jit(lambda s, b: dqn.update(config, s, b))
   synced = jax.tree_util.tree_map(np.asarray, state.q.target_params)
   synced_mask = np.asarray(state.q.masks['Dense_1']['kernel'])
@@ -362,12 +368,7 @@ def test_a_sync_on_a_pruning_step_copies_the_unpruned_net_as_the_tf2_code(sync_b
                          weight_decay=0.0, sync_before_pruning=sync_before_pruning)
   sparsity = sparse_rl.SparsityConfig(method='prune', sparsity=0.5, distribution='uniform',
                                       begin_step=2, end_step=2, update_interval=1)
-  network = networks.QNetworkMLP(num_actions=2, hidden_sizes=(16, 16))
-  state = dqn.init(config, sparsity, network, jnp.zeros((1, 4)), jax.random.PRNGKey(0))
-  rng = np.random.default_rng(0)
-  batch = Batch(rng.normal(size=(8, 4)).astype(np.float32), rng.integers(0, 2, 8),
-                np.ones(8, np.float32), rng.normal(size=(8, 4)).astype(np.float32),
-                np.zeros(8, np.float32))
+  state, batch = _mlp_state_and_batch(config, sparsity)
   update = jax.jit(lambda s, b: dqn.update(config, s, b))
   state, _ = update(state, batch)
   state, _ = update(state, batch)
