@@ -139,13 +139,19 @@ def _ppo_nets():
   return config, state
 
 
-def test_ppo_loss_on_a_hand_set_minibatch_with_clipping_both_ways():
+def _ppo_forward(n, seed):
+  """Small PPO nets, n random (obs, action) pairs and the nets' outputs on them."""
   config, state = _ppo_nets()
-  rng = np.random.default_rng(0)
-  obs = jnp.asarray(rng.normal(size=(6, 3)), jnp.float32)
-  action = jnp.asarray(rng.normal(size=(6, 2)), jnp.float32)
+  rng = np.random.default_rng(seed)
+  obs = jnp.asarray(rng.normal(size=(n, 3)), jnp.float32)
+  action = jnp.asarray(rng.normal(size=(n, 2)), jnp.float32)
   params = {name: net.params for name, net in state.nets.items()}
   (mean, log_std), value = ppo.forward(state.nets, params, obs)
+  return config, state, rng, obs, action, params, mean, log_std, value
+
+
+def test_ppo_loss_on_a_hand_set_minibatch_with_clipping_both_ways():
+  config, state, _, obs, action, params, mean, log_std, value = _ppo_forward(6, 0)
   mean, log_std, value = (np.asarray(x, np.float64) for x in (mean, log_std, value))
   a = np.asarray(action, np.float64)
   new_log_p = np.sum(-0.5 * ((a - mean) / np.exp(log_std)) ** 2 - log_std
@@ -176,12 +182,7 @@ def test_ppo_loss_on_a_hand_set_minibatch_with_clipping_both_ways():
 
 
 def test_ppo_minibatch_update_descends_its_loss():
-  config, state = _ppo_nets()
-  rng = np.random.default_rng(1)
-  obs = jnp.asarray(rng.normal(size=(8, 3)), jnp.float32)
-  action = jnp.asarray(rng.normal(size=(8, 2)), jnp.float32)
-  params = {name: net.params for name, net in state.nets.items()}
-  (mean, log_std), value = ppo.forward(state.nets, params, obs)
+  config, state, rng, obs, action, params, mean, log_std, value = _ppo_forward(8, 1)
   log_p = ppo.log_prob_and_entropy((mean, log_std), action)[0]
   mb = ppo.Minibatch(obs, action, log_p, value, jnp.asarray(rng.normal(size=8), jnp.float32),
                      value + jnp.asarray(rng.normal(size=8), jnp.float32))
