@@ -10,8 +10,12 @@ loops differ by algorithm. The runner never sees an environment or a network.
 from __future__ import annotations
 
 import abc
+import json
 import math
+import sys
 from typing import Any, Callable, Sequence
+
+import numpy as np
 
 ProgressFn = Callable[[int], None]   # called with env steps just done (for bars/ETA)
 
@@ -25,6 +29,61 @@ def episode_metrics(prefix: str, returns: Sequence[float],
   if lengths is not None:
     out[f'{prefix}/episode_length'] = mean(lengths)
   return out
+
+
+def eval_seeds(seed: int, eval_call: int, num_episodes: int) -> list[int]:
+  """Reset seeds of the evaluation episodes of evaluation call `eval_call` (0-based).
+
+  Every agent evaluates episode i of call c from seed + 10_000 + 1000 * c + i, so an evaluation
+  depends only on the params and the call count, never on earlier evaluations or on a resume.
+  """
+  return [seed + 10_000 + 1000 * eval_call + i for i in range(num_episodes)]
+
+
+def rng_state(rng: np.random.Generator) -> str:
+  """A numpy Generator's state as JSON text (PCG64 states hold 128-bit ints, which msgpack
+  cannot store)."""
+  return json.dumps(rng.bit_generator.state)
+
+
+def set_rng_state(rng: np.random.Generator, state: str) -> None:
+  """Restores `rng_state` text into `rng`."""
+  rng.bit_generator.state = json.loads(state)
+
+
+def restore_env(env, state: dict[str, Any], saved_obs: np.ndarray | None, what: str):
+  """Rebuilds an `envs.EpisodeLog` env's episode in progress; returns its observation.
+
+  `saved_obs` (the observation the trainer held when it saved) is compared with the rebuilt
+  one: a difference means the env is not deterministic given its seed and actions, and the
+  resumed run is then not the uninterrupted one (a warning says so).
+  """
+  obs = env.set_state(state)
+  if saved_obs is not None and saved_obs.size and (
+      obs is None or not np.array_equal(np.asarray(obs), saved_obs)):
+    print(f'[resume] warning: the {what} did not replay to its saved observation; the resumed '
+          'run differs from the uninterrupted one from here.', file=sys.stderr)
+  return obs
+
+
+def restore_tree(like: Any, state: dict[str, Any]) -> Any:
+  """`flax.serialization.from_state_dict(like, state)` with every leaf's shape and dtype
+  checked against `like`, as fresh device arrays (jitted steps may donate them).
+
+  Raises:
+    ValueError: names the first leaf whose shape or dtype differs.
+  """
+  import flax.serialization  # pylint: disable=g-import-not-at-top
+  import jax
+  import jax.numpy as jnp
+  restored = flax.serialization.from_state_dict(like, state)
+  for (path, ref), (_, new) in zip(jax.tree_util.tree_leaves_with_path(like),
+                                   jax.tree_util.tree_leaves_with_path(restored)):
+    new = np.asarray(new)
+    if tuple(ref.shape) != new.shape or np.dtype(ref.dtype) != new.dtype:
+      raise ValueError(f'state leaf {jax.tree_util.keystr(path)} is {new.dtype}{list(new.shape)}'
+                       f' in the checkpoint but {np.dtype(ref.dtype)}{list(ref.shape)} here')
+  return jax.tree_util.tree_map(jnp.array, restored)
 
 
 class Trainer(abc.ABC):
@@ -79,12 +138,33 @@ class Trainer(abc.ABC):
     """Training FLOPs spent so far (updates plus acting/target/rollout forwards)."""
 
   @abc.abstractmethod
-  def state_dict(self, include_replay: bool = False) -> dict[str, Any]:
-    """Everything needed to continue training: pytrees as numpy, ints, RNG states."""
+  def state_dict(self, include_replay: bool | None = None) -> dict[str, Any]:
+    """Everything needed to continue training exactly: a tree of str-keyed dicts, lists,
+    numpy arrays, Python scalars and strings (msgpack-serializable; no tuples, no ints beyond
+    64 bits). Includes the envs' episodes in progress (`envs.EpisodeLog` state), the RNG
+    states and the statistics of a partly done `train` chunk. `include_replay`: also the
+    replay buffer (None: the trainer's default, True where the replay is small enough)."""
 
   @abc.abstractmethod
   def load_state_dict(self, state: dict[str, Any]) -> None:
-    """Restores a `state_dict`. Episodes in progress restart from a reset."""
+    """Restores a `state_dict`; training then continues as if never stopped (with the
+    replay in it; without, see the trainer's refill rule)."""
+
+  #: set by `train` to the first gradient step whose loss was not finite (None: all finite).
+  _nonfinite_step: int | None = None
+
+  def nonfinite_report(self) -> str | None:
+    """None if every float array of the agent state is finite; else what is not (the first
+    such state leaf, and the first gradient step with a non-finite loss where known)."""
+    import jax  # pylint: disable=g-import-not-at-top
+    import jax.numpy as jnp
+    for path, leaf in jax.tree_util.tree_leaves_with_path(self.state):
+      if jnp.issubdtype(leaf.dtype, jnp.floating) and not bool(jnp.all(jnp.isfinite(leaf))):
+        where = jax.tree_util.keystr(path)
+        if self._nonfinite_step is not None:
+          return f'{where} (first non-finite loss at gradient step {self._nonfinite_step:,})'
+        return f'{where}'
+    return None
 
   def close(self) -> None:
     """Releases environments."""

@@ -29,6 +29,7 @@ import math
 from typing import Any
 
 import flax.linen as nn
+import flax.serialization
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -45,6 +46,7 @@ from sparse_rl import flops as flops_lib
 
 NETWORKS = ('mlp', 'nature_cnn', 'impala')
 LOSSES = ('squared', 'huber', 'mse')
+METRIC_KEYS = ('loss/td', 'q/taken')  # per gradient step, averaged per train() chunk
 
 
 @dataclasses.dataclass(frozen=True)
@@ -276,20 +278,6 @@ def update(config: DQNConfig, state: DQNState, batch: replay_lib.Batch,
 # ------------------------------------------------------------------------------------- trainer
 
 
-def _tree_to_numpy(tree: Any) -> list[np.ndarray]:
-  return [np.asarray(x) for x in jax.device_get(jax.tree_util.tree_leaves(tree))]
-
-
-def _tree_from_numpy(like: Any, leaves: list[np.ndarray]) -> Any:
-  ref, treedef = jax.tree_util.tree_flatten(like)
-  if len(ref) != len(leaves):
-    raise ValueError(f'checkpoint has {len(leaves)} arrays, the agent state {len(ref)}')
-  for r, x in zip(ref, leaves):
-    if r.shape != x.shape or r.dtype != x.dtype:
-      raise ValueError(f'checkpoint array {x.dtype}{x.shape} does not match {r.dtype}{r.shape}')
-  return jax.tree_util.tree_unflatten(treedef, [jnp.asarray(x) for x in leaves])
-
-
 class DQNTrainer(base.Trainer):
   """DQN on one env: the host loop around the jitted `act`, `act_eval` and `update`.
 
@@ -342,8 +330,9 @@ class DQNTrainer(base.Trainer):
     self._env_steps = 0  # host mirror of state.env_steps: no device sync to read it
     self._gradient_steps = 0
     self._obs: np.ndarray | None = None
-    self._reset_seed: int | None = None  # after a restore, reseed the envs' next reset
-    self._eval_seed: int | None = None
+    self._eval_calls = 0
+    self._chunk: dict[str, Any] | None = None  # statistics of a train() chunk in progress
+    self._refill = False  # resumed without the replay: refill it before learning
     self._costs = flops_lib.layer_costs(network, jax.ShapeDtypeStruct(example.shape, obs_dtype))
     self._flops = {'acting': 0.0, 'target': 0.0}
 
@@ -353,68 +342,88 @@ class DQNTrainer(base.Trainer):
       return replay_lib.AtariReplayBuffer(capacity, self._obs_shape, self._frame_stack)
     return replay_lib.ReplayBuffer(capacity, self._obs_shape, np.float32)
 
-  def _reset(self) -> np.ndarray:
-    obs, _ = self._env.reset(seed=self._reset_seed)
-    self._reset_seed = None
-    return obs
+  def _refill_replay(self) -> None:
+    """After a resume without the saved replay: uniform random steps until the replay holds
+    min_replay_size transitions. They count as no env steps, so epsilon, the target syncs and
+    the sparsity schedules stay aligned with the uninterrupted run's env steps."""
+    rng = np.random.default_rng([self.seed, self._env_steps, 1])
+    num_actions = self._state.q.net.module.num_actions
+    while len(self._replay) < self.config.min_replay_size:
+      action = int(rng.integers(num_actions))
+      next_obs, reward, terminated, truncated, _ = self._env.step(action)
+      self._replay.add(self._obs, action, reward, next_obs, terminated, truncated)
+      self._obs = self._env.reset()[0] if terminated or truncated else next_obs
+    self._refill = False
+
+  def _new_chunk(self) -> dict[str, Any]:
+    return {'returns': [], 'lengths': [], 'metrics': [], 'steps': 0,
+            'forward': self._forward_flops()}
 
   def train(self, num_env_steps: int, progress: base.ProgressFn | None = None
             ) -> dict[str, float]:
+    """num_env_steps env steps; one gradient step every update_period steps once the replay
+    holds min_replay_size transitions. A chunk stopped by `progress` (Ctrl-C) keeps its
+    statistics in the trainer state: the next call continues it."""
     cfg = self.config
     if self._replay is None:
       self._replay = self._make_replay()
     if self._obs is None:
-      self._obs = self._reset()
-    forward = self._forward_flops()
-    returns, lengths, metrics = [], [], []
-    steps_done = since_progress = 0
-    try:
-      for _ in range(num_env_steps):
-        self._state, action = self._act(self._state, self._obs)
-        action = int(action)  # the one host sync per step
-        next_obs, reward, terminated, truncated, info = self._env.step(action)
-        self._replay.add(self._obs, action, reward, next_obs, terminated, truncated)
-        self._env_steps += 1
-        if (self._env_steps % cfg.update_period == 0
-            and len(self._replay) >= max(cfg.min_replay_size, 1)):
-          batch = self._replay.sample(self._replay_rng, cfg.batch_size)
-          mask_update = self._state.q.opt.is_update_step(self._gradient_steps + 1)
-          sync_target = (self._gradient_steps + 1) % cfg.target_update_period == 0
-          self._state, step_metrics = self._update(self._state, batch, mask_update=mask_update,
-                                                   sync_target=sync_target)
-          self._gradient_steps += 1
-          metrics.append(step_metrics)
-        result = envs_lib.episode_result(info)
-        if result is not None:
-          returns.append(result[0])
-          lengths.append(result[1])
-        self._obs = self._reset() if terminated or truncated else next_obs
-        steps_done += 1
-        since_progress += 1
-        if progress is not None and since_progress == 100:
-          since_progress = 0
-          progress(100)  # may raise to stop the run: the state is consistent here
-      if progress is not None and since_progress:
-        progress(since_progress)
-    finally:
-      self._flops['acting'] += steps_done * forward
-      self._flops['target'] += len(metrics) * forward * cfg.batch_size
+      self._obs = self._env.reset()[0]
+    if self._refill:
+      self._refill_replay()
+    chunk = self._chunk = self._chunk or self._new_chunk()
+    since_progress = 0
+    for _ in range(num_env_steps):
+      self._state, action = self._act(self._state, self._obs)
+      action = int(action)  # the one host sync per step
+      next_obs, reward, terminated, truncated, info = self._env.step(action)
+      self._replay.add(self._obs, action, reward, next_obs, terminated, truncated)
+      self._env_steps += 1
+      if (self._env_steps % cfg.update_period == 0
+          and len(self._replay) >= max(cfg.min_replay_size, 1)):
+        batch = self._replay.sample(self._replay_rng, cfg.batch_size)
+        mask_update = self._state.q.opt.is_update_step(self._gradient_steps + 1)
+        sync_target = (self._gradient_steps + 1) % cfg.target_update_period == 0
+        self._state, step_metrics = self._update(self._state, batch, mask_update=mask_update,
+                                                 sync_target=sync_target)
+        self._gradient_steps += 1
+        chunk['metrics'].append(step_metrics)
+      result = envs_lib.episode_result(info)
+      if result is not None:
+        chunk['returns'].append(result[0])
+        chunk['lengths'].append(result[1])
+      self._obs = self._env.reset()[0] if terminated or truncated else next_obs
+      chunk['steps'] += 1
+      since_progress += 1
+      if progress is not None and since_progress == 100:
+        since_progress = 0
+        progress(100)  # may raise to stop the run: the state is consistent here
+    if progress is not None and since_progress:
+      progress(since_progress)
+    self._chunk = None
+    updates = len(chunk['metrics'])
+    self._flops['acting'] += chunk['steps'] * chunk['forward']
+    self._flops['target'] += updates * chunk['forward'] * cfg.batch_size
     out = {
-        **base.episode_metrics('train', returns, lengths),
+        **base.episode_metrics('train', chunk['returns'], chunk['lengths']),
         'train/epsilon': float(epsilon_schedule(cfg, self._env_steps)),
-        'train/updates': float(len(metrics)),
+        'train/updates': float(updates),
         'train/replay_size': float(len(self._replay)),
     }
-    host_metrics = jax.device_get(metrics)
-    for name in ('loss/td', 'q/taken'):
-      out[name] = float(np.mean([m[name] for m in host_metrics])) if metrics else math.nan
+    host_metrics = jax.device_get(chunk['metrics'])
+    for name in METRIC_KEYS:
+      out[name] = (float(np.mean([m[name] for m in host_metrics])) if updates else math.nan)
+    bad = np.flatnonzero(~np.isfinite([m['loss/td'] for m in host_metrics]))
+    if bad.size and self._nonfinite_step is None:
+      self._nonfinite_step = self._gradient_steps - updates + int(bad[0]) + 1
     return out
 
   def evaluate(self, num_episodes: int) -> dict[str, float]:
+    """num_episodes episodes with epsilon_eval, reset with `base.eval_seeds`. A game with
+    terminal_on_life_loss goes on after a lost life (a continuing reset) to its real end."""
     returns, lengths = [], []
-    while len(returns) < num_episodes:
-      obs, _ = self._eval_env.reset(seed=self._eval_seed)
-      self._eval_seed = None
+    for seed in base.eval_seeds(self.seed, self._eval_calls, num_episodes):
+      obs, _ = self._eval_env.reset(seed=seed)
       while True:
         self._eval_key, action = self._act_eval(self._state, obs, self._eval_key)
         obs, _, terminated, truncated, info = self._eval_env.step(int(action))
@@ -425,6 +434,7 @@ class DQNTrainer(base.Trainer):
           break
         if terminated or truncated:  # a lost life with terminal_on_life_loss: the game goes on
           obs, _ = self._eval_env.reset()
+    self._eval_calls += 1
     return base.episode_metrics('eval', returns, lengths)
 
   def sparsity_metrics(self) -> dict[str, float]:
@@ -447,35 +457,59 @@ class DQNTrainer(base.Trainer):
                                        self._gradient_steps)
     return updates + self._flops['acting'] + self._flops['target']
 
-  def state_dict(self, include_replay: bool = False) -> dict[str, Any]:
-    """See `Trainer.state_dict`. Replay arrays are shared, not copied: serialize them before
-    training continues."""
+  def state_dict(self, include_replay: bool | None = None) -> dict[str, Any]:
+    """See `Trainer.state_dict`; the replay is included by default for vector observations
+    (classic control), not for Atari (up to 7 GB). Replay arrays are shared, not copied:
+    serialize them before training continues."""
+    if include_replay is None:
+      include_replay = not self._is_image
+    chunk = {}
+    if self._chunk is not None:
+      host = jax.device_get(self._chunk['metrics'])
+      chunk = {'returns': np.asarray(self._chunk['returns'], np.float64),
+               'lengths': np.asarray(self._chunk['lengths'], np.int64),
+               'steps': self._chunk['steps'], 'forward': self._chunk['forward'],
+               **{k: np.asarray([m[k] for m in host], np.float32).reshape(-1)
+                  for k in METRIC_KEYS}}
     out = {
-        'agent_state': _tree_to_numpy(self._state),
+        'agent': flax.serialization.to_state_dict(jax.device_get(self._state)),
         'eval_key': np.asarray(jax.device_get(self._eval_key)),
-        'replay_rng': self._replay_rng.bit_generator.state,
+        'replay_rng': base.rng_state(self._replay_rng),
         'env_steps': self._env_steps,
         'gradient_steps': self._gradient_steps,
+        'eval_calls': self._eval_calls,
         'flops': dict(self._flops),
+        'env': self._env.get_state(),
+        'obs': np.zeros((0,), np.float32) if self._obs is None else np.asarray(self._obs),
+        'chunk': chunk,
     }
     if include_replay and self._replay is not None:
       out['replay'] = self._replay.state_dict()
     return out
 
   def load_state_dict(self, state: dict[str, Any]) -> None:
-    self._state = _tree_from_numpy(self._state, state['agent_state'])
+    self._state = base.restore_tree(self._state, state['agent'])
     self._eval_key = jnp.asarray(state['eval_key'])
-    self._replay_rng.bit_generator.state = state['replay_rng']
+    base.set_rng_state(self._replay_rng, state['replay_rng'])
     self._env_steps = int(state['env_steps'])
     self._gradient_steps = int(state['gradient_steps'])
-    self._flops = dict(state['flops'])
+    self._eval_calls = int(state['eval_calls'])
+    self._flops = {k: float(v) for k, v in state['flops'].items()}
     self._replay = self._make_replay()
     if 'replay' in state:
       self._replay.load_state_dict(state['replay'])
-    # Episodes in progress restart; new env seeds so the restart does not replay episode 1.
-    self._obs = None
-    self._reset_seed = self.seed + self._env_steps
-    self._eval_seed = self.seed + 10_000 + self._env_steps
+    self._refill = 'replay' not in state and self._env_steps > 0
+    self._obs = base.restore_env(self._env, state['env'], np.asarray(state['obs']),
+                                 'training env')
+    chunk = state['chunk']
+    self._chunk = None
+    if chunk:
+      self._chunk = {
+          'returns': [float(x) for x in chunk['returns']],
+          'lengths': [int(x) for x in chunk['lengths']],
+          'steps': int(chunk['steps']), 'forward': float(chunk['forward']),
+          'metrics': [dict(zip(METRIC_KEYS, values))
+                      for values in zip(*(np.asarray(chunk[k]) for k in METRIC_KEYS))]}
 
   def close(self) -> None:
     self._env.close()

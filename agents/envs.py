@@ -77,20 +77,81 @@ class EpisodeStats(gym.Wrapper):
     return obs, reward, terminated, truncated, info
 
 
-class _SeedOnFirstReset(gym.Wrapper):
-  """Seeds the first `reset()` so a runner that calls `env.reset()` gets a reproducible run."""
+class EpisodeLog(gym.Wrapper):
+  """Seeds every real reset and logs the actions since it, so the episode in progress can be
+  rebuilt exactly on resume (`get_state` / `set_state`).
 
-  def __init__(self, env: gym.Env, seed: int):
+  Episode k (0-based) of an env built with `seed` is reset with `episode_seed(seed, k)` unless the
+  caller passes a seed; the log then holds that seed and every action since, so `set_state`
+  resets with the same seed and replays the actions: the env, its RNG and every wrapper below
+  (time limit, episode statistics, Atari frame skip, sticky actions, frame stack) end in the
+  state they had. This works for any env that is deterministic given its reset seed and actions
+  (classic control, MuJoCo, the ALE with its RNG seeded at reset). A reset that continues the
+  game after a lost life (`_LifeLossTerminal`) is not a real reset; it is logged in place.
+  """
+
+  def __init__(self, env: gym.Env, seed: int, continues: Callable[[], bool] | None = None):
     super().__init__(env)
-    self._pending_seed: int | None = seed
+    self._base_seed = int(seed)
+    self._continues = continues  # True when a reset() now only continues the game
+    self._episodes = 0  # real resets done
+    self._reset_seed: int | None = None
+    self._actions: list[np.ndarray] = []
+    self._continue_at: list[int] = []  # len(actions) at each continuing reset
     env.action_space.seed(seed)
     env.observation_space.seed(seed)
 
   def reset(self, *, seed=None, options=None):
+    if seed is None and self._continues is not None and self._continues():
+      self._continue_at.append(len(self._actions))
+      return self.env.reset(options=options)
     if seed is None:
-      seed = self._pending_seed
-    self._pending_seed = None
-    return self.env.reset(seed=seed, options=options)
+      seed = episode_seed(self._base_seed, self._episodes)
+    self._episodes += 1
+    self._reset_seed, self._actions, self._continue_at = int(seed), [], []
+    return self.env.reset(seed=int(seed), options=options)
+
+  def step(self, action):
+    self._actions.append(np.array(action, copy=True))
+    return self.env.step(action)
+
+  def get_state(self) -> dict[str, Any]:
+    """The episode in progress: {'episodes', 'reset_seed' (-1: never reset), 'actions'
+    (steps, *action_shape), 'continue_at' (int64 indices)}; arrays and ints only."""
+    space = self.env.action_space
+    shape, dtype = tuple(space.shape or ()), space.dtype or np.int64
+    actions = (np.stack(self._actions) if self._actions
+               else np.zeros((0, *shape), dtype))
+    return {'episodes': self._episodes,
+            'reset_seed': -1 if self._reset_seed is None else self._reset_seed,
+            'actions': actions, 'continue_at': np.asarray(self._continue_at, np.int64)}
+
+  def set_state(self, state: dict[str, Any]) -> np.ndarray | None:
+    """Rebuilds the episode in progress of `get_state`; returns its current observation
+    (None if the env was never reset)."""
+    if int(state['reset_seed']) < 0:
+      self._episodes = int(state['episodes'])
+      return None
+    obs, _ = self.reset(seed=int(state['reset_seed']))
+    continue_at = [int(i) for i in state['continue_at']]
+    actions = np.asarray(state['actions'])
+    for i in range(len(actions) + 1):
+      while continue_at and continue_at[0] == i:
+        continue_at.pop(0)
+        obs, _ = self.reset()
+      if i < len(actions):
+        action = actions[i] if actions.ndim > 1 else actions[i].item()
+        obs, *_ = self.step(action)
+    self._episodes = int(state['episodes'])
+    return obs
+
+
+def episode_seed(seed: int, episode: int) -> int:
+  """The reset seed of episode `episode` (0-based) of an env built with `seed`: `seed` itself
+  for the first one, then a SeedSequence draw, so runs with nearby seeds share no episodes."""
+  if episode == 0:
+    return int(seed)
+  return int(np.random.SeedSequence([int(seed), int(episode)]).generate_state(1)[0])
 
 
 def _area_taps(size_in: int, size_out: int) -> tuple[np.ndarray, np.ndarray]:
@@ -189,6 +250,11 @@ class _LifeLossTerminal(gym.Wrapper):
     self._lives, self._last_obs = lives, obs
     return obs, reward, terminated, truncated, info
 
+  @property
+  def game_over(self) -> bool:
+    """True until the next reset() when the game (not just a life) has ended."""
+    return self._game_over
+
   def reset(self, *, seed=None, options=None):
     if self._game_over or seed is not None:
       obs, info = self.env.reset(seed=seed, options=options)
@@ -277,17 +343,19 @@ def make_env(
     atari: AtariConfig | None = None,
     max_episode_steps: int | None = None,
 ) -> gym.Env:
-  """Builds one environment whose first `reset()` is seeded with `seed`.
+  """Builds one seeded environment: every real reset is seeded (see `EpisodeLog`).
 
   Args:
     env_id: a gymnasium id, e.g. 'CartPole-v1', 'HalfCheetah-v5' or 'ALE/Pong-v5'.
-    seed: seeds the first reset and the action/observation spaces.
+    seed: the first reset's seed (later ones derive from it, `episode_seed`) and the
+      action/observation spaces' seed.
     atari: preprocessing for `ALE/` ids (default `AtariConfig()`); must be None otherwise.
     max_episode_steps: overrides the registered time limit. For Atari it is in agent steps and
       overrides `atari.max_agent_steps_per_episode`.
 
   Returns:
-    The wrapped environment; `info['episode']` carries the unclipped return at episode end.
+    The wrapped environment, an `EpisodeLog` (its `get_state`/`set_state` rebuild the episode in
+    progress); `info['episode']` carries the unclipped return at episode end.
 
   Raises:
     ValueError: unknown id (with close matches), or an Atari config for a non-Atari id.
@@ -307,7 +375,16 @@ def make_env(
       warnings.filterwarnings('ignore', message='.*CartPole-v0 is out of date')
       env = gym.make(env_id, max_episode_steps=max_episode_steps)
     env = EpisodeStats(env)
-  return _SeedOnFirstReset(env, seed)
+  life_loss = _find_wrapper(env, _LifeLossTerminal)
+  return EpisodeLog(env, seed, continues=(lambda: not life_loss.game_over) if life_loss else None)
+
+
+def _find_wrapper(env: gym.Env, cls: type) -> Any:
+  while isinstance(env, gym.Wrapper):
+    if isinstance(env, cls):
+      return env
+    env = env.env
+  return None
 
 
 def make_vector_env(

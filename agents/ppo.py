@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import sys
 from typing import Any, NamedTuple
 
 import flax.serialization
@@ -36,7 +37,8 @@ import optax
 import sparse_rl
 from agents import envs as envs_lib
 from agents import rollout as rollout_lib
-from agents.base import ProgressFn, Trainer, episode_metrics
+from agents.base import (ProgressFn, Trainer, episode_metrics, eval_seeds, restore_env,
+                         restore_tree, rng_state, set_rng_state)
 from agents.networks import PPOActor, PPOAtariNetwork, PPOCritic
 from agents.sac import gaussian_log_prob
 from agents.train_state import SparseTrainState, forward_flops, sparsity_metrics
@@ -412,6 +414,7 @@ class PPOTrainer(Trainer):
     self._env_steps = self._gradient_steps = self._vector_steps = 0
     self._episodes = self._eval_calls = 0
     self._eval_env = None
+    self._chunk: dict[str, Any] | None = None  # statistics of a train() chunk in progress
     self._reset_envs(seed=None)
     self._act = jax.jit(
         lambda nets, obs, key, step, deterministic=False: act(
@@ -489,39 +492,46 @@ class PPOTrainer(Trainer):
     return jax.tree_util.tree_map(lambda *xs: jnp.mean(jnp.stack(xs)), *all_metrics)
 
   def train(self, num_env_steps: int, progress: ProgressFn | None = None) -> dict[str, float]:
-    """ceil(num_env_steps / num_envs) vector steps, updating after each full rollout."""
-    returns: list[float] = []
-    update_metrics = []
-    start = self._env_steps
+    """ceil(num_env_steps / num_envs) vector steps, updating after each full rollout. A chunk
+    stopped by `progress` (Ctrl-C; called after updates) keeps its statistics in the state."""
+    if self._chunk is None:
+      self._chunk = {'returns': [], 'metrics': []}
+    chunk, start = self._chunk, self._env_steps
     for _ in range(-(-num_env_steps // self.config.num_envs)):
-      self._collect_step(returns)
+      self._collect_step(chunk['returns'])
       if self._t == self.config.num_steps:
-        update_metrics.append(self._run_update())
+        chunk['metrics'].append(self._run_update())
         self._t = 0
         if progress is not None:
-          progress(self._env_steps - start)
+          progress(self._env_steps - start)  # may raise to stop: the state is consistent
           start = self._env_steps
     if progress is not None and self._env_steps > start:
       progress(self._env_steps - start)
-    update_metrics = jax.device_get(update_metrics)
+    self._chunk = None
+    update_metrics = jax.device_get(chunk['metrics'])
     metrics = {k: float(np.mean([m[k] for m in update_metrics])) if update_metrics
                else float('nan') for k in _METRIC_KEYS}
-    metrics.update(episode_metrics('train', returns))
+    bad = np.flatnonzero(~np.isfinite([m['loss/total'] for m in update_metrics]))
+    if bad.size and self._nonfinite_step is None:  # the first gradient step of that update
+      per_update = self.config.num_epochs * self.config.num_minibatches
+      self._nonfinite_step = (self._gradient_steps - per_update * len(update_metrics)
+                              + per_update * int(bad[0]) + 1)
+    metrics.update(episode_metrics('train', chunk['returns']))
     metrics['train/updates'] = float(len(update_metrics))
     return metrics
 
   def evaluate(self, num_episodes: int) -> dict[str, float]:
-    """Episodes on a separate env, reseeded per call; normalization statistics frozen."""
+    """Episodes on a separate env reset with `base.eval_seeds`; normalization statistics
+    frozen. With terminal_on_life_loss the game goes on after a lost life to its real end."""
     if self._eval_env is None:
       self._eval_env = envs_lib.make_env(self.env_id, self.seed + 10_000,
                                          atari=self._atari_config,
                                          max_episode_steps=self._max_episode_steps)
     key = jax.random.fold_in(jax.random.PRNGKey(self.seed), 2 + self._eval_calls)
     returns, lengths, step = [], [], 0
-    for episode in range(num_episodes):
-      obs, _ = self._eval_env.reset(seed=self.seed + 10_000 + 1000 * self._eval_calls + episode)
-      done = False
-      while not done:
+    for seed in eval_seeds(self.seed, self._eval_calls, num_episodes):
+      obs, _ = self._eval_env.reset(seed=seed)
+      while True:
         action, _, _ = self._act(self._state.nets,
                                  self._network_obs(obs[None], update_stats=False), key, step,
                                  deterministic=self.config.eval_deterministic)
@@ -529,10 +539,14 @@ class PPOTrainer(Trainer):
         if not self.is_atari:
           action = np.clip(action, self._low, self._high)
         obs, _, terminated, truncated, info = self._eval_env.step(action)
-        done, step = terminated or truncated, step + 1
-      result = envs_lib.episode_result(info)
-      returns.append(result[0])
-      lengths.append(result[1])
+        step += 1
+        result = envs_lib.episode_result(info)
+        if result is not None:
+          returns.append(result[0])
+          lengths.append(result[1])
+          break
+        if terminated or truncated:  # a lost life with terminal_on_life_loss: the game goes on
+          obs, _ = self._eval_env.reset()
     self._eval_calls += 1
     return episode_metrics('eval', returns, lengths)
 
@@ -555,39 +569,60 @@ class PPOTrainer(Trainer):
 
   # --- checkpoints
 
-  def state_dict(self, include_replay: bool = False) -> dict[str, Any]:
-    """Networks, masks, optimizers, normalization statistics, RNG and counters.
-
-    PPO has no replay; `include_replay` is ignored. A partly collected rollout is not saved.
-    """
+  def state_dict(self, include_replay: bool | None = None) -> dict[str, Any]:
+    """Networks, masks, optimizers, normalization statistics, RNG, counters, the envs'
+    episodes in progress and the partly collected rollout. PPO has no replay;
+    `include_replay` is ignored."""
     del include_replay
+    chunk = {}
+    if self._chunk is not None:
+      host = jax.device_get(self._chunk['metrics'])
+      chunk = {'returns': np.asarray(self._chunk['returns'], np.float64),
+               **{k: np.asarray([m[k] for m in host], np.float32).reshape(-1)
+                  for k in _METRIC_KEYS}}
     return {
         'agent': flax.serialization.to_state_dict(jax.device_get(self._state)),
-        'obs_norm': self._obs_norm.state_dict() if self._obs_norm else None,
-        'reward_norm': self._reward_norm.state_dict() if self._reward_norm else None,
-        'rng': self._rng.bit_generator.state,
+        'obs_norm': self._obs_norm.state_dict() if self._obs_norm else {},
+        'reward_norm': self._reward_norm.state_dict() if self._reward_norm else {},
+        'rng': rng_state(self._rng),
         'env_steps': self._env_steps, 'gradient_steps': self._gradient_steps,
         'vector_steps': self._vector_steps, 'episodes': self._episodes,
         'eval_calls': self._eval_calls,
+        'envs': [env.get_state() for env in self._envs.envs],
+        'obs': np.asarray(self._obs),
+        'rollout': {'t': self._t, **{k: np.array(v) for k, v in
+                                     self._buffers._asdict().items()}},
+        'chunk': chunk,
     }
 
   def load_state_dict(self, state: dict[str, Any]) -> None:
-    restored = flax.serialization.from_state_dict(self._state, state['agent'])
-    self._state = jax.tree_util.tree_map(jnp.array, restored)
+    self._state = restore_tree(self._state, state['agent'])
     if self._obs_norm is not None:
       self._obs_norm.load_state_dict(state['obs_norm'])
     if self._reward_norm is not None:
       self._reward_norm.load_state_dict(state['reward_norm'])
-      self._reward_norm.reset_returns()  # the episodes in progress restart
-    self._rng.bit_generator.state = state['rng']
+    set_rng_state(self._rng, state['rng'])
     self._env_steps = int(state['env_steps'])
     self._gradient_steps = int(state['gradient_steps'])
     self._vector_steps = int(state['vector_steps'])
     self._episodes = int(state['episodes'])
     self._eval_calls = int(state['eval_calls'])
-    self._t = 0
-    # Restored statistics stay exactly as saved: the reset obs does not update them.
-    self._reset_envs(seed=self.seed + 7919 * (self._vector_steps + 1), update_stats=False)
+    rollout = state['rollout']
+    self._t = int(rollout['t'])
+    for name, buffer in self._buffers._asdict().items():
+      buffer[...] = np.asarray(rollout[name]).reshape(buffer.shape)
+    raw = np.stack([restore_env(env, env_state, None, f'training env {i}')
+                    for i, (env, env_state) in enumerate(zip(self._envs.envs, state['envs']))])
+    self._obs = np.asarray(state['obs'])
+    if not np.array_equal(self._network_obs(raw, update_stats=False), self._obs):
+      print('[resume] warning: the training envs did not replay to their saved observations; '
+            'the resumed run differs from the uninterrupted one from here.', file=sys.stderr)
+    chunk = state['chunk']
+    self._chunk = None
+    if chunk:
+      self._chunk = {'returns': [float(x) for x in chunk['returns']],
+                     'metrics': [dict(zip(_METRIC_KEYS, values)) for values in
+                                 zip(*(np.asarray(chunk[k]) for k in _METRIC_KEYS))]}
 
   def close(self) -> None:
     self._envs.close()

@@ -4,21 +4,35 @@ One iteration = `train_steps_per_iteration` training env steps, then `eval_episo
 episodes. After each iteration the runner appends one row to `run_dir/metrics.jsonl` (flushed),
 writes the same scalars to TensorBoard (`run_dir/tb`, global step = env steps) and prints a
 progress line with steps/s and ETA. Every `checkpoint_every` iterations, after the last one and on
-Ctrl-C or SIGTERM, it writes `run_dir/checkpoints/ckpt_<iteration>.pkl` atomically (temp file +
-os.replace), keeping the newest `keep_checkpoints`.
+Ctrl-C or SIGTERM, it writes `run_dir/checkpoints/ckpt_<iteration>.msgpack` atomically (temp file
++ fsync + os.replace; format, checksum and config fingerprint in agents/checkpoint.py), keeping
+the newest `keep_checkpoints`.
 
-Rerunning on the same run_dir resumes from the newest readable checkpoint; metrics rows of
-iterations after it are dropped (the run redoes them) and TensorBoard purges their events.
-A checkpoint written on Ctrl-C mid-iteration records how many env steps of that iteration were
-done, and the resumed run trains only the rest of it (that row's train statistics then cover the
-resumed part only). A run killed without warning loses at most one checkpoint interval.
+Resume. Rerunning on the same run_dir resumes from the newest usable checkpoint: a damaged one
+is skipped with a message naming it; one of another configuration is refused before anything is
+written (`RunDirError`, saying what differs). Metrics rows of iterations after the checkpoint
+(and torn lines) are dropped, TensorBoard purges their events, and the run redoes them. The
+checkpoint holds the whole trainer state: params, masks, optimizers, RNGs, counters, the
+replay (where the trainer saves it by default: classic control and MuJoCo, not Atari), the
+envs' episodes in progress (rebuilt by replaying their actions from their seeded reset, see
+`envs.EpisodeLog`) and the statistics of a partly done iteration; so a resumed run ends with
+the uninterrupted run's params and metrics (except time/*), whether it was stopped by Ctrl-C
+or SIGTERM mid-iteration (checkpoint at the next safe point) or killed without warning (at most
+one checkpoint interval is redone). Without the replay the trainers refill it with uncounted
+random steps before learning again (see each trainer's `load_state_dict`).
 Contract for trainers: call `progress` only where the state is consistent (between env steps or
 rollouts); after a Ctrl-C or SIGTERM the runner raises `StopRequested` (a KeyboardInterrupt)
 from it.
 
-At the end `run_dir/summary.json` holds the final score: the mean of the evaluation returns of
-the last 10% of iterations (at least one), with the run's info (agent, env, seed, configs).
-The runner only uses the `Trainer` interface; it never sees an environment or a network.
+Faults. After each iteration's training the agent state is checked for non-finite values: the
+run then stops with `RunFailed` naming the iteration (and the first non-finite gradient step
+where the trainer knows it), summary.json says `"status": "failed"`, and the newest checkpoint
+is the last finite one.
+
+At the end `run_dir/summary.json` holds `"status": "completed"` and the final score: the mean of
+the evaluation returns of the last 10% of iterations (at least one), with the run's info (agent,
+env, seed, configs). The runner only uses the `Trainer` interface; it never sees an environment
+or a network.
 """
 
 from __future__ import annotations
@@ -27,7 +41,6 @@ import dataclasses
 import json
 import math
 import os
-import pickle
 import re
 import signal
 import sys
@@ -37,12 +50,15 @@ from typing import Any, Callable
 import numpy as np
 
 from agents import base
+from agents import checkpoint as checkpoint_lib
 from agents import envs as envs_lib
 
 METRICS_FILE = 'metrics.jsonl'
 SUMMARY_FILE = 'summary.json'
 CHECKPOINT_DIR = 'checkpoints'
-_CKPT_RE = re.compile(r'^ckpt_(\d+)\.pkl$')
+_CKPT_RE = re.compile(r'^ckpt_(\d+)\.msgpack$')
+_LEGACY_RE = re.compile(r'^ckpt_(\d+)\.pkl$')
+_TMP_RE = re.compile(r'^.+\.tmp\.(\d+)$')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +70,9 @@ class RunnerConfig:
   eval_episodes: int = 10  # evaluation episodes after each iteration.
   checkpoint_every: int = 1  # iterations between checkpoints (the last one is always saved).
   keep_checkpoints: int = 3  # newest checkpoints kept on disk.
-  save_replay: bool = False  # put the replay buffer in checkpoints (exact resume, larger files).
+  # Put the replay buffer in checkpoints (exact resume, larger files); None: the trainer's
+  # default (DQN classic control and SAC: yes; DQN Atari: no, its replay is up to 7 GB).
+  save_replay: bool | None = None
   final_score_fraction: float = 0.1  # final score = mean eval return of this last fraction.
   progress: bool = True  # print progress lines (steps/s, ETA).
   progress_interval_s: float = 10.0  # seconds between in-iteration progress lines.
@@ -74,22 +92,25 @@ class RunnerConfig:
 # ------------------------------------------------------------------------------ file helpers
 
 
-def _atomic_write(path: str, write_fn: Callable[[Any], None], mode: str = 'wb') -> None:
-  """Writes through write_fn(file) to a temp file, then renames it over `path`."""
-  tmp = f'{path}.tmp.{os.getpid()}'
-  try:
-    with open(tmp, mode) as f:
-      write_fn(f)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
+class RunDirError(ValueError):
+  """The run dir cannot be resumed as asked (another configuration, missing or unusable
+  checkpoints, a file in its place). One line; nothing was written."""
 
 
-def _atomic_write_text(path: str, text: str) -> None:
+class RunFailed(RuntimeError):
+  """The run stopped on a fault it cannot train through (non-finite losses or params);
+  summary.json marks it failed and the last good checkpoint is kept."""
+
+
+_atomic_write = checkpoint_lib.atomic_write
+
+
+def atomic_write_text(path: str, text: str) -> None:
+  """Writes text to path atomically (temp file + fsync + rename)."""
   _atomic_write(path, lambda f: f.write(text), mode='w')
+
+
+_atomic_write_text = atomic_write_text
 
 
 def _jsonable(value: Any) -> Any:
@@ -105,55 +126,168 @@ def _jsonable(value: Any) -> Any:
   return value
 
 
-def list_checkpoints(run_dir: str) -> list[tuple[int, str]]:
-  """[(iterations done, path)] of the run's checkpoints, oldest first."""
+def _list(run_dir: str, pattern: re.Pattern) -> list[tuple[int, str]]:
   ckpt_dir = os.path.join(run_dir, CHECKPOINT_DIR)
   if not os.path.isdir(ckpt_dir):
     return []
   found = []
   for name in os.listdir(ckpt_dir):
-    match = _CKPT_RE.match(name)
+    match = pattern.match(name)
     if match:
       found.append((int(match.group(1)), os.path.join(ckpt_dir, name)))
   return sorted(found)
 
 
-def save_checkpoint(run_dir: str, payload: dict[str, Any], keep: int) -> str:
-  """Writes payload atomically as ckpt_<payload['iteration']>.pkl; prunes old ones."""
+def list_checkpoints(run_dir: str) -> list[tuple[int, str]]:
+  """[(iterations done, path)] of the run's checkpoint files, oldest first."""
+  return _list(run_dir, _CKPT_RE)
+
+
+def checkpoint_config(info: dict[str, Any], config: RunnerConfig) -> dict[str, Any]:
+  """What a checkpoint's fingerprint covers: the experiment (agent, env, seed, configs) and the
+  iteration length; not the number of iterations, evaluation, logging or checkpoint cadence,
+  which may change between sessions of one run."""
+  return {'experiment': _jsonable(info),
+          'train_steps_per_iteration': config.train_steps_per_iteration}
+
+
+def save_checkpoint(run_dir: str, payload: dict[str, Any], keep: int,
+                    config: dict[str, Any] | None = None) -> str:
+  """Writes payload atomically as checkpoints/ckpt_<payload['iteration']>.msgpack (see
+  agents/checkpoint.py) fingerprinted with `config`; keeps the newest `keep` files."""
   ckpt_dir = os.path.join(run_dir, CHECKPOINT_DIR)
   os.makedirs(ckpt_dir, exist_ok=True)
-  path = os.path.join(ckpt_dir, f"ckpt_{payload['iteration']:06d}.pkl")
-  # Streamed: a checkpoint with an Atari replay is gigabytes; no second copy in memory.
-  _atomic_write(path, lambda f: pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL))
+  iteration = int(payload['iteration'])
+  path = os.path.join(ckpt_dir, f'ckpt_{iteration:06d}.msgpack')
+  checkpoint_lib.write(path, payload, iteration, config or {})
   for _, old in list_checkpoints(run_dir)[:-keep]:
     os.remove(old)
   return path
 
 
-def load_latest_checkpoint(run_dir: str) -> dict[str, Any] | None:
-  """The newest checkpoint that unpickles, or None."""
-  for _, path in reversed(list_checkpoints(run_dir)):
+def _pid_alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  return True
+
+
+def remove_stale_temp_files(run_dir: str) -> list[str]:
+  """Removes `*.tmp.<pid>` files (unfinished atomic writes) in run_dir and its checkpoints/
+  whose writer process is gone, e.g. after a SIGKILL during a checkpoint write."""
+  removed = []
+  for folder in (run_dir, os.path.join(run_dir, CHECKPOINT_DIR)):
+    if not os.path.isdir(folder):
+      continue
+    for name in os.listdir(folder):
+      match = _TMP_RE.match(name)
+      if match and (int(match.group(1)) == os.getpid() or not _pid_alive(int(match.group(1)))):
+        os.remove(os.path.join(folder, name))
+        removed.append(name)
+  return removed
+
+
+def _fresh_hint(run_dir: str) -> str:
+  return f'start a fresh run dir (another --run_dir), or delete {run_dir} to redo this run'
+
+
+def check_run_dir(run_dir: str, config: dict[str, Any], runner_config: RunnerConfig) -> None:
+  """Checks that run_dir can take this run, before anything is written to it.
+
+  Refuses (RunDirError, one line): a file at run_dir; checkpoints of another configuration
+  (the message lists what differs); checkpoints only in the old pickle format; logged
+  iterations (metrics.jsonl) whose checkpoints are gone.
+  """
+  if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+    raise RunDirError(f'run dir {run_dir} is a file, not a directory')
+  if not os.path.isdir(run_dir):
+    return
+  ckpts = list_checkpoints(run_dir)
+  for _, path in reversed(ckpts):
     try:
-      with open(path, 'rb') as f:
-        return pickle.load(f)
-    except (OSError, EOFError, pickle.UnpicklingError) as e:
-      print(f'[runner] skipping unreadable checkpoint {path}: {e}', file=sys.stderr)
+      header = checkpoint_lib.read_header(path)
+    except (OSError, checkpoint_lib.CheckpointError):
+      continue  # damaged: the loader falls back past it
+    if header['fingerprint'] != checkpoint_lib.fingerprint(config):
+      diff = checkpoint_lib.config_diff(header['config'], config)
+      shown = '; '.join(diff[:4]) + (f'; and {len(diff) - 4} more' if len(diff) > 4 else '')
+      raise RunDirError(f'{run_dir} holds a run of another configuration ({shown}); '
+                        f'{_fresh_hint(run_dir)}')
+    break
+  if not ckpts and _list(run_dir, _LEGACY_RE):
+    raise RunDirError(f'{run_dir} has only old pickle checkpoints (ckpt_*.pkl), which this '
+                      f'version does not load (pickle can run code); {_fresh_hint(run_dir)}')
+  rows, _ = _read_metrics(run_dir)
+  logged = max((int(r.get('iteration', -1)) + 1 for r in rows), default=0)
+  if not ckpts and logged >= runner_config.checkpoint_every:
+    raise RunDirError(f'{run_dir} logged {logged} iterations but has no checkpoint in '
+                      f'{os.path.join(run_dir, CHECKPOINT_DIR)} (deleted?); restore it, or '
+                      f'{_fresh_hint(run_dir)}')
+
+
+def load_latest_checkpoint(run_dir: str, config: dict[str, Any] | None = None,
+                           load: Callable[[dict[str, Any]], None] | None = None
+                           ) -> dict[str, Any] | None:
+  """The payload of the newest usable checkpoint, or None if the run dir has none.
+
+  A damaged file (unreadable, truncated, checksum mismatch, of another format, an iteration
+  that is not its file name's, or a state `load(payload)` rejects) is skipped with a message
+  naming it, falling back to the previous one.
+
+  Raises:
+    RunDirError: a checkpoint of another configuration than `config`, or checkpoints exist
+      but none is usable.
+  """
+  ckpts = list_checkpoints(run_dir)
+  for iteration, path in reversed(ckpts):
+    try:
+      header, payload = checkpoint_lib.read(path)
+      if config is not None and header['fingerprint'] != checkpoint_lib.fingerprint(config):
+        diff = checkpoint_lib.config_diff(header['config'], config)
+        raise RunDirError(f'{path} is a checkpoint of another configuration '
+                          f'({"; ".join(diff[:4])}); {_fresh_hint(run_dir)}')
+      if header['iteration'] != iteration or payload.get('iteration') != iteration:
+        raise checkpoint_lib.CheckpointError(
+            f'it holds iteration {payload.get("iteration")}, not its name\'s {iteration}')
+      if load is not None:
+        load(payload)
+      return payload
+    except (OSError, checkpoint_lib.CheckpointError, ValueError, KeyError, TypeError) as e:
+      if isinstance(e, RunDirError):
+        raise
+      print(f'[runner] skipping damaged checkpoint {path}: {e}', file=sys.stderr, flush=True)
+  if ckpts:
+    raise RunDirError(f'no usable checkpoint in {os.path.join(run_dir, CHECKPOINT_DIR)} '
+                      f'({len(ckpts)} damaged); {_fresh_hint(run_dir)}')
   return None
 
 
-def read_metrics(run_dir: str) -> list[dict[str, Any]]:
-  """The rows of run_dir/metrics.jsonl (a torn last line is ignored)."""
+def _read_metrics(run_dir: str) -> tuple[list[dict[str, Any]], int]:
+  """(rows, number of lines that are not JSON rows, e.g. a line torn by a kill or full disk)."""
   path = os.path.join(run_dir, METRICS_FILE)
   if not os.path.exists(path):
-    return []
-  rows = []
-  with open(path) as f:
+    return [], 0
+  rows, bad = [], 0
+  with open(path, 'rb') as f:
     for line in f:
       try:
-        rows.append(json.loads(line))
-      except json.JSONDecodeError:
-        break
-  return rows
+        row = json.loads(line)
+      except (UnicodeDecodeError, json.JSONDecodeError):
+        bad += 1
+        continue
+      if isinstance(row, dict):
+        rows.append(row)
+      else:
+        bad += 1
+  return rows, bad
+
+
+def read_metrics(run_dir: str) -> list[dict[str, Any]]:
+  """The rows of run_dir/metrics.jsonl (torn or damaged lines are skipped)."""
+  return _read_metrics(run_dir)[0]
 
 
 def _tail_count(n: int, fraction: float) -> int:
@@ -294,24 +428,25 @@ class _Progress:
     print(('\r' if self.tty else '') + line, flush=True)
 
 
-def _resume(trainer: base.Trainer, run_dir: str, config: RunnerConfig
-            ) -> tuple[int, int, list[float]]:
-  """Loads the newest checkpoint; returns (iterations done, env steps done in the partial
-  iteration, eval returns so far) and rewrites metrics.jsonl without later rows."""
-  payload = load_latest_checkpoint(run_dir)
+def _resume(trainer: base.Trainer, run_dir: str, config: RunnerConfig,
+            ckpt_config: dict[str, Any]) -> tuple[int, int, list[float]]:
+  """Loads the newest usable checkpoint; returns (iterations done, env steps done in the
+  partial iteration, eval returns so far) and rewrites metrics.jsonl without later rows or
+  torn lines."""
+  payload = load_latest_checkpoint(run_dir, ckpt_config,
+                                   lambda p: trainer.load_state_dict(p['trainer']))
   start, partial, history = 0, 0, []
   if payload is not None:
-    trainer.load_state_dict(payload['trainer'])
     start = int(payload['iteration'])
     partial = int(payload.get('partial_env_steps', 0))
-    history = list(payload['eval_returns'])
+    history = [math.nan if v is None else float(v) for v in payload['eval_returns']]
     if config.progress:
       where = f' + {partial:,} env steps' if partial else ''
       print(f'[runner] resuming {run_dir} after iteration {start}{where} '
             f'(env steps {trainer.env_steps:,})', flush=True)
-  rows = read_metrics(run_dir)
+  rows, bad = _read_metrics(run_dir)
   kept = [r for r in rows if r.get('iteration', math.inf) < start]
-  if len(kept) != len(rows):
+  if len(kept) != len(rows) or bad:
     _atomic_write_text(os.path.join(run_dir, METRICS_FILE),
                        ''.join(json.dumps(r) + '\n' for r in kept))
   return start, partial, history
@@ -341,21 +476,37 @@ def run(trainer_factory: Callable[[], base.Trainer], config: RunnerConfig, run_d
     The summary dict also written to run_dir/summary.json.
 
   Raises:
+    RunDirError: run_dir holds another configuration's run or cannot be resumed (checked
+      before anything is written).
+    RunFailed: non-finite losses or params; summary.json says so, the last finite checkpoint
+      stays the newest.
     StopRequested: after saving a checkpoint, on Ctrl-C or SIGTERM (a KeyboardInterrupt;
       its `signum` says which).
     KeyboardInterrupt: on a second signal before the checkpoint (none saved).
   """
-  os.makedirs(run_dir, exist_ok=True)
+  info = info or {}
+  ckpt_config = checkpoint_config(info, config)
+  check_run_dir(run_dir, ckpt_config, config)
   trainer = trainer_factory()
   try:
-    return _run(trainer, config, run_dir, info or {})
+    os.makedirs(run_dir, exist_ok=True)
+    remove_stale_temp_files(run_dir)
+    return _run(trainer, config, run_dir, info, ckpt_config)
   finally:
     trainer.close()
 
 
+def _fail(run_dir: str, message: str, info: dict[str, Any], trainer: base.Trainer) -> None:
+  summary = _jsonable({'status': 'failed', 'error': message, 'env_steps': trainer.env_steps,
+                       'gradient_steps': trainer.gradient_steps, 'agent': trainer.name,
+                       **info})
+  _atomic_write_text(os.path.join(run_dir, SUMMARY_FILE), json.dumps(summary, indent=2) + '\n')
+  raise RunFailed(message)
+
+
 def _run(trainer: base.Trainer, config: RunnerConfig, run_dir: str,
-         info: dict[str, Any]) -> dict[str, Any]:
-  start, partial, eval_returns = _resume(trainer, run_dir, config)
+         info: dict[str, Any], ckpt_config: dict[str, Any]) -> dict[str, Any]:
+  start, partial, eval_returns = _resume(trainer, run_dir, config, ckpt_config)
   total_steps = config.num_iterations * config.train_steps_per_iteration
   label = f"{trainer.name} {info.get('env_id', '')}".strip()
   progress = _Progress(config, label, total_steps, trainer.env_steps)
@@ -371,9 +522,9 @@ def _run(trainer: base.Trainer, config: RunnerConfig, run_dir: str,
     save_checkpoint(run_dir, {
         'iteration': done,
         'partial_env_steps': partial_steps,
-        'eval_returns': list(eval_returns),
+        'eval_returns': [float(v) for v in eval_returns],
         'trainer': trainer.state_dict(include_replay=config.save_replay),
-    }, config.keep_checkpoints)
+    }, config.keep_checkpoints, ckpt_config)
 
   metrics_path = os.path.join(run_dir, METRICS_FILE)
   with _Interrupt() as interrupt, open(metrics_path, 'a') as metrics_file:
@@ -390,6 +541,16 @@ def _run(trainer: base.Trainer, config: RunnerConfig, run_dir: str,
         train_metrics = trainer.train(steps, progress=on_steps)
         t_train = time.monotonic() - t0
         partial = 0
+        fault = trainer.nonfinite_report()
+        if fault is not None:
+          last = list_checkpoints(run_dir)
+          kept = (f'the newest checkpoint, {last[-1][1]}, is from before'
+                  if last else 'no checkpoint was saved')
+          message = (f'non-finite {fault} in iteration {iteration + 1} (env steps '
+                     f'{trainer.env_steps:,}, gradient steps {trainer.gradient_steps:,}); '
+                     f'{kept} (lower the learning rate?)')
+          print(f'\n[runner] stopped: {message}', file=sys.stderr, flush=True)
+          _fail(run_dir, message, info, trainer)
         interrupt.anywhere_safe = True
         try:
           eval_metrics = (trainer.evaluate(config.eval_episodes) if config.eval_episodes
@@ -433,6 +594,7 @@ def _run(trainer: base.Trainer, config: RunnerConfig, run_dir: str,
   rows = read_metrics(run_dir)
   last = rows[-1] if rows else {}
   summary = {
+      'status': 'completed',
       'final_score': final_score(eval_returns, config.final_score_fraction),
       'final_score_iterations': _tail_count(len(eval_returns), config.final_score_fraction),
       'eval_returns': eval_returns,

@@ -32,7 +32,8 @@ import optax
 
 import sparse_rl
 from agents import envs as envs_lib
-from agents.base import ProgressFn, Trainer, episode_metrics
+from agents.base import (ProgressFn, Trainer, episode_metrics, eval_seeds, restore_env,
+                         restore_tree, rng_state, set_rng_state)
 from agents.networks import SACActor, TwinCritic
 from agents.replay import Batch, ReplayBuffer
 from agents.train_state import SparseTrainState, forward_flops, sparsity_metrics
@@ -334,6 +335,8 @@ class SACTrainer(Trainer):
     self._eval_calls = 0
     self._obs, _ = self._env.reset()
     self._pending_action = None  # action for self._obs from the last fused call
+    self._chunk: dict[str, Any] | None = None  # statistics of a train() chunk in progress
+    self._refill = False  # resumed without the replay: refill it before learning
     self._build_functions(alpha_tx)
 
   def _build_functions(self, alpha_tx) -> None:
@@ -374,12 +377,34 @@ class SACTrainer(Trainer):
     self._policy_steps += 1
     return action
 
+  def _learning_starts(self) -> int:
+    return max(self.initial_random_steps, self.config.batch_size)
+
+  def _refill_replay(self) -> None:
+    """After a resume without the saved replay: uniform random steps until the replay holds
+    the learning-start size. They count as no env steps, so the gradient steps (and the
+    sparsity schedules) stay aligned with the uninterrupted run's env steps."""
+    rng = np.random.default_rng([self.seed, self._env_steps, 1])
+    while len(self._replay) < self._learning_starts():
+      action = rng.uniform(-1.0, 1.0, self.action_dim).astype(np.float32)
+      next_obs, reward, terminated, truncated, _ = self._env.step(
+          scale_action(action, self._low, self._high))
+      self._replay.add(self._obs, action, reward, next_obs, terminated, truncated)
+      self._obs = self._env.reset()[0] if terminated or truncated else next_obs
+    self._pending_action = None  # it was for an observation the refill moved past
+    self._refill = False
+
   def train(self, num_env_steps: int, progress: ProgressFn | None = None) -> dict[str, float]:
-    """Runs num_env_steps env steps; one fused update + act per step once learning starts."""
+    """Runs num_env_steps env steps; one fused update + act per step once learning starts.
+    A chunk stopped by `progress` (Ctrl-C) keeps its statistics in the trainer state."""
     config = self.config
-    sums = {k: jnp.zeros((), jnp.float32) for k in METRIC_KEYS}
-    returns, updates, reported = [], 0, 0
-    learning_starts = max(self.initial_random_steps, config.batch_size)
+    if self._refill:
+      self._refill_replay()
+    if self._chunk is None:
+      self._chunk = {'sums': {k: jnp.zeros((), jnp.float32) for k in METRIC_KEYS},
+                     'returns': [], 'updates': 0}
+    chunk, reported = self._chunk, 0
+    learning_starts = self._learning_starts()
     for i in range(num_env_steps):
       action = self._policy_action()
       next_obs, reward, terminated, truncated, info = self._env.step(
@@ -389,7 +414,7 @@ class SACTrainer(Trainer):
       if terminated or truncated:
         result = envs_lib.episode_result(info)
         if result is not None:
-          returns.append(result[0])
+          chunk['returns'].append(result[0])
         self._episodes += 1
         next_obs, _ = self._env.reset()
       self._obs = next_obs
@@ -398,18 +423,19 @@ class SACTrainer(Trainer):
         if config.updates_per_step > 1:
           batch = Batch(*(x.reshape(config.updates_per_step, config.batch_size, *x.shape[1:])
                           for x in batch))
-        self._state, sums, self._pending_action = self._train_step(
-            self._state, sums, batch, np.asarray(next_obs, np.float32)[None])
+        self._state, chunk['sums'], self._pending_action = self._train_step(
+            self._state, chunk['sums'], batch, np.asarray(next_obs, np.float32)[None])
         self._gradient_steps += config.updates_per_step
-        updates += config.updates_per_step
-      if progress is not None and (i + 1) % 1000 == 0:
-        progress(i + 1 - reported)
+        chunk['updates'] += config.updates_per_step
+      if progress is not None and (i + 1) % 100 == 0:
+        progress(i + 1 - reported)  # may raise to stop the run: the state is consistent here
         reported = i + 1
     if progress is not None and num_env_steps > reported:
       progress(num_env_steps - reported)
-    sums = jax.device_get(sums)
+    self._chunk, updates = None, chunk['updates']
+    sums = jax.device_get(chunk['sums'])
     metrics = {k: (float(v) / updates if updates else float('nan')) for k, v in sums.items()}
-    metrics.update(episode_metrics('train', returns))
+    metrics.update(episode_metrics('train', chunk['returns']))
     if not updates:
       metrics['train/alpha'] = float(jnp.exp(self._state.log_alpha))
     return metrics
@@ -427,7 +453,7 @@ class SACTrainer(Trainer):
       action = np.asarray(self._act(actor, obs.astype(np.float32), key, deterministic=True))
       return scale_action(action, self._low, self._high)
 
-    seeds = [self.seed + 10_000 + 1000 * self._eval_calls + i for i in range(num_episodes)]
+    seeds = eval_seeds(self.seed, self._eval_calls, num_episodes)
     returns, lengths = envs_lib.run_episodes(self._eval_envs[:num_episodes], seeds, policy)
     self._eval_calls += 1
     return episode_metrics('eval', returns, lengths)
@@ -460,32 +486,54 @@ class SACTrainer(Trainer):
 
   # --- checkpoints
 
-  def state_dict(self, include_replay: bool = False) -> dict[str, Any]:
+  def state_dict(self, include_replay: bool | None = None) -> dict[str, Any]:
+    """See `Trainer.state_dict`; the replay is included by default (MuJoCo replays of 1M
+    transitions are a few hundred MB)."""
+    chunk = {}
+    if self._chunk is not None:
+      chunk = {'sums': {k: np.asarray(v) for k, v in jax.device_get(self._chunk['sums']).items()},
+               'returns': np.asarray(self._chunk['returns'], np.float64),
+               'updates': self._chunk['updates']}
+    pending = (np.zeros((0,), np.float32) if self._pending_action is None
+               else np.asarray(self._pending_action))
     out = {
         'agent': flax.serialization.to_state_dict(jax.device_get(self._state)),
-        'rng': self._rng.bit_generator.state,
+        'rng': rng_state(self._rng),
         'env_steps': self._env_steps, 'gradient_steps': self._gradient_steps,
         'policy_steps': self._policy_steps, 'episodes': self._episodes,
         'eval_calls': self._eval_calls,
+        'env': self._env.get_state(),
+        'obs': np.asarray(self._obs),
+        'pending_action': pending,
+        'chunk': chunk,
     }
-    if include_replay:
+    if include_replay is None or include_replay:
       out['replay'] = {k: np.array(v) for k, v in self._replay.state_dict().items()}
     return out
 
   def load_state_dict(self, state: dict[str, Any]) -> None:
-    self._state = flax.serialization.from_state_dict(self._state, state['agent'])
-    self._state = jax.tree_util.tree_map(jnp.array, self._state)  # own buffers (donated)
-    self._rng.bit_generator.state = state['rng']
+    self._state = restore_tree(self._state, state['agent'])
+    set_rng_state(self._rng, state['rng'])
     self._env_steps = int(state['env_steps'])
     self._gradient_steps = int(state['gradient_steps'])
     self._policy_steps = int(state['policy_steps'])
     self._episodes = int(state['episodes'])
     self._eval_calls = int(state['eval_calls'])
+    self._replay = ReplayBuffer(self.config.replay_capacity, (self.obs_dim,), np.float32,
+                                (self.action_dim,), np.float32)
     if 'replay' in state:
       self._replay.load_state_dict(state['replay'])
-    # The episode in progress restarts, from a reset seeded by the restored counters.
-    self._obs, _ = self._env.reset(seed=self.seed + 7919 * (self._episodes + 1))
-    self._pending_action = None
+    self._refill = 'replay' not in state and self._env_steps > 0
+    self._obs = restore_env(self._env, state['env'], np.asarray(state['obs']), 'training env')
+    pending = np.asarray(state['pending_action'])
+    self._pending_action = jnp.asarray(pending) if pending.size else None
+    chunk = state['chunk']
+    self._chunk = None
+    if chunk:
+      self._chunk = {'sums': {k: jnp.asarray(np.asarray(chunk['sums'][k], np.float32))
+                              for k in METRIC_KEYS},
+                     'returns': [float(x) for x in chunk['returns']],
+                     'updates': int(chunk['updates'])}
 
   def close(self) -> None:
     self._env.close()

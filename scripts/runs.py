@@ -109,7 +109,10 @@ def load_run(root: str, name: str, planned: dict | None) -> Run:
   run.seconds = sum((r.get('time/train_seconds') or 0.0) + (r.get('time/eval_seconds') or 0.0)
                     for r in rows)
   status = _read_json(os.path.join(run_dir, 'sweep_status.json')) or {}
-  if summary is not None:
+  if summary is not None and summary.get('status') == 'failed':  # e.g. non-finite losses
+    run.status, run.detail = 'failed', str(summary.get('error') or '').strip()
+    run.env_id = summary.get('env_id')
+  elif summary is not None:
     run.status = 'finished'
     run.env_id = summary.get('env_id')
     score = summary.get('final_score')

@@ -38,17 +38,18 @@ def _parse_args(argv):
 
 
 def _write_config(run_dir: str, text: str) -> None:
+  """Writes RUN_DIR/config.gin atomically. A resumed run has passed `runner.check_run_dir`, so
+  an existing config.gin differs only in settings outside the checkpoint fingerprint (the
+  number of iterations, logging): the old one is kept as config.gin.previous."""
   path = os.path.join(run_dir, 'config.gin')
   if os.path.exists(path):
     with open(path) as f:
-      if f.read() != text:
-        print(f'[train] warning: the operative config differs from the saved {path}; '
-              'resuming with the new one (the old one is kept as config.gin.previous).',
-              file=sys.stderr)
-        os.replace(path, path + '.previous')
-  with open(path + '.tmp', 'w') as f:
-    f.write(text)
-  os.replace(path + '.tmp', path)
+      if f.read() == text:
+        return
+    print(f'[train] note: the operative config differs from the saved {path} in settings a '
+          'resume may change; the old one is kept as config.gin.previous.', file=sys.stderr)
+    os.replace(path, path + '.previous')
+  runner.atomic_write_text(path, text)
 
 
 def main(argv=None) -> int:
@@ -72,8 +73,18 @@ def main(argv=None) -> int:
   except (ValueError, OSError, SyntaxError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
-  os.makedirs(args.run_dir, exist_ok=True)
-  _write_config(args.run_dir, configurables.operative_config())
+  try:
+    # Before anything is written: a run dir of another configuration is refused here.
+    runner.check_run_dir(args.run_dir,
+                         runner.checkpoint_config(experiment.info, experiment.runner),
+                         experiment.runner)
+    os.makedirs(args.run_dir, exist_ok=True)
+    runner.remove_stale_temp_files(args.run_dir)
+    _write_config(args.run_dir, configurables.operative_config())
+  except (runner.RunDirError, OSError) as e:
+    trainer.close()
+    print(f'error: {_os_message(e)}', file=sys.stderr)
+    return 2
   try:
     runner.run(lambda: trainer, experiment.runner, args.run_dir, info=experiment.info)
   except runner.StopRequested as e:  # a checkpoint was saved: 130 (Ctrl-C) or 143 (SIGTERM)
@@ -82,7 +93,25 @@ def main(argv=None) -> int:
   except KeyboardInterrupt:
     print('[train] interrupted.', file=sys.stderr)
     return 130
+  except runner.RunDirError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  except runner.RunFailed as e:
+    print(f'error: the run failed: {e}', file=sys.stderr)
+    return 1
+  except OSError as e:  # a full disk, a read-only or vanished run dir mid-run
+    print(f'error: {_os_message(e)}; the newest checkpoint in {args.run_dir} is intact '
+          '(rerun to resume once fixed)', file=sys.stderr)
+    return 1
   return 0
+
+
+def _os_message(e: Exception) -> str:
+  """One line for an OSError: the reason and the path (no traceback)."""
+  if isinstance(e, OSError) and e.strerror:
+    where = f': {e.filename}' if e.filename else ''
+    return f'cannot write the run: {e.strerror}{where}'
+  return str(e)
 
 
 if __name__ == '__main__':

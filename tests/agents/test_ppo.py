@@ -1,7 +1,6 @@
 """PPO: GAE against a plain loop, normalizers, sparse smoke runs (MuJoCo, Atari), resume, errors."""
 
 import math
-import pickle
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +9,7 @@ import pytest
 from flax import serialization
 
 import sparse_rl as sr
+from agents import checkpoint
 from agents import ppo
 from agents import rollout as rollout_lib
 from agents.train_state import masks_match
@@ -224,10 +224,10 @@ def test_resume_round_trip(tmp_path):
   config = mujoco_config('rigl')
   trainer = ppo.PPOTrainer('InvertedPendulum-v5', 5, config)
   trainer.train(300)  # two rollouts and part of a third
-  path = tmp_path / 'ppo.pkl'
-  path.write_bytes(pickle.dumps(trainer.state_dict()))
+  path = str(tmp_path / 'ppo.msgpack')
+  checkpoint.write(path, trainer.state_dict(), 0, {})
   restored = ppo.PPOTrainer('InvertedPendulum-v5', 5, config)
-  restored.load_state_dict(pickle.loads(path.read_bytes()))
+  restored.load_state_dict(checkpoint.read(path)[1])
   assert restored.env_steps == trainer.env_steps
   assert restored.gradient_steps == trainer.gradient_steps
   assert_same_state(restored.state, trainer.state)
@@ -238,7 +238,7 @@ def test_resume_round_trip(tmp_path):
     a = restored._act(restored.state.nets, obs, restored._act_key, 3, deterministic=deterministic)
     b = trainer._act(trainer.state.nets, obs, trainer._act_key, 3, deterministic=deterministic)
     jax.tree_util.tree_map(np.testing.assert_array_equal, a, b)
-  trainer.load_state_dict(pickle.loads(path.read_bytes()))
+  trainer.load_state_dict(checkpoint.read(path)[1])
   trainer.train(256)
   restored.train(256)
   assert_same_state(restored.state, trainer.state)

@@ -1,7 +1,6 @@
 """SAC: tanh-Gaussian math, TD target, sparse smoke runs, resume round trip, wrong envs."""
 
 import math
-import pickle
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +9,7 @@ import pytest
 from flax import serialization
 
 import sparse_rl as sr
+from agents import checkpoint
 from agents import envs
 from agents import sac
 from agents.replay import Batch
@@ -177,11 +177,11 @@ def test_resume_round_trip(tmp_path):
   config = small_config('rigl')
   trainer = sac.SACTrainer('Pendulum-v1', 3, config)
   trainer.train(180)
-  path = tmp_path / 'sac.pkl'
-  path.write_bytes(pickle.dumps(trainer.state_dict(include_replay=True)))
+  path = str(tmp_path / 'sac.msgpack')
+  checkpoint.write(path, trainer.state_dict(include_replay=True), 0, {})
 
   restored = sac.SACTrainer('Pendulum-v1', 3, config)
-  saved = pickle.loads(path.read_bytes())
+  saved = checkpoint.read(path)[1]
   restored.load_state_dict(saved)
   assert restored.env_steps == 180 and restored.gradient_steps == trainer.gradient_steps
   assert_same_state(restored.state, trainer.state)
@@ -193,7 +193,7 @@ def test_resume_round_trip(tmp_path):
         sac.act(restored.state.actor, obs, key, deterministic),
         sac.act(trainer.state.actor, obs, key, deterministic))
   # Both continue identically from the same checkpoint (replay, RNG, alpha, masks, moments).
-  trainer.load_state_dict(pickle.loads(path.read_bytes()))
+  trainer.load_state_dict(checkpoint.read(path)[1])
   trainer.train(40)
   restored.train(40)
   assert_same_state(restored.state, trainer.state)
@@ -202,10 +202,11 @@ def test_resume_round_trip(tmp_path):
   trainer.close()
 
 
-def test_state_dict_without_replay_is_small():
+def test_state_dict_has_the_replay_unless_told_not_to():
   trainer = sac.SACTrainer('Pendulum-v1', 0, small_config('dense'))
-  assert 'replay' not in trainer.state_dict()
+  assert 'replay' in trainer.state_dict()
   assert 'replay' in trainer.state_dict(include_replay=True)
+  assert 'replay' not in trainer.state_dict(include_replay=False)
   trainer.close()
 
 

@@ -103,7 +103,7 @@ def test_rerun_resumes_the_interrupted_run_only(swept, tiny_grid_file, capsys):
   # summary never got written, but metrics.jsonl already has rows past the checkpoint.
   os.remove(os.path.join(run_dir, 'summary.json'))
   for name in os.listdir(os.path.join(run_dir, 'checkpoints')):
-    if name != 'ckpt_000001.pkl':
+    if name != 'ckpt_000001.msgpack':
       os.remove(os.path.join(run_dir, 'checkpoints', name))
   before = _metrics(run_dir)
   assert [row['iteration'] for row in before] == [0, 1, 2]
@@ -217,7 +217,7 @@ def _stop_after_checkpoint(args, run_dir, signum):
                           text=True)
   try:
     deadline = time.monotonic() + 120
-    while not (run_dir / 'checkpoints' / 'ckpt_000002.pkl').exists():
+    while not (run_dir / 'checkpoints' / 'ckpt_000002.msgpack').exists():
       assert time.monotonic() < deadline and proc.poll() is None, 'no checkpoint'
       time.sleep(0.05)
     proc.send_signal(signum)
