@@ -255,3 +255,43 @@ def test_a_failed_run_is_reported_as_failed(tmp_path):
       {'status': 'failed', 'error': 'non-finite params', 'final_score': None}))
   run = runs_lib.load_run(str(tmp_path), 'run', None)
   assert run.status == 'failed' and run.detail == 'non-finite params'
+
+
+# ------------------------------------------------------------------------------- launcher
+
+
+def _train(run_dir, *bindings):
+  from agents import configurables
+  from scripts import train
+  configurables.clear_config()
+  args = ['--gin_file', 'gin_configs/experiments/quickstart_cartpole_rigl.gin',
+          '--run_dir', str(run_dir),
+          '--gin_binding', 'RunnerConfig.num_iterations = 1',
+          '--gin_binding', 'RunnerConfig.train_steps_per_iteration = 50',
+          '--gin_binding', 'RunnerConfig.eval_episodes = 1',
+          '--gin_binding', 'RunnerConfig.progress = False',
+          '--gin_binding', 'RunnerConfig.tensorboard = False']
+  for binding in bindings:
+    args += ['--gin_binding', binding]
+  return train.main(args)
+
+
+def test_the_launcher_refuses_another_configuration_in_one_line_before_writing(tmp_path, capsys):
+  run_dir = tmp_path / 'run'
+  assert _train(run_dir) == 0
+  before = _snapshot(run_dir)
+  capsys.readouterr()
+  assert _train(run_dir, 'SparsityConfig.sparsity = 0.5') == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith('error: ')
+  assert 'sparsity: 0.9 -> 0.5' in err[0]
+  assert _snapshot(run_dir) == before  # config.gin, checkpoints and metrics untouched
+
+
+def test_the_launcher_reports_a_run_dir_that_is_a_file_in_one_line(tmp_path, capsys):
+  path = tmp_path / 'not_a_dir'
+  path.write_text('x')
+  assert _train(path) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err == [f'error: run dir {path} is a file, not a directory']
+  assert path.read_text() == 'x'

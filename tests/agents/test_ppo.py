@@ -212,6 +212,22 @@ def test_smoke_atari(method):
   trainer.close()
 
 
+def test_atari_evaluation_plays_whole_games_with_terminal_on_life_loss():
+  """A lost life ends a training episode but not an evaluation game (it used to crash on the
+  missing episode statistics): each evaluation return is one whole game, as DQN's."""
+  from agents import envs
+  config = ppo.PPOAtariConfig(num_envs=2, num_steps=16, minibatch_size=16, num_epochs=2,
+                              total_env_steps=1024, width=0.25)
+  atari = envs.AtariConfig(terminal_on_life_loss=True, fire_reset=True)
+  trainer = ppo.PPOTrainer('ALE/Breakout-v5', 0, config, atari=atari, max_episode_steps=400)
+  metrics = trainer.evaluate(2)
+  assert metrics['eval/episodes'] == 2.0
+  # A random-ish Breakout policy loses its 5 lives within 400 agent steps or is truncated
+  # there; either way a game is far longer than one life.
+  assert metrics['eval/episode_length'] > 100
+  trainer.close()
+
+
 # ---------------------------------------------------------------------------------- resume
 
 
