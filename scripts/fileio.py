@@ -18,13 +18,13 @@ import threading
 from typing import Callable
 
 
-def unwritable_reason(directory: str) -> str | None:
+def unwritable_reason(directory: str, probe: bool = True) -> str | None:
   """Why files cannot be created in `directory` (made if missing), or None if they can.
 
   Looks at the nearest existing ancestor of `directory` (itself, if it exists): a file there
-  is the reason; else an anonymous temporary file is created in it and closed at once (this
-  also catches read-only filesystems, and works for root, whom permission bits do not stop).
-  Nothing is left behind.
+  is the reason; else, if `probe`, an anonymous temporary file is created in it and closed at
+  once (this also catches read-only filesystems, and works for root, whom permission bits do
+  not stop). Nothing is left behind.
   """
   path = os.path.abspath(directory)
   while not os.path.lexists(path):
@@ -34,6 +34,8 @@ def unwritable_reason(directory: str) -> str | None:
     path = parent
   if not os.path.isdir(path):
     return f'{path} is a file, not a directory'
+  if not probe:
+    return None
   try:
     with tempfile.TemporaryFile(dir=path):
       pass

@@ -16,6 +16,9 @@ output in DIR/stdout.log, in a deterministic DIR = ROOT/<experiment>/<cell>/seed
     their output, and the exit code is 1 (130 after Ctrl-C or SIGTERM, which ask every
     running run to save a checkpoint and stop; both handlers are installed explicitly, so a
     sweep started with SIGINT ignored still stops cleanly).
+  * A bad option (`--workers 0`), grid (an empty axis, a missing gin file) or root (a file, a
+    directory that cannot be written) stops the sweep before anything is written, with one
+    `error:` line and exit code 2.
   * Next to each run: sweep.json (its grid labels and command) and sweep_status.json (the
     last attempt's outcome). ROOT/sweep_manifest.json lists every planned run, so a report
     can name the ones that never started. small_dense widths are cached in
@@ -50,6 +53,7 @@ import sys
 import time
 from typing import Any
 
+from scripts import fileio
 from scripts import grid as grid_lib
 from scripts import sweep_backends as backends
 from scripts.sweep_backends import LOG_FILE, STATUS_FILE, SUMMARY_FILE
@@ -185,8 +189,12 @@ def resolve_widths(specs: list[grid_lib.RunSpec], root: str
     for query, answer in zip(todo, answers):
       if 'error' not in answer:
         cache[query.key()] = answer
-    os.makedirs(root, exist_ok=True)
-    backends.write_json(cache_path, cache)
+    try:
+      os.makedirs(root, exist_ok=True)
+      backends.write_json(cache_path, cache)
+    except OSError as e:  # a dry run on a root it cannot write: the widths are still used
+      print(f'[sweep] warning: could not cache the widths in {cache_path}: '
+            f'{e.strerror or e}', file=sys.stderr)
     errors_by_key = {q.key(): a['error'] for q, a in zip(todo, answers) if 'error' in a}
   else:
     errors_by_key = {}
@@ -243,7 +251,7 @@ def _parse_args(argv):
   parser.add_argument('--root', default=None, help="runs root (default: the grid's root)")
   parser.add_argument('--backend', choices=('local', 'ray'), default='local')
   parser.add_argument('--workers', type=int, default=None,
-                      help='local backend: runs at a time (default: usable cores)')
+                      help='local backend: runs at a time, >= 1 (default: usable cores)')
   parser.add_argument('--ray_address', default=None,
                       help='Ray cluster address (default: RAY_ADDRESS, else a local instance)')
   parser.add_argument('--cpus_per_run', type=float, default=1.0,
@@ -272,15 +280,33 @@ def _print_failures(failures: list[dict[str, Any]]) -> None:
       print(f'      {line}', file=sys.stderr)
 
 
+def _argument_problem(args) -> str | None:
+  """What is wrong with the numeric options, or None."""
+  if args.workers is not None and args.workers < 1:
+    return f'--workers must be at least 1, got {args.workers}'
+  if not args.cpus_per_run > 0:
+    return f'--cpus_per_run must be positive, got {args.cpus_per_run:g}'
+  return None
+
+
 def main(argv=None) -> int:
   argv = sys.argv[1:] if argv is None else list(argv)
   args = _parse_args(argv)
+  problem = _argument_problem(args)
+  if problem:
+    print(f'error: {problem}', file=sys.stderr)
+    return 2
   try:
     grid = grid_lib.load(args.grid)
   except grid_lib.GridError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
   root = os.path.abspath(args.root or grid['root'])
+  # A dry run may look at a root it cannot write (it only caches small dense widths there).
+  problem = fileio.unwritable_reason(root, probe=not args.dry_run)
+  if problem:
+    print(f'error: --root {args.root or grid["root"]}: {problem}', file=sys.stderr)
+    return 2
   specs = [grid_lib.with_extra_bindings(s, args.gin_binding) for s in grid_lib.expand(grid)]
   planned = specs  # the manifest lists the whole grid, also under --only
   # Runs start seed by seed (stable within a seed): a sweep stopped part-way has every cell

@@ -21,6 +21,8 @@ import threading
 import time
 from typing import Any, Callable
 
+from scripts import fileio
+
 SUMMARY_FILE = 'summary.json'  # written by agents/runner.py at the end of a run
 LOG_FILE = 'stdout.log'
 STATUS_FILE = 'sweep_status.json'
@@ -30,11 +32,8 @@ STOP_GRACE_S = 120.0  # after Ctrl-C, seconds a run gets to checkpoint before it
 
 
 def write_json(path: str, data: Any) -> None:
-  tmp = f'{path}.tmp.{os.getpid()}.{threading.get_ident()}'
-  with open(tmp, 'w') as f:
-    json.dump(data, f, indent=2)
-    f.write('\n')
-  os.replace(tmp, path)
+  """Writes `data` to `path` whole or not at all (temp file + os.replace)."""
+  fileio.write_text(path, json.dumps(data, indent=2) + '\n')
 
 
 def read_json(path: str) -> Any:

@@ -1,0 +1,79 @@
+"""Faults of scripts/sweep.py that must end in one clear line, on real processes (no mocks).
+
+Bad options and grids: one `error:` line on stderr, exit code 2, nothing written.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_GIN = 'gin_configs/experiments/dqn_classic_{method}.gin'
+
+
+def _grid(tmp_path, *lines, name='one.toml'):
+  """A grid file of one DQN CartPole experiment, with `lines` on top."""
+  path = tmp_path / name
+  path.write_text('\n'.join(['name = "one"', *lines, '[[experiments]]', 'name = "cartpole"',
+                             f'gin_files = ["{_GIN}"]', '']))
+  return path
+
+
+def _sweep(*args):
+  return subprocess.run([sys.executable, '-m', 'scripts.sweep', *map(str, args)], cwd=_REPO,
+                        capture_output=True, text=True, timeout=60)
+
+
+def _tree(path):
+  return sorted(os.path.relpath(os.path.join(d, n), path)
+                for d, dirs, files in os.walk(path) for n in dirs + files)
+
+
+@pytest.mark.parametrize('extra, lines, message', [
+    (['--workers', '0'], [], 'error: --workers must be at least 1, got 0'),
+    (['--workers', '-2'], [], 'error: --workers must be at least 1, got -2'),
+    (['--backend', 'ray', '--cpus_per_run', '0'], [],
+     'error: --cpus_per_run must be positive, got 0'),
+    ([], ['methods = ["dense", "rigl"]', 'sparsities = []'],
+     'error: {grid}.sparsities is empty: list at least one value, or leave the key out for the '
+     'default.'),
+    ([], ['methods = ["rigl"]', 'distributions = []'],
+     'error: {grid}.distributions is empty: list at least one value, or leave the key out for '
+     'the default.'),
+    ([], ['methods = []'], 'error: {grid}.methods is empty: list at least one value, or leave '
+     'the key out for the default.'),
+])
+def test_bad_options_and_empty_axes_are_one_error_line(tmp_path, extra, lines, message):
+  grid = _grid(tmp_path, *lines)
+  before = _tree(tmp_path)
+  proc = _sweep('--grid', grid, '--root', tmp_path / 'runs', *extra)
+  assert proc.returncode == 2, proc.stderr
+  assert proc.stderr.splitlines() == [message.format(grid=grid)]
+  assert proc.stdout == '' and _tree(tmp_path) == before
+
+
+def test_root_that_is_a_file_or_under_one_is_one_error_line(tmp_path):
+  grid = _grid(tmp_path, 'methods = ["dense"]')
+  a_file = tmp_path / 'runs.txt'
+  a_file.write_text('keep me')
+  before = _tree(tmp_path)
+  for root, dry_run in ((a_file, []), (a_file / 'sub', []), (a_file / 'sub', ['--dry_run'])):
+    proc = _sweep('--grid', grid, '--root', root, *dry_run)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [
+        f'error: --root {root}: {a_file} is a file, not a directory']
+  assert _tree(tmp_path) == before and a_file.read_text() == 'keep me'
+
+
+def test_root_that_cannot_be_written_is_one_error_line(tmp_path):
+  # /sys takes no new files, even from root. A dry run only reads the root: it may.
+  grid = _grid(tmp_path, 'methods = ["dense"]')
+  proc = _sweep('--grid', grid, '--root', '/sys/sparse_rl_runs')
+  assert proc.returncode == 2, proc.stderr
+  [line] = proc.stderr.splitlines()
+  assert line.startswith('error: --root /sys/sparse_rl_runs: cannot create files in /sys: ')
+  assert not os.path.exists('/sys/sparse_rl_runs')
+  proc = _sweep('--grid', grid, '--root', '/sys/sparse_rl_runs', '--dry_run')
+  assert proc.returncode == 0 and 'new      cartpole/dense/seed_0' in proc.stdout, proc.stderr
