@@ -5,6 +5,10 @@ its own session with its output appended to RUN_DIR/stdout.log, waits for it, an
 RUN_DIR/sweep_status.json. On KeyboardInterrupt (Ray's cancel, or the local pool's Ctrl-C) it
 sends the process one SIGINT, so that the runner saves a checkpoint, and kills it after a grace
 period. Tasks are plain dicts so that Ray can ship them.
+
+A run never outlives the sweep process that started it, even one killed with SIGKILL: it is
+started through scripts/run_guard.py, so it gets SIGTERM (it saves a checkpoint and stops) when
+the sweep ends, and SIGKILL a grace period later if it is still running (Linux).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import time
 from typing import Any, Callable
 
 from scripts import fileio
+from scripts import run_guard
 
 SUMMARY_FILE = 'summary.json'  # written by agents/runner.py at the end of a run
 LOG_FILE = 'stdout.log'
@@ -78,8 +83,9 @@ def execute_run(task: dict[str, Any]) -> dict[str, Any]:
   """Runs one training process to its end; the same code under both backends.
 
   Args:
-    task: {'name', 'run_dir', 'command', 'cwd' (the repo root), 'env_defaults'} (plain
-      data, so Ray can ship it). The environment is the executing machine's (`run_env`).
+    task: {'name', 'run_dir', 'command', 'cwd' (the repo root), 'env_defaults',
+      'stop_grace_s' (optional, default STOP_GRACE_S)} (plain data, so Ray can ship it). The
+      environment is the executing machine's (`run_env`).
 
   Returns:
     {'name', 'run_dir', 'status' ('finished', 'failed' or 'interrupted'), 'returncode',
@@ -87,6 +93,7 @@ def execute_run(task: dict[str, Any]) -> dict[str, Any]:
   """
   run_dir = task['run_dir']
   os.makedirs(run_dir, exist_ok=True)
+  grace_s = float(task.get('stop_grace_s', STOP_GRACE_S))
   log_path = os.path.join(run_dir, LOG_FILE)
   t0 = time.monotonic()
   interrupted = False
@@ -97,8 +104,11 @@ def execute_run(task: dict[str, Any]) -> dict[str, Any]:
     try:
       # A new session: a terminal's Ctrl-C reaches only the sweep, which forwards one SIGINT
       # (a second one would make the runner stop without a checkpoint).
-      proc = subprocess.Popen(task['command'], stdout=log, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL, cwd=task['cwd'],
+      # Through scripts/run_guard.py: the process ends with this one (it execs the command,
+      # so proc.pid is the run's).
+      proc = subprocess.Popen(guarded_command(task['command'], grace_s), stdout=log,
+                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                              cwd=task['cwd'],
                               env=run_env(task['cwd'], task.get('env_defaults', {})),
                               start_new_session=True)
     except OSError as e:
@@ -111,7 +121,7 @@ def execute_run(task: dict[str, Any]) -> dict[str, Any]:
         returncode = proc.wait()
       except KeyboardInterrupt:  # Ray's cancel lands here (locally the main thread signals)
         interrupted = True
-        returncode = stop_process(proc)
+        returncode = stop_process(proc, grace_s)
       finally:
         with _LIVE_LOCK:
           _LIVE.pop(proc.pid, None)
@@ -129,6 +139,12 @@ def execute_run(task: dict[str, Any]) -> dict[str, Any]:
   }
   write_json(os.path.join(run_dir, STATUS_FILE), result)
   return result
+
+
+def guarded_command(command: list[str], grace_s: float) -> list[str]:
+  """`command` run through scripts/run_guard.py, which makes it end with this process."""
+  return [sys.executable, '-m', 'scripts.run_guard', str(os.getpid()), repr(float(grace_s)),
+          *command]
 
 
 # Exit codes of a run stopped by a signal after its checkpoint (scripts.train: 128 + signum),

@@ -1,11 +1,14 @@
 """Faults of scripts/sweep.py that must end in one clear line, on real processes (no mocks).
 
-Bad options and grids: one `error:` line on stderr, exit code 2, nothing written.
+  * Bad options and grids: one `error:` line on stderr, exit code 2, nothing written.
+  * A sweep killed with SIGKILL takes its runs with it: SIGTERM (they checkpoint), then SIGKILL
+    for a run that ignores it.
 """
 
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -77,3 +80,46 @@ def test_root_that_cannot_be_written_is_one_error_line(tmp_path):
   assert not os.path.exists('/sys/sparse_rl_runs')
   proc = _sweep('--grid', grid, '--root', '/sys/sparse_rl_runs', '--dry_run')
   assert proc.returncode == 0 and 'new      cartpole/dense/seed_0' in proc.stdout, proc.stderr
+
+
+# ------------------------------------------------------------------ runs end with the sweep
+
+
+def _running(pid):
+  """Whether `pid` runs (a zombie, exited but not reaped by its new parent, does not)."""
+  try:
+    with open(f'/proc/{pid}/stat') as f:
+      return f.read().rsplit(')', 1)[1].split()[0] != 'Z'
+  except OSError:
+    return False
+
+
+def _wait_for(condition, timeout_s, what):
+  deadline = time.monotonic() + timeout_s
+  while not condition():
+    assert time.monotonic() < deadline, what
+    time.sleep(0.05)
+
+
+# ~2 s: a run that ignores SIGTERM is SIGKILLed by its watchdog after the grace period.
+def test_a_run_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path):
+  ready = tmp_path / 'ready'
+  trainer = ('import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); '
+             f'open({str(ready)!r}, "w").write(str(os.getpid())); time.sleep(300)')
+  task = {'name': 'x', 'run_dir': str(tmp_path / 'x'), 'cwd': _REPO, 'stop_grace_s': 2.0,
+          'command': [sys.executable, '-c', trainer]}
+  sweep = subprocess.Popen([sys.executable, '-c', 'from scripts import sweep_backends as b; '
+                            f'b.execute_run({task!r})'], cwd=_REPO)
+  try:
+    _wait_for(lambda: ready.exists() and ready.read_text(), 30, 'the run did not start')
+    pid = int(ready.read_text())
+    sweep.kill()
+    sweep.wait()
+    killed = time.monotonic()
+  finally:
+    if sweep.poll() is None:
+      sweep.kill()
+  time.sleep(0.5)
+  assert _running(pid)  # SIGTERM ignored: it runs on until the grace period is over
+  _wait_for(lambda: not _running(pid), 10, 'the run outlived the grace period')
+  assert time.monotonic() - killed >= 2.0
