@@ -16,6 +16,11 @@ output in DIR/stdout.log, in a deterministic DIR = ROOT/<experiment>/<cell>/seed
     their output, and the exit code is 1 (130 after Ctrl-C or SIGTERM, which ask every
     running run to save a checkpoint and stop; both handlers are installed explicitly, so a
     sweep started with SIGINT ignored still stops cleanly).
+  * Runs never outlive the sweep, even one killed with SIGKILL: each gets SIGTERM (it saves a
+    checkpoint and stops) when the sweep ends, and SIGKILL if it still runs 120 s later
+    (Linux; scripts/run_guard.py). A run dir holds one trainer at a time: a run whose dir is
+    held by a live process (a run of a killed sweep still stopping, a second sweep of the same
+    root) is not started but reported as busy (exit code 1), and its dir is left untouched.
   * A bad option (`--workers 0`), grid (an empty axis, a missing gin file) or root (a file, a
     directory that cannot be written) stops the sweep before anything is written, with one
     `error:` line and exit code 2.
@@ -76,9 +81,12 @@ def usable_cores() -> int:
 
 
 def run_status(run_dir: str) -> str:
-  """'done' (summary.json), 'partial' (a checkpoint or metrics), 'failed' or 'new'."""
+  """'done' (summary.json), 'busy' (a live process holds its lock: scripts/sweep_backends.py),
+  'partial' (a checkpoint or metrics), 'failed' or 'new'."""
   if os.path.exists(os.path.join(run_dir, SUMMARY_FILE)):
     return 'done'
+  if backends.run_holder(run_dir) is not None:
+    return 'busy'
   status = backends.read_json(os.path.join(run_dir, STATUS_FILE)) or {}
   if status.get('status') == 'failed':
     return 'failed'
@@ -280,6 +288,13 @@ def _print_failures(failures: list[dict[str, Any]]) -> None:
       print(f'      {line}', file=sys.stderr)
 
 
+def _print_busy(busy: list[dict[str, Any]]) -> None:
+  print(f'\n[sweep] {len(busy)} busy run(s), not started: another process still runs in the '
+        'run dir (rerun the sweep once it has ended):', file=sys.stderr)
+  for result in busy:
+    print(f"  - {result['name']}: {result['error']}", file=sys.stderr)
+
+
 def _argument_problem(args) -> str | None:
   """What is wrong with the numeric options, or None."""
   if args.workers is not None and args.workers < 1:
@@ -324,21 +339,25 @@ def main(argv=None) -> int:
   workers = args.workers or usable_cores()
   unusable = {name for runs in missing.values() for name in runs}
   to_size = [s for s in specs if s.width_query is not None and s.name not in unusable
-             and run_status(os.path.join(root, s.name)) != 'done']
+             and run_status(os.path.join(root, s.name)) not in ('done', 'busy')]
   sized, width_errors = resolve_widths(to_size, root) if to_size else ([], {})
   sized_by_name = {s.name: s for s in sized}
   specs = [sized_by_name.get(s.name, s) for s in specs]
   statuses = {s.name: run_status(os.path.join(root, s.name)) for s in specs}
   counts = {k: sum(1 for v in statuses.values() if v == k)
-            for k in ('done', 'partial', 'failed', 'new')}
+            for k in ('done', 'busy', 'partial', 'failed', 'new')}
+  busy_note = f", {counts['busy']} busy" if counts['busy'] else ''
   print(f"[sweep] {grid['name']}: {len(specs)} runs under {root} "
-        f"({counts['done']} done, {counts['partial']} partial, {counts['failed']} failed "
-        f"before, {counts['new']} new); backend {args.backend}"
+        f"({counts['done']} done{busy_note}, {counts['partial']} partial, {counts['failed']} "
+        f"failed before, {counts['new']} new); backend {args.backend}"
         + (f', {workers} workers' if args.backend == 'local' else ''), flush=True)
 
-  tasks = []
+  tasks, busy = [], []
   for spec in specs:
     run_dir = os.path.join(root, spec.name)
+    if statuses[spec.name] == 'busy':  # left alone: its process may still write there
+      busy.append(backends.busy_result(spec.name, run_dir))
+      continue
     if statuses[spec.name] == 'done' or spec.name in width_errors:
       if statuses[spec.name] == 'done':
         _warn_if_changed(os.path.join(run_dir, SPEC_FILE), spec)
@@ -388,6 +407,8 @@ def main(argv=None) -> int:
     kind = pending_kinds.pop(result['name'], None)
     if result['status'] == 'failed':
       failures.append(result)
+    elif result['status'] == 'busy':  # taken between planning and start
+      busy.append(result)
     elif result['status'] == 'finished':
       finished_times.append((kind, result['seconds']))
     parallel = workers if args.backend == 'local' else len(tasks)
@@ -403,13 +424,16 @@ def main(argv=None) -> int:
       completed = backends.run_ray(tasks, args.ray_address, args.cpus_per_run, on_done)
   finished = sum(1 for r in results if r['status'] == 'finished')
   print(f"[sweep] {finished} finished now, {counts['done']} were done, {len(failures)} failed, "
-        f'{len(tasks) - len(results)} not run; {time.monotonic() - t0:.0f} s', flush=True)
+        + (f'{len(busy)} busy, ' if busy else '')
+        + f'{len(tasks) - len(results)} not run; {time.monotonic() - t0:.0f} s', flush=True)
   if failures:
     _print_failures(failures)
+  if busy:
+    _print_busy(busy)
   if not completed:
     print('[sweep] rerun the same command to resume.', file=sys.stderr)
     return 130
-  return 1 if failures else 0
+  return 1 if failures or busy else 0
 
 
 if __name__ == '__main__':
