@@ -18,6 +18,13 @@ Normalization, per suite (grid) and environment:
 Aggregates across environments: IQM with a 95% stratified-bootstrap CI (scripts/stats.py).
 Runs that are not finished (failed, partial, never started) and cells with fewer seeds than
 planned are listed in the report; none is dropped silently.
+
+Exit codes: 0; 2 for a bad argument, found before anything is written (a root that does not
+exist or holds no runs, an --out under a file or in a directory that cannot be written), with
+one `error:` line; 1 if writing fails part-way (disk full, ...), with one `error:` line naming
+the file. Every file is written through a temporary file and os.replace, so none is left
+half-written: after a failure part-way, the PNGs written before it are whole and report.md is
+the previous one (or absent).
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from typing import Iterable
 import numpy as np
 
 from scripts import atari_scores
+from scripts import fileio
 from scripts import plot
 from scripts import stats
 from scripts.runs import Cell, Run, load_runs, load_sweep_info
@@ -487,9 +495,14 @@ def write_report(suites: list[Suite], out_path: str, roots: list[str], fixed_spa
       lines += [f'![{caption}]({name})', '']
   lines += ['## Missing, failed and partial runs', '', *missing_section(suites), '']
   os.makedirs(out_dir, exist_ok=True)
-  with open(out_path, 'w') as f:
-    f.write('\n'.join(lines))
-  return out_path
+  return fileio.write_text(out_path, '\n'.join(lines))
+
+
+def out_problem(report_path: str) -> str | None:
+  """Why the report and its PNGs cannot be written at `report_path`, or None if they can."""
+  if os.path.isdir(report_path):
+    return f'{report_path} is a directory'
+  return fileio.unwritable_reason(os.path.dirname(os.path.abspath(report_path)))
 
 
 def _parse_args(argv):
@@ -517,6 +530,11 @@ def main(argv=None) -> int:
   if missing:
     print(f'error: no such root: {missing}', file=sys.stderr)
     return 2
+  out = args.out if args.out.endswith('.md') else os.path.join(args.out, 'report.md')
+  problem = out_problem(out)
+  if problem:
+    print(f'error: --out {args.out}: {problem}', file=sys.stderr)
+    return 2
   runs = load_runs(args.root)
   if not runs:
     print(f'error: no runs under {args.root}', file=sys.stderr)
@@ -526,9 +544,12 @@ def main(argv=None) -> int:
     by_suite[run.suite].append(run)
   suites = [build_suite(name, suite_runs, args.reps, args.seed, args.baseline == 'random')
             for name, suite_runs in by_suite.items()]
-  out = args.out if args.out.endswith('.md') else os.path.join(args.out, 'report.md')
-  write_report(suites, out, args.root, args.fixed_sparsity, args.reps, args.seed, args.title,
-               argv)
+  try:
+    write_report(suites, out, args.root, args.fixed_sparsity, args.reps, args.seed,
+                 args.title, argv)
+  except OSError as e:  # part-way (disk full, ...): the files written so far are whole
+    print(f'error: could not write {e.filename or out}: {e.strerror or e}', file=sys.stderr)
+    return 1
   counts = collections.Counter(r.status for r in runs)
   print(f'[compare] {len(runs)} runs ({dict(counts)}); report: {out}')
   return 0

@@ -32,6 +32,8 @@ Rules:
     the first listed distribution (scripts/param_match.py builds the networks to count). It
     runs once per experiment x sparsity x seed; extra points add no small_dense runs.
   * Sparse methods run at every (sparsity, distribution) of the product plus `extra_points`.
+  * An axis given as an empty list (`sparsities = []`) is an error: leave the key out for the
+    default (or the grid's value, in an experiment).
   * Bindings apply in this order (later wins): grid, experiment, method, axis bindings, then
     the seed is passed with `--seed`.
   * Templates: `{method}`, `{sparsity}`, `{distribution}`, `{width}` and `{seed}` are replaced in
@@ -192,13 +194,21 @@ def _str_list(value: Any, where: str) -> list[str]:
   return list(value)
 
 
+def _not_empty(values: list[Any], where: str) -> None:
+  """An empty axis would silently drop every run that crosses it: an error instead."""
+  if not values:
+    raise GridError(f'{where} is empty: list at least one value, or leave the key out for '
+                    'the default.')
+
+
 def _axes(table: dict[str, Any], where: str) -> dict[str, Any]:
   """Validates the axis keys present in a grid or experiment table."""
   out: dict[str, Any] = {}
   if 'methods' in table:
     methods = _str_list(table['methods'], f'{where}.methods')
+    _not_empty(methods, f'{where}.methods')
     bad = [m for m in methods if m not in METHODS]
-    if bad or not methods:
+    if bad:
       raise GridError(f'{where}.methods: unknown {bad}; choose from {list(METHODS)}.')
     out['methods'] = list(dict.fromkeys(methods))
   if 'sparsities' in table:
@@ -207,9 +217,11 @@ def _axes(table: dict[str, Any], where: str) -> dict[str, Any]:
         isinstance(s, (int, float)) and not isinstance(s, bool) and 0.0 < s < 1.0
         for s in values):
       raise GridError(f'{where}.sparsities must be numbers in (0, 1), got {values!r}.')
+    _not_empty(values, f'{where}.sparsities')
     out['sparsities'] = list(dict.fromkeys(float(s) for s in values))
   if 'distributions' in table:
     dists = _str_list(table['distributions'], f'{where}.distributions')
+    _not_empty(dists, f'{where}.distributions')
     bad = [d for d in dists if d not in DISTRIBUTIONS]
     if bad:
       raise GridError(f'{where}.distributions: unknown {bad}; choose from {list(DISTRIBUTIONS)}.')

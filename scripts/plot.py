@@ -1,7 +1,8 @@
 """PNG figures of a sparsity comparison (called by scripts/compare.py; matplotlib, no display).
 
-Every function takes plain data (dicts of numbers) and a path, writes one PNG and returns the
-path. Colors are fixed per method so that figures agree with each other.
+Every function takes plain data (dicts of numbers) and a path, writes one PNG (through a
+temporary file: a failure leaves no half-written PNG) and returns the path. Colors are fixed
+per method so that figures agree with each other.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import matplotlib
 
 matplotlib.use('Agg')  # files only; must precede the pyplot import
 import matplotlib.pyplot as plt  # noqa: E402
+
+from scripts import fileio  # noqa: E402
 
 METHOD_COLORS = {
     'dense': 'black', 'small_dense': 'tab:gray', 'static': 'tab:blue', 'prune': 'tab:green',
@@ -31,10 +34,13 @@ def _color(method: str) -> str:
 
 
 def _save(fig, path: str) -> str:
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.tight_layout()
-  fig.savefig(path, dpi=DPI)
-  plt.close(fig)
+  """Writes the figure to `path` whole or not at all (scripts/fileio.py) and closes it."""
+  try:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.tight_layout()
+    fileio.replace_atomically(path, lambda tmp: fig.savefig(tmp, dpi=DPI))
+  finally:
+    plt.close(fig)
   return path
 
 

@@ -16,6 +16,14 @@ output in DIR/stdout.log, in a deterministic DIR = ROOT/<experiment>/<cell>/seed
     their output, and the exit code is 1 (130 after Ctrl-C or SIGTERM, which ask every
     running run to save a checkpoint and stop; both handlers are installed explicitly, so a
     sweep started with SIGINT ignored still stops cleanly).
+  * Runs never outlive the sweep, even one killed with SIGKILL: each gets SIGTERM (it saves a
+    checkpoint and stops) when the sweep ends, and SIGKILL if it still runs 120 s later
+    (Linux; scripts/run_guard.py). A run dir holds one trainer at a time: a run whose dir is
+    held by a live process (a run of a killed sweep still stopping, a second sweep of the same
+    root) is not started but reported as busy (exit code 1), and its dir is left untouched.
+  * A bad option (`--workers 0`), grid (an empty axis, a missing gin file) or root (a file, a
+    directory that cannot be written) stops the sweep before anything is written, with one
+    `error:` line and exit code 2.
   * Next to each run: sweep.json (its grid labels and command) and sweep_status.json (the
     last attempt's outcome). ROOT/sweep_manifest.json lists every planned run, so a report
     can name the ones that never started. small_dense widths are cached in
@@ -50,6 +58,7 @@ import sys
 import time
 from typing import Any
 
+from scripts import fileio
 from scripts import grid as grid_lib
 from scripts import sweep_backends as backends
 from scripts.sweep_backends import LOG_FILE, STATUS_FILE, SUMMARY_FILE
@@ -72,9 +81,12 @@ def usable_cores() -> int:
 
 
 def run_status(run_dir: str) -> str:
-  """'done' (summary.json), 'partial' (a checkpoint or metrics), 'failed' or 'new'."""
+  """'done' (summary.json), 'busy' (a live process holds its lock: scripts/sweep_backends.py),
+  'partial' (a checkpoint or metrics), 'failed' or 'new'."""
   if os.path.exists(os.path.join(run_dir, SUMMARY_FILE)):
     return 'done'
+  if backends.run_holder(run_dir) is not None:
+    return 'busy'
   status = backends.read_json(os.path.join(run_dir, STATUS_FILE)) or {}
   if status.get('status') == 'failed':
     return 'failed'
@@ -185,8 +197,12 @@ def resolve_widths(specs: list[grid_lib.RunSpec], root: str
     for query, answer in zip(todo, answers):
       if 'error' not in answer:
         cache[query.key()] = answer
-    os.makedirs(root, exist_ok=True)
-    backends.write_json(cache_path, cache)
+    try:
+      os.makedirs(root, exist_ok=True)
+      backends.write_json(cache_path, cache)
+    except OSError as e:  # a dry run on a root it cannot write: the widths are still used
+      print(f'[sweep] warning: could not cache the widths in {cache_path}: '
+            f'{e.strerror or e}', file=sys.stderr)
     errors_by_key = {q.key(): a['error'] for q, a in zip(todo, answers) if 'error' in a}
   else:
     errors_by_key = {}
@@ -243,7 +259,7 @@ def _parse_args(argv):
   parser.add_argument('--root', default=None, help="runs root (default: the grid's root)")
   parser.add_argument('--backend', choices=('local', 'ray'), default='local')
   parser.add_argument('--workers', type=int, default=None,
-                      help='local backend: runs at a time (default: usable cores)')
+                      help='local backend: runs at a time, >= 1 (default: usable cores)')
   parser.add_argument('--ray_address', default=None,
                       help='Ray cluster address (default: RAY_ADDRESS, else a local instance)')
   parser.add_argument('--cpus_per_run', type=float, default=1.0,
@@ -272,15 +288,40 @@ def _print_failures(failures: list[dict[str, Any]]) -> None:
       print(f'      {line}', file=sys.stderr)
 
 
+def _print_busy(busy: list[dict[str, Any]]) -> None:
+  print(f'\n[sweep] {len(busy)} busy run(s), not started: another process still runs in the '
+        'run dir (rerun the sweep once it has ended):', file=sys.stderr)
+  for result in busy:
+    print(f"  - {result['name']}: {result['error']}", file=sys.stderr)
+
+
+def _argument_problem(args) -> str | None:
+  """What is wrong with the numeric options, or None."""
+  if args.workers is not None and args.workers < 1:
+    return f'--workers must be at least 1, got {args.workers}'
+  if not args.cpus_per_run > 0:
+    return f'--cpus_per_run must be positive, got {args.cpus_per_run:g}'
+  return None
+
+
 def main(argv=None) -> int:
   argv = sys.argv[1:] if argv is None else list(argv)
   args = _parse_args(argv)
+  problem = _argument_problem(args)
+  if problem:
+    print(f'error: {problem}', file=sys.stderr)
+    return 2
   try:
     grid = grid_lib.load(args.grid)
   except grid_lib.GridError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
   root = os.path.abspath(args.root or grid['root'])
+  # A dry run may look at a root it cannot write (it only caches small dense widths there).
+  problem = fileio.unwritable_reason(root, probe=not args.dry_run)
+  if problem:
+    print(f'error: --root {args.root or grid["root"]}: {problem}', file=sys.stderr)
+    return 2
   specs = [grid_lib.with_extra_bindings(s, args.gin_binding) for s in grid_lib.expand(grid)]
   planned = specs  # the manifest lists the whole grid, also under --only
   # Runs start seed by seed (stable within a seed): a sweep stopped part-way has every cell
@@ -298,21 +339,25 @@ def main(argv=None) -> int:
   workers = args.workers or usable_cores()
   unusable = {name for runs in missing.values() for name in runs}
   to_size = [s for s in specs if s.width_query is not None and s.name not in unusable
-             and run_status(os.path.join(root, s.name)) != 'done']
+             and run_status(os.path.join(root, s.name)) not in ('done', 'busy')]
   sized, width_errors = resolve_widths(to_size, root) if to_size else ([], {})
   sized_by_name = {s.name: s for s in sized}
   specs = [sized_by_name.get(s.name, s) for s in specs]
   statuses = {s.name: run_status(os.path.join(root, s.name)) for s in specs}
   counts = {k: sum(1 for v in statuses.values() if v == k)
-            for k in ('done', 'partial', 'failed', 'new')}
+            for k in ('done', 'busy', 'partial', 'failed', 'new')}
+  busy_note = f", {counts['busy']} busy" if counts['busy'] else ''
   print(f"[sweep] {grid['name']}: {len(specs)} runs under {root} "
-        f"({counts['done']} done, {counts['partial']} partial, {counts['failed']} failed "
-        f"before, {counts['new']} new); backend {args.backend}"
+        f"({counts['done']} done{busy_note}, {counts['partial']} partial, {counts['failed']} "
+        f"failed before, {counts['new']} new); backend {args.backend}"
         + (f', {workers} workers' if args.backend == 'local' else ''), flush=True)
 
-  tasks = []
+  tasks, busy = [], []
   for spec in specs:
     run_dir = os.path.join(root, spec.name)
+    if statuses[spec.name] == 'busy':  # left alone: its process may still write there
+      busy.append(backends.busy_result(spec.name, run_dir))
+      continue
     if statuses[spec.name] == 'done' or spec.name in width_errors:
       if statuses[spec.name] == 'done':
         _warn_if_changed(os.path.join(run_dir, SPEC_FILE), spec)
@@ -362,6 +407,8 @@ def main(argv=None) -> int:
     kind = pending_kinds.pop(result['name'], None)
     if result['status'] == 'failed':
       failures.append(result)
+    elif result['status'] == 'busy':  # taken between planning and start
+      busy.append(result)
     elif result['status'] == 'finished':
       finished_times.append((kind, result['seconds']))
     parallel = workers if args.backend == 'local' else len(tasks)
@@ -377,13 +424,16 @@ def main(argv=None) -> int:
       completed = backends.run_ray(tasks, args.ray_address, args.cpus_per_run, on_done)
   finished = sum(1 for r in results if r['status'] == 'finished')
   print(f"[sweep] {finished} finished now, {counts['done']} were done, {len(failures)} failed, "
-        f'{len(tasks) - len(results)} not run; {time.monotonic() - t0:.0f} s', flush=True)
+        + (f'{len(busy)} busy, ' if busy else '')
+        + f'{len(tasks) - len(results)} not run; {time.monotonic() - t0:.0f} s', flush=True)
   if failures:
     _print_failures(failures)
+  if busy:
+    _print_busy(busy)
   if not completed:
     print('[sweep] rerun the same command to resume.', file=sys.stderr)
     return 130
-  return 1 if failures else 0
+  return 1 if failures or busy else 0
 
 
 if __name__ == '__main__':

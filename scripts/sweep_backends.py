@@ -5,36 +5,49 @@ its own session with its output appended to RUN_DIR/stdout.log, waits for it, an
 RUN_DIR/sweep_status.json. On KeyboardInterrupt (Ray's cancel, or the local pool's Ctrl-C) it
 sends the process one SIGINT, so that the runner saves a checkpoint, and kills it after a grace
 period. Tasks are plain dicts so that Ray can ship them.
+
+A run never outlives the sweep process that started it, even one killed with SIGKILL: it is
+started through scripts/run_guard.py, so it gets SIGTERM (it saves a checkpoint and stops) when
+the sweep ends, and SIGKILL a grace period later if it is still running (Linux).
+
+One trainer per run dir: a run holds an exclusive lock (flock) on RUN_DIR/run.lock for as long
+as its process lives; the kernel drops it when the process ends, however it ends. A run dir
+whose lock is held (a run of an earlier sweep still stopping, or of a sweep running alongside)
+is not started: its result has status 'busy', naming the holder, and nothing in the run dir is
+touched.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import datetime
+import fcntl
 import json
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from typing import Any, Callable
 
+from scripts import fileio
+from scripts import run_guard
+
 SUMMARY_FILE = 'summary.json'  # written by agents/runner.py at the end of a run
 LOG_FILE = 'stdout.log'
 STATUS_FILE = 'sweep_status.json'
+LOCK_FILE = 'run.lock'
 ERROR_TAIL_LINES = 20
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STOP_GRACE_S = 120.0  # after Ctrl-C, seconds a run gets to checkpoint before it is killed
 
 
 def write_json(path: str, data: Any) -> None:
-  tmp = f'{path}.tmp.{os.getpid()}.{threading.get_ident()}'
-  with open(tmp, 'w') as f:
-    json.dump(data, f, indent=2)
-    f.write('\n')
-  os.replace(tmp, path)
+  """Writes `data` to `path` whole or not at all (temp file + os.replace)."""
+  fileio.write_text(path, json.dumps(data, indent=2) + '\n')
 
 
 def read_json(path: str) -> Any:
@@ -47,6 +60,83 @@ def read_json(path: str) -> Any:
 
 def now() -> str:
   return datetime.datetime.now().isoformat(timespec='seconds')
+
+
+# ------------------------------------------------------------------ one trainer per run dir
+
+
+def lock_run(run_dir: str) -> int | None:
+  """Takes RUN_DIR/run.lock for a run about to start: the locked fd, or None if it is held.
+
+  The lock (flock) belongs to the open file: pass the fd to the run's process (`pass_fds`) and
+  it stays held until that process and this fd are both closed.
+  """
+  fd = os.open(os.path.join(run_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+  for _ in range(3):  # `run_holder` probes hold it for microseconds: try again
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      return fd
+    except BlockingIOError:
+      time.sleep(0.05)
+  os.close(fd)
+  return None
+
+
+def record_holder(fd: int, pid: int) -> None:
+  """Writes into the lock file who holds it, for `describe_holder`."""
+  record = {'pid': pid, 'start_ticks': run_guard.start_ticks(pid),
+            'host': socket.gethostname(), 'since': now()}
+  data = json.dumps(record).encode()
+  os.ftruncate(fd, 0)
+  os.pwrite(fd, data, 0)
+
+
+def run_holder(run_dir: str) -> dict[str, Any] | None:
+  """Who holds RUN_DIR/run.lock: its record ({} if none is readable), or None if nobody."""
+  try:
+    fd = os.open(os.path.join(run_dir, LOCK_FILE), os.O_RDONLY | os.O_CLOEXEC)
+  except OSError:
+    return None
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+      try:
+        record = json.loads(os.pread(fd, 4096, 0))
+      except (OSError, ValueError):
+        record = None
+      return record if isinstance(record, dict) else {}
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return None
+  finally:
+    os.close(fd)
+
+
+def describe_holder(record: dict[str, Any]) -> str:
+  """Who holds a run dir, from its lock's record: 'pid 123 has held it since ...'.
+
+  A pid of this host is named only while it is still the process that took the lock (the same
+  start time): the lock can outlive it in a process it started, and an unrelated process can
+  have its pid by then.
+  """
+  pid, since, host = record.get('pid'), record.get('since', '?'), record.get('host')
+  if pid is None:
+    return 'another process holds its lock'
+  if host and host != socket.gethostname():
+    return f'pid {pid} on {host} has held it since {since}'
+  if record.get('start_ticks') is not None and run_guard.start_ticks(pid) == record[
+      'start_ticks']:
+    return f'pid {pid} has held it since {since}'
+  return f'a process started by pid {pid} (which has ended) has held it since {since}'
+
+
+def busy_result(name: str, run_dir: str) -> dict[str, Any]:
+  """The result of a run not started because another process holds its run dir."""
+  record = run_holder(run_dir)
+  return {'name': name, 'run_dir': run_dir, 'status': 'busy', 'returncode': None,
+          'seconds': 0.0, 'time': now(),
+          'error': describe_holder(record) if record is not None
+                   else 'its holder has just ended: rerun to start it'}
 
 
 # ------------------------------------------------------------------------ running one run
@@ -79,15 +169,30 @@ def execute_run(task: dict[str, Any]) -> dict[str, Any]:
   """Runs one training process to its end; the same code under both backends.
 
   Args:
-    task: {'name', 'run_dir', 'command', 'cwd' (the repo root), 'env_defaults'} (plain
-      data, so Ray can ship it). The environment is the executing machine's (`run_env`).
+    task: {'name', 'run_dir', 'command', 'cwd' (the repo root), 'env_defaults',
+      'stop_grace_s' (optional, default STOP_GRACE_S)} (plain data, so Ray can ship it). The
+      environment is the executing machine's (`run_env`).
 
   Returns:
-    {'name', 'run_dir', 'status' ('finished', 'failed' or 'interrupted'), 'returncode',
-     'seconds', 'error'} (error: the tail of this attempt's output, for failures).
+    {'name', 'run_dir', 'status' ('finished', 'failed', 'interrupted' or 'busy'),
+     'returncode', 'seconds', 'error'} (error: the tail of this attempt's output, for
+     failures; who holds the run dir, for 'busy'). A busy run dir is left untouched.
   """
   run_dir = task['run_dir']
   os.makedirs(run_dir, exist_ok=True)
+  lock = lock_run(run_dir)
+  if lock is None:
+    return busy_result(task['name'], run_dir)
+  try:
+    return _execute_locked(task, lock)
+  finally:
+    os.close(lock)
+
+
+def _execute_locked(task: dict[str, Any], lock: int) -> dict[str, Any]:
+  """`execute_run` once the run dir's lock is taken: `lock` passes to the run's process."""
+  run_dir = task['run_dir']
+  grace_s = float(task.get('stop_grace_s', STOP_GRACE_S))
   log_path = os.path.join(run_dir, LOG_FILE)
   t0 = time.monotonic()
   interrupted = False
@@ -98,21 +203,25 @@ def execute_run(task: dict[str, Any]) -> dict[str, Any]:
     try:
       # A new session: a terminal's Ctrl-C reaches only the sweep, which forwards one SIGINT
       # (a second one would make the runner stop without a checkpoint).
-      proc = subprocess.Popen(task['command'], stdout=log, stderr=subprocess.STDOUT,
-                              stdin=subprocess.DEVNULL, cwd=task['cwd'],
+      # Through scripts/run_guard.py: the process ends with this one (it execs the command,
+      # so proc.pid is the run's).
+      proc = subprocess.Popen(guarded_command(task['command'], grace_s), stdout=log,
+                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                              cwd=task['cwd'], pass_fds=(lock,),
                               env=run_env(task['cwd'], task.get('env_defaults', {})),
                               start_new_session=True)
     except OSError as e:
       proc, returncode = None, None
       log.write(f'[sweep] could not start the run: {e}\n'.encode())
     if proc is not None:
+      record_holder(lock, proc.pid)
       with _LIVE_LOCK:
         _LIVE[proc.pid] = proc
       try:
         returncode = proc.wait()
       except KeyboardInterrupt:  # Ray's cancel lands here (locally the main thread signals)
         interrupted = True
-        returncode = stop_process(proc)
+        returncode = stop_process(proc, grace_s)
       finally:
         with _LIVE_LOCK:
           _LIVE.pop(proc.pid, None)
@@ -130,6 +239,12 @@ def execute_run(task: dict[str, Any]) -> dict[str, Any]:
   }
   write_json(os.path.join(run_dir, STATUS_FILE), result)
   return result
+
+
+def guarded_command(command: list[str], grace_s: float) -> list[str]:
+  """`command` run through scripts/run_guard.py, which makes it end with this process."""
+  return [sys.executable, '-m', 'scripts.run_guard', str(os.getpid()), repr(float(grace_s)),
+          *command]
 
 
 # Exit codes of a run stopped by a signal after its checkpoint (scripts.train: 128 + signum),

@@ -3,6 +3,8 @@
 import json
 import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -239,6 +241,57 @@ def test_out_may_be_a_markdown_path(tmp_path):
   assert compare.main(['--root', root, '--out', str(out), '--reps', '200']) == 0
   assert out.exists() and (tmp_path / 'docs' / 'repro_syn_score_vs_sparsity.png').exists()
   assert compare.main(['--root', str(tmp_path / 'nope'), '--out', str(out)]) == 2
+
+
+_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _tree(path):
+  """Every file and directory under `path`, relative to it."""
+  return sorted(os.path.relpath(os.path.join(d, n), path)
+                for d, dirs, files in os.walk(path) for n in dirs + files)
+
+
+# ~3 s (a real `python -m scripts.compare`, matplotlib imported).
+def test_out_under_a_file_is_one_error_line_and_writes_nothing(tmp_path):
+  root = make_root(str(tmp_path / 'runs'))
+  a_file = tmp_path / 'notes.txt'
+  a_file.write_text('keep me')
+  before = _tree(tmp_path)
+  for out in (a_file / 'docs', a_file / 'docs' / 'repro.md', a_file):
+    proc = subprocess.run([sys.executable, '-m', 'scripts.compare', '--root', root, '--out',
+                           str(out), '--reps', '100'], cwd=_REPO, capture_output=True,
+                          text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [
+        f'error: --out {out}: {a_file} is a file, not a directory'], proc.stderr
+    assert proc.stdout == ''
+  assert _tree(tmp_path) == before and a_file.read_text() == 'keep me'
+
+
+def test_out_in_a_directory_that_cannot_be_written(tmp_path, capsys):
+  # /sys takes no new files, even from root (whom permission bits would not stop).
+  root = make_root(str(tmp_path / 'runs'))
+  assert compare.main(['--root', root, '--out', '/sys/sparse_rl_docs', '--reps', '100']) == 2
+  err = capsys.readouterr().err
+  assert re.fullmatch(r'error: --out /sys/sparse_rl_docs: cannot create files in /sys: '
+                      r'[A-Z][a-z ]+\n', err), err  # Permission denied, Read-only file system
+  assert not os.path.exists('/sys/sparse_rl_docs')
+
+
+def test_a_failure_part_way_is_one_line_and_leaves_no_partial_file(tmp_path, capsys):
+  root = make_root(str(tmp_path / 'runs'))
+  out = tmp_path / 'docs'
+  # A directory where the second figure goes: writing it fails after the first one.
+  (out / 'syn_curves_cartpole.png').mkdir(parents=True)
+  assert compare.main(['--root', root, '--out', str(out), '--reps', '100']) == 1
+  err = capsys.readouterr().err
+  assert err.splitlines() == [f"error: could not write {out / 'syn_curves_cartpole.png'}: "
+                              'Is a directory'], err
+  # The figure written before is whole; no report, no temporary file.
+  assert _tree(out) == ['syn_curves_cartpole.png', 'syn_score_vs_sparsity.png']
+  with open(out / 'syn_score_vs_sparsity.png', 'rb') as f:
+    assert f.read(8) == PNG_SIGNATURE
 
 
 def test_atari_table():
