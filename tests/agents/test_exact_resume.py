@@ -229,3 +229,48 @@ def _write(tmp_path, state):
   path = str(tmp_path / 'env.msgpack')
   checkpoint.write(path, state, 0, {})
   return path
+
+
+def test_sigkill_of_the_launcher_at_a_random_moment_resumes_to_the_same_run(tmp_path):
+  """A real process killed with SIGKILL (no handler runs) at a seeded random moment after its
+  first checkpoint, then rerun: the same final checkpoint and metrics as a run never killed."""
+  import subprocess
+  import sys
+  import time
+  from agents import configurables
+  from scripts import train
+  repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  args = ['--gin_file', 'gin_configs/experiments/quickstart_cartpole_rigl.gin',
+          '--gin_binding', 'RunnerConfig.num_iterations = 4',
+          '--gin_binding', 'RunnerConfig.train_steps_per_iteration = 400',
+          '--gin_binding', 'RunnerConfig.eval_episodes = 2',
+          '--gin_binding', 'DQNConfig.min_replay_size = 300',
+          '--gin_binding', 'SparsityConfig.end_step = 900',
+          '--gin_binding', 'SparsityConfig.update_interval = 100',
+          '--gin_binding', 'RunnerConfig.tensorboard = False']
+  whole = tmp_path / 'whole'
+  configurables.clear_config()
+  assert train.main(args + ['--run_dir', str(whole)]) == 0
+  killed = tmp_path / 'killed'
+  command = [sys.executable, '-m', 'scripts.train', *args, '--run_dir', str(killed)]
+  proc = subprocess.Popen(command, cwd=repo, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  try:
+    deadline = time.monotonic() + 120
+    while not runner.list_checkpoints(str(killed)):
+      assert proc.poll() is None and time.monotonic() < deadline, 'no first checkpoint'
+      time.sleep(0.01)
+    time.sleep(float(np.random.default_rng(5).uniform(0.0, 1.5)))
+    proc.kill()
+    proc.wait(timeout=30)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+  assert proc.returncode == -signal.SIGKILL  # killed before it finished
+  assert subprocess.run(command, cwd=repo, stdout=subprocess.DEVNULL,
+                        stderr=subprocess.PIPE, timeout=300).returncode == 0
+  payload, rows, summary = _final(killed)
+  whole_payload, whole_rows, whole_summary = _final(whole)
+  _assert_same_tree(payload, whole_payload)
+  assert rows == whole_rows
+  assert summary['eval_returns'] == whole_summary['eval_returns']
