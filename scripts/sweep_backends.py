@@ -65,6 +65,11 @@ def now() -> str:
 # ------------------------------------------------------------------ one trainer per run dir
 
 
+# Set in a run's environment when its launcher already holds the run dir's lock (the sweep
+# passes the locked fd): scripts/train.py then does not take it again.
+LOCK_HELD_ENV = 'SPARSE_RL_RUN_LOCK_FD'
+
+
 def lock_run(run_dir: str) -> int | None:
   """Takes RUN_DIR/run.lock for a run about to start: the locked fd, or None if it is held.
 
@@ -208,7 +213,8 @@ def _execute_locked(task: dict[str, Any], lock: int) -> dict[str, Any]:
       proc = subprocess.Popen(guarded_command(task['command'], grace_s), stdout=log,
                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                               cwd=task['cwd'], pass_fds=(lock,),
-                              env=run_env(task['cwd'], task.get('env_defaults', {})),
+                              env={**run_env(task['cwd'], task.get('env_defaults', {})),
+                                   LOCK_HELD_ENV: str(lock)},
                               start_new_session=True)
     except OSError as e:
       proc, returncode = None, None

@@ -9,7 +9,9 @@ parameter, a binding the experiment never uses (a misspelled scope such as
 'acter/SparsityConfig.sparsity', or another agent's config), an unknown agent or env id, or an
 agent that does not fit the env stops the launcher before anything is written, with a message
 that names it (exit code 2).
-The operative config is saved to RUN_DIR/config.gin. Rerunning the same command on the same
+A run dir of another configuration, or one another run is using (RUN_DIR/run.lock, also taken
+by sweeps), is refused the same way. The operative config is saved to RUN_DIR/config.gin.
+Rerunning the same command on the same
 run dir resumes from its newest checkpoint; Ctrl-C or SIGTERM saves a checkpoint first (exit code
 130 or 143).
 """
@@ -22,6 +24,7 @@ import sys
 
 from agents import configurables
 from agents import runner
+from scripts import sweep_backends
 
 
 def _parse_args(argv):
@@ -73,18 +76,36 @@ def main(argv=None) -> int:
   except (ValueError, OSError, SyntaxError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
+  lock = None
   try:
     # Before anything is written: a run dir of another configuration is refused here.
     runner.check_run_dir(args.run_dir,
                          runner.checkpoint_config(experiment.info, experiment.runner),
                          experiment.runner)
     os.makedirs(args.run_dir, exist_ok=True)
+    if sweep_backends.LOCK_HELD_ENV not in os.environ:  # a sweep's run: the sweep holds it
+      lock = sweep_backends.lock_run(args.run_dir)  # held until the run ends
+      if lock is None:
+        record = sweep_backends.run_holder(args.run_dir) or {}
+        raise runner.RunDirError(f'{args.run_dir} is in use by another run: '
+                                 f'{sweep_backends.describe_holder(record)}')
+      sweep_backends.record_holder(lock, os.getpid())
     runner.remove_stale_temp_files(args.run_dir)
     _write_config(args.run_dir, configurables.operative_config())
   except (runner.RunDirError, OSError) as e:
     trainer.close()
+    if lock is not None:
+      os.close(lock)
     print(f'error: {_os_message(e)}', file=sys.stderr)
     return 2
+  try:
+    return _run(args, experiment, trainer)
+  finally:
+    if lock is not None:
+      os.close(lock)
+
+
+def _run(args, experiment, trainer) -> int:
   try:
     runner.run(lambda: trainer, experiment.runner, args.run_dir, info=experiment.info)
   except runner.StopRequested as e:  # a checkpoint was saved: 130 (Ctrl-C) or 143 (SIGTERM)

@@ -295,3 +295,19 @@ def test_the_launcher_reports_a_run_dir_that_is_a_file_in_one_line(tmp_path, cap
   err = capsys.readouterr().err.strip().splitlines()
   assert err == [f'error: run dir {path} is a file, not a directory']
   assert path.read_text() == 'x'
+
+
+def test_the_launcher_refuses_a_run_dir_another_run_is_using(tmp_path, capsys):
+  from scripts import sweep_backends
+  run_dir = tmp_path / 'run'
+  os.makedirs(run_dir)
+  lock = sweep_backends.lock_run(str(run_dir))  # as a running trainer or sweep holds it
+  sweep_backends.record_holder(lock, os.getpid())
+  try:
+    assert _train(run_dir) == 2
+  finally:
+    os.close(lock)
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and 'is in use by another run: pid' in err[0]
+  assert sorted(os.listdir(run_dir)) == ['run.lock']  # nothing else written
+  assert _train(run_dir) == 0  # free again
