@@ -206,3 +206,58 @@ def test_next_values_bootstrap_from_the_final_obs_at_an_episode_end():
   # episode end stops the recursion: A_0 = 3.5 (not 3.5 + 0.45 * 1.5).
   np.testing.assert_allclose(adv, [[3.5], [1.5]])
   np.testing.assert_allclose(ret, [[4.5], [4.5]])
+
+
+def test_sac_soft_target_update_moves_the_target_by_tau_toward_the_new_critic():
+  config, state, alpha_tx = _sac_state(learning_rate=1e-3)
+  rng = np.random.default_rng(6)
+  batch = _batch(rng, 32, 3, action=jnp.asarray(rng.uniform(-1, 1, (32, 2)), jnp.float32))
+  # A target different from the critic, so that tau and 1 - tau cannot be confused.
+  old_target = jax.tree_util.tree_map(lambda x: x + 0.5, state.critic.target_params)
+  state = state.replace(critic=state.critic.replace(target_params=old_target))
+  new, _ = sac.update(config, alpha_tx, -2.0, state, batch)
+  tau = config.tau
+  for online, before, after in zip(jax.tree_util.tree_leaves(new.critic.params),
+                                   jax.tree_util.tree_leaves(old_target),
+                                   jax.tree_util.tree_leaves(new.critic.target_params)):
+    expected = tau * np.asarray(online) + (1.0 - tau) * np.asarray(before)
+    np.testing.assert_allclose(np.asarray(after), expected, rtol=1e-6, atol=1e-7)
+
+
+def _numpy_adam(grads, lrs, b1=0.9, b2=0.999, eps=1e-8, clip_norm=None):
+  """Updates of Adam (Kingma & Ba 2015) with per-step learning rates, after an optional global
+  grad-norm clip, written from the definition."""
+  m = v = np.zeros_like(grads[0])
+  out = []
+  for t, (g, lr) in enumerate(zip(grads, lrs), start=1):
+    if clip_norm is not None:
+      norm = np.sqrt(np.sum(g ** 2))
+      g = g * min(1.0, clip_norm / norm)
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g ** 2
+    m_hat, v_hat = m / (1 - b1 ** t), v / (1 - b2 ** t)
+    out.append(-lr * m_hat / (np.sqrt(v_hat) + eps))
+  return out
+
+
+def test_ppo_optimizer_clips_the_global_grad_norm_and_decays_the_step_size_to_zero():
+  config = ppo.PPOConfig(num_envs=1, num_steps=8, minibatch_size=4, num_epochs=1,
+                         total_env_steps=40, max_grad_norm=0.5, anneal_learning_rate=True,
+                         learning_rate=0.1)
+  steps = config.gradient_steps(config.total_env_steps)  # 5 rollouts x 2 minibatches = 10
+  assert steps == 10
+  tx = ppo.make_optimizer(config)
+  rng = np.random.default_rng(0)
+  # Alternating large (clipped) and small (not clipped) gradients: clipping changes the
+  # moments, so Adam's later updates show it.
+  grads = [rng.normal(size=3) * (30.0 if t % 2 == 0 else 0.01) for t in range(steps)]
+  lrs = [0.1 * (1.0 - t / steps) for t in range(steps)]
+  expected = _numpy_adam(grads, lrs, eps=config.adam_eps, clip_norm=0.5)
+  unclipped = _numpy_adam(grads, lrs, eps=config.adam_eps)
+  state = tx.init(jnp.zeros(3))
+  for t, g in enumerate(grads):
+    update, state = tx.update(jnp.asarray(g, jnp.float32), state)
+    np.testing.assert_allclose(np.asarray(update), expected[t], rtol=2e-5, atol=1e-9)
+  assert not np.allclose(expected[1], unclipped[1], rtol=1e-3)  # the clip mattered
+  np.testing.assert_allclose(np.asarray(update), expected[-1], rtol=2e-5)  # lr 0.1 * 1/10
+  assert abs(lrs[-1] - 0.01) < 1e-12
