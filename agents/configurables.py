@@ -49,6 +49,7 @@ from agents import envs
 from agents import ppo
 from agents import runner as runner_lib
 from agents import sac
+from sparse_rl import checks
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GIN_DIR = os.path.join(REPO_ROOT, 'gin_configs')
@@ -180,8 +181,83 @@ def check_bindings_used() -> None:
                       f'binding for another agent or env?)')
 
 
+def _check_arguments(env_id: Any, seed: Any, sparsity: Any, atari: Any,
+                     max_episode_steps: Any, runner: Any) -> None:
+  """Types and ranges of build_experiment's arguments (ConfigError: one line naming it)."""
+  owner = 'build_experiment'
+  try:
+    if not isinstance(env_id, str) or not env_id:
+      checks.fail(owner, 'env_id', env_id, "must be a gymnasium id such as 'CartPole-v1'")
+    checks.check_int(owner, 'seed', seed, minimum=0, maximum=2**32 - 1)
+    checks.check_int(owner, 'max_episode_steps', max_episode_steps, minimum=1, allow_none=True)
+    checks.check_instance(owner, 'sparsity', sparsity, sparse_rl.SparsityConfig, allow_none=True)
+    checks.check_instance(owner, 'atari', atari, envs.AtariConfig, allow_none=True)
+    checks.check_instance(owner, 'runner', runner, runner_lib.RunnerConfig, allow_none=True)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+
+
+def check_consistency(agent_config: Any, env_id: str, runner: runner_lib.RunnerConfig) -> None:
+  """Raises ConfigError for agent settings that do not fit together or the run.
+
+  Checked here rather than by the configs, which code and tests may build this way on purpose
+  (a tiny replay, a trainer that never learns):
+    * DQN and SAC: a batch larger than the replay; DQN: a `min_replay_size` it never reaches.
+    * No gradient step in the run of `runner.num_iterations * train_steps_per_iteration` env
+      steps. DQN learns from the first multiple of `update_period` at or after
+      `min_replay_size` env steps, SAC from max(initial_random_steps, batch_size) env steps,
+      PPO after each full rollout of `num_envs * num_steps` env steps (an iteration rounds up
+      to whole vector steps).
+    * PPO with `anneal_learning_rate`: a learning rate that reaches 0 before the run ends.
+  """
+  if isinstance(agent_config, (dqn.DQNConfig, sac.SACConfig)):
+    capacity = agent_config.replay_capacity
+    dqn_config = isinstance(agent_config, dqn.DQNConfig)
+    for name in ('batch_size', 'min_replay_size') if dqn_config else ('batch_size',):
+      if getattr(agent_config, name) > capacity:
+        raise ConfigError(f'{type(agent_config).__name__}.{name} = '
+                          f'{getattr(agent_config, name)!r}: must be <= replay_capacity '
+                          f'({capacity}).')
+  steps = runner.num_iterations * runner.train_steps_per_iteration
+  run = (f'after the whole run of {steps} env steps '
+         f'(RunnerConfig.num_iterations * train_steps_per_iteration): no gradient step')
+  if isinstance(agent_config, dqn.DQNConfig):
+    period = agent_config.update_period
+    first = -(-max(agent_config.min_replay_size, 1) // period) * period
+    if first > steps:
+      name = 'min_replay_size' if agent_config.min_replay_size > steps else 'update_period'
+      raise ConfigError(f'DQNConfig.{name} = {getattr(agent_config, name)!r}: the first '
+                        f'gradient step is at env step {first}, {run}.')
+  elif isinstance(agent_config, sac.SACConfig):
+    random_steps, note = agent_config.initial_random_steps, ''
+    if random_steps is None:
+      random_steps = sac.default_initial_random_steps(env_id)
+      note = f' (the default for {env_id})'
+    start = max(random_steps, agent_config.batch_size)
+    if start > steps:
+      name = 'initial_random_steps' if random_steps >= agent_config.batch_size else 'batch_size'
+      note = note if name == 'initial_random_steps' else ''
+      raise ConfigError(f'SACConfig.{name} = {getattr(agent_config, name)!r}: learning starts '
+                        f'at env step {start}{note}, {run}.')
+  elif isinstance(agent_config, ppo.PPOBaseConfig):
+    cls = type(agent_config).__name__
+    vector_steps = runner.num_iterations * -(-runner.train_steps_per_iteration
+                                             // agent_config.num_envs)
+    rollouts = vector_steps // agent_config.num_steps
+    if not rollouts:
+      raise ConfigError(f'{cls}.num_steps = {agent_config.num_steps!r}: a rollout of num_envs '
+                        f'* num_steps = {agent_config.rollout_size} env steps ends {run}.')
+    gradient_steps = rollouts * agent_config.num_epochs * agent_config.num_minibatches
+    horizon = max(1, agent_config.gradient_steps(agent_config.total_env_steps))
+    if agent_config.anneal_learning_rate and gradient_steps > horizon:
+      raise ConfigError(f'{cls}.total_env_steps = {agent_config.total_env_steps!r}: the '
+                        f'learning rate decays to 0 there, before the run of {steps} env steps '
+                        f'(RunnerConfig.num_iterations * train_steps_per_iteration) ends; set '
+                        f'it to the run length, or anneal_learning_rate = False.')
+
+
 @gin.configurable
-def build_experiment(agent: str = gin.REQUIRED, env_id: str = gin.REQUIRED, seed: int = 0,
+def build_experiment(agent: str | None = None, env_id: str | None = None, seed: int = 0,
                      agent_config: Any = None,
                      sparsity: sparse_rl.SparsityConfig | None = None,
                      atari: envs.AtariConfig | None = None,
@@ -190,9 +266,11 @@ def build_experiment(agent: str = gin.REQUIRED, env_id: str = gin.REQUIRED, seed
   """Assembles an experiment from gin-built configs (nothing is constructed yet).
 
   Args:
-    agent: a key of AGENTS ('dqn', 'sac', 'ppo', 'ppo_atari').
-    env_id: gymnasium id, e.g. 'CartPole-v1', 'HalfCheetah-v5' or 'ALE/Pong-v5'.
-    seed: seeds everything in the run.
+    agent: a key of AGENTS ('dqn', 'sac', 'ppo', 'ppo_atari'); required (gin_configs/agents/
+      files bind it).
+    env_id: gymnasium id, e.g. 'CartPole-v1', 'HalfCheetah-v5' or 'ALE/Pong-v5'; required
+      (gin_configs/envs/ files bind it).
+    seed: seeds everything in the run, an int in [0, 2**32 - 1].
     agent_config: the agent's config (e.g. @DQNConfig()); None means its defaults.
     sparsity: sparse training method (@SparsityConfig()) of a one-network agent (DQN); None
       means dense. Must be None for the agents of NETWORK_SPARSITY, whose config holds one
@@ -207,13 +285,20 @@ def build_experiment(agent: str = gin.REQUIRED, env_id: str = gin.REQUIRED, seed
     them per network.
 
   Raises:
-    ConfigError: unknown agent, an agent config of the wrong type, or a `sparsity` for an
-      agent with per-network sparsity.
+    ConfigError: unknown agent, an argument of the wrong type or range, an agent config of the
+      wrong type, a `sparsity` for an agent with per-network sparsity, or agent settings that
+      do not fit together or the run (see `check_consistency`).
   """
-  if agent not in AGENTS:
-    close = difflib.get_close_matches(agent, list(AGENTS), n=3)
+  for name, value, example in (('agent', agent, 'agents/dqn.gin'),
+                                ('env_id', env_id, 'envs/cartpole.gin')):
+    if value is None:
+      raise ConfigError(f'build_experiment.{name} is not bound: bind it, or add a gin file that '
+                        f'does (e.g. gin_configs/{example}).')
+  if not isinstance(agent, str) or agent not in AGENTS:
+    close = difflib.get_close_matches(agent, list(AGENTS), n=3) if isinstance(agent, str) else []
     hint = f' Did you mean {close[0]!r}?' if close else ''
     raise ConfigError(f'Unknown agent {agent!r}; registered agents: {sorted(AGENTS)}.{hint}')
+  _check_arguments(env_id, seed, sparsity, atari, max_episode_steps, runner)
   config_cls = AGENT_CONFIGS[agent]
   agent_config = config_cls() if agent_config is None else agent_config
   if not isinstance(agent_config, config_cls):
@@ -231,6 +316,7 @@ def build_experiment(agent: str = gin.REQUIRED, env_id: str = gin.REQUIRED, seed
     sparsity = sparsity or sparse_rl.SparsityConfig()
     networks = {'q': sparsity}  # DQN's one network, named as in its sparsity metrics
   runner = runner or runner_lib.RunnerConfig()
+  check_consistency(agent_config, env_id, runner)
   factory = AGENTS[agent]
 
   def make_trainer() -> base.Trainer:
