@@ -35,9 +35,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import inspect
+import logging
 import os
 import re
+import tokenize
 from typing import Any, Callable, Sequence
 
 import gin
@@ -371,6 +374,63 @@ def _find_gin_file(path: str) -> str:
   raise ConfigError(f'gin file not found: {path!r} (looked in {os.getcwd()} and {REPO_ROOT})')
 
 
+class _DropGinLogs(logging.Filter):
+  """Drops gin's own log records (e.g. 'Path not found'): parse_config reports the error."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not record.pathname.startswith(_GIN_PACKAGE)
+
+
+_GIN_PACKAGE = os.path.dirname(os.path.abspath(gin.__file__))
+
+
+def _location(filename: str | None, line: int, text: str, source: str) -> str:
+  """Where a parse error is: the file and line, or the binding, quoted."""
+  if filename:
+    return f'gin file {filename}, line {line} ({text!r})'
+  return f'gin binding {text!r}' if text else source
+
+
+def _parse_error(error: Exception, source: str) -> str:
+  """One line for an error gin raised parsing `source`: where, what, and a hint."""
+  message = str(error).split('\n')[0].strip()
+  where = source
+  if isinstance(error, SyntaxError) and error.lineno is not None:
+    # gin's message for a bad value is Python's literal_eval error, then its own reading.
+    lines = [line.strip() for line in str(error.msg).split('\n') if line.strip()]
+    message = lines[-1] if lines else message
+    where = _location(error.filename, error.lineno, (error.text or '').strip(), source)
+  elif isinstance(error, tokenize.TokenError):
+    message = f'{error.args[0]} (an unclosed bracket or quote?)'
+  else:
+    match = re.search(r'\n  In (?:file "(.*)",|bindings string) line (\d+)\n    (.*)',
+                      str(error))
+    if match:
+      where = _location(match.group(1), int(match.group(2)), match.group(3).strip(), source)
+    macro = re.match(r"No bindings specified for '([\w./]+)/gin\.macro'", message)
+    if macro:  # raised by finalize, without a location: quote the line that uses the macro
+      uses = [line.strip() for line in str(error).split('\n') if f'%{macro.group(1)}' in line]
+      where = f'gin binding {uses[0]!r}' if uses else source
+      message = f'macro %{macro.group(1)} is used but never bound'
+  hint = _hint(message)
+  return f'{where}: {message}' + (f' {hint}' if hint else '')
+
+
+def _parse(parse_fn: Callable[[], Any], source: str) -> None:
+  """Runs one gin parse step; any error becomes a one-line ConfigError naming `source`."""
+  drop = _DropGinLogs()
+  logging.getLogger().addFilter(drop)
+  try:
+    parse_fn()
+  except Exception as e:  # gin raises SyntaxError, ValueError, TokenError, ImportError, ...
+    raise ConfigError(_parse_error(e, source)) from e
+  finally:
+    logging.getLogger().removeFilter(drop)
+
+
+_search_path_added = False
+
+
 def parse_config(gin_files: Sequence[str] = (), bindings: Sequence[str] = (),
                  finalize: bool = True) -> None:
   """Parses gin files then bindings (later ones win); unknown names are errors.
@@ -378,17 +438,39 @@ def parse_config(gin_files: Sequence[str] = (), bindings: Sequence[str] = (),
   Files and `include` paths resolve against the current directory, then the repository root.
 
   Raises:
-    ConfigError: a file is missing or a binding names an unknown configurable or parameter.
+    ConfigError: a file is missing, or a file or binding does not parse or names an unknown
+      configurable or parameter; one line that quotes the binding or the file's line.
   """
-  gin.add_config_file_search_path(REPO_ROOT)
+  global _search_path_added
+  if not _search_path_added:  # gin keeps a list: once per process, not once per call
+    gin.add_config_file_search_path(REPO_ROOT)
+    _search_path_added = True
   gin_files = [_find_gin_file(path) for path in gin_files]
-  try:
-    gin.parse_config_files_and_bindings(gin_files, list(bindings),
-                                        finalize_config=finalize, skip_unknown=False)
-  except (ValueError, SyntaxError, OSError) as e:
-    message = str(e)
-    hint = _hint(message)
-    raise ConfigError(f'{message}\n  {hint}' if hint else message) from e
+  for path in gin_files:
+    _parse(functools.partial(gin.parse_config_file, path, skip_unknown=False),
+           f'gin file {path}')
+  for binding in bindings:
+    _parse(functools.partial(gin.parse_config, binding, skip_unknown=False),
+           f'gin binding {binding!r}')
+  if finalize:
+    _parse(gin.finalize, 'gin config')
+
+
+def error_line(error: BaseException) -> str:
+  """The launcher's one line for an error of parsing or building an experiment.
+
+  Drops the context lines gin appends to an error raised inside a configurable, puts the
+  gin scope of that call in front of the config's name ('actor/SparsityConfig.sparsity =
+  1.5: ...') and joins any other lines.
+  """
+  text = str(error)
+  call = re.search(r"\n  In call to configurable '([\w.]+)' \(.*?\)(?: in scope '([^']*)')?",
+                   text)
+  text = re.sub(r"\n  In call to configurable .*", '', text)
+  if call and call.group(2):
+    name = re.escape(call.group(1))
+    text = re.sub(rf'(?<![\w/]){name}\.', f'{call.group(2)}/{call.group(1)}.', text)
+  return ' '.join(line.strip() for line in text.split('\n') if line.strip())
 
 
 def clear_config() -> None:
