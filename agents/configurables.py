@@ -35,9 +35,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import inspect
+import logging
 import os
 import re
+import tokenize
 from typing import Any, Callable, Sequence
 
 import gin
@@ -49,6 +52,7 @@ from agents import envs
 from agents import ppo
 from agents import runner as runner_lib
 from agents import sac
+from sparse_rl import checks
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GIN_DIR = os.path.join(REPO_ROOT, 'gin_configs')
@@ -180,8 +184,83 @@ def check_bindings_used() -> None:
                       f'binding for another agent or env?)')
 
 
+def _check_arguments(env_id: Any, seed: Any, sparsity: Any, atari: Any,
+                     max_episode_steps: Any, runner: Any) -> None:
+  """Types and ranges of build_experiment's arguments (ConfigError: one line naming it)."""
+  owner = 'build_experiment'
+  try:
+    if not isinstance(env_id, str) or not env_id:
+      checks.fail(owner, 'env_id', env_id, "must be a gymnasium id such as 'CartPole-v1'")
+    checks.check_int(owner, 'seed', seed, minimum=0, maximum=2**32 - 1)
+    checks.check_int(owner, 'max_episode_steps', max_episode_steps, minimum=1, allow_none=True)
+    checks.check_instance(owner, 'sparsity', sparsity, sparse_rl.SparsityConfig, allow_none=True)
+    checks.check_instance(owner, 'atari', atari, envs.AtariConfig, allow_none=True)
+    checks.check_instance(owner, 'runner', runner, runner_lib.RunnerConfig, allow_none=True)
+  except ValueError as e:
+    raise ConfigError(str(e)) from None
+
+
+def check_consistency(agent_config: Any, env_id: str, runner: runner_lib.RunnerConfig) -> None:
+  """Raises ConfigError for agent settings that do not fit together or the run.
+
+  Checked here rather than by the configs, which code and tests may build this way on purpose
+  (a tiny replay, a trainer that never learns):
+    * DQN and SAC: a batch larger than the replay; DQN: a `min_replay_size` it never reaches.
+    * No gradient step in the run of `runner.num_iterations * train_steps_per_iteration` env
+      steps. DQN learns from the first multiple of `update_period` at or after
+      `min_replay_size` env steps, SAC from max(initial_random_steps, batch_size) env steps,
+      PPO after each full rollout of `num_envs * num_steps` env steps (an iteration rounds up
+      to whole vector steps).
+    * PPO with `anneal_learning_rate`: a learning rate that reaches 0 before the run ends.
+  """
+  if isinstance(agent_config, (dqn.DQNConfig, sac.SACConfig)):
+    capacity = agent_config.replay_capacity
+    dqn_config = isinstance(agent_config, dqn.DQNConfig)
+    for name in ('batch_size', 'min_replay_size') if dqn_config else ('batch_size',):
+      if getattr(agent_config, name) > capacity:
+        raise ConfigError(f'{type(agent_config).__name__}.{name} = '
+                          f'{getattr(agent_config, name)!r}: must be <= replay_capacity '
+                          f'({capacity}).')
+  steps = runner.num_iterations * runner.train_steps_per_iteration
+  run = (f'after the whole run of {steps} env steps '
+         f'(RunnerConfig.num_iterations * train_steps_per_iteration): no gradient step')
+  if isinstance(agent_config, dqn.DQNConfig):
+    period = agent_config.update_period
+    first = -(-max(agent_config.min_replay_size, 1) // period) * period
+    if first > steps:
+      name = 'min_replay_size' if agent_config.min_replay_size > steps else 'update_period'
+      raise ConfigError(f'DQNConfig.{name} = {getattr(agent_config, name)!r}: the first '
+                        f'gradient step is at env step {first}, {run}.')
+  elif isinstance(agent_config, sac.SACConfig):
+    random_steps, note = agent_config.initial_random_steps, ''
+    if random_steps is None:
+      random_steps = sac.default_initial_random_steps(env_id)
+      note = f' (the default for {env_id})'
+    start = max(random_steps, agent_config.batch_size)
+    if start > steps:
+      name = 'initial_random_steps' if random_steps >= agent_config.batch_size else 'batch_size'
+      note = note if name == 'initial_random_steps' else ''
+      raise ConfigError(f'SACConfig.{name} = {getattr(agent_config, name)!r}: learning starts '
+                        f'at env step {start}{note}, {run}.')
+  elif isinstance(agent_config, ppo.PPOBaseConfig):
+    cls = type(agent_config).__name__
+    vector_steps = runner.num_iterations * -(-runner.train_steps_per_iteration
+                                             // agent_config.num_envs)
+    rollouts = vector_steps // agent_config.num_steps
+    if not rollouts:
+      raise ConfigError(f'{cls}.num_steps = {agent_config.num_steps!r}: a rollout of num_envs '
+                        f'* num_steps = {agent_config.rollout_size} env steps ends {run}.')
+    gradient_steps = rollouts * agent_config.num_epochs * agent_config.num_minibatches
+    horizon = max(1, agent_config.gradient_steps(agent_config.total_env_steps))
+    if agent_config.anneal_learning_rate and gradient_steps > horizon:
+      raise ConfigError(f'{cls}.total_env_steps = {agent_config.total_env_steps!r}: the '
+                        f'learning rate decays to 0 there, before the run of {steps} env steps '
+                        f'(RunnerConfig.num_iterations * train_steps_per_iteration) ends; set '
+                        f'it to the run length, or anneal_learning_rate = False.')
+
+
 @gin.configurable
-def build_experiment(agent: str = gin.REQUIRED, env_id: str = gin.REQUIRED, seed: int = 0,
+def build_experiment(agent: str | None = None, env_id: str | None = None, seed: int = 0,
                      agent_config: Any = None,
                      sparsity: sparse_rl.SparsityConfig | None = None,
                      atari: envs.AtariConfig | None = None,
@@ -190,9 +269,11 @@ def build_experiment(agent: str = gin.REQUIRED, env_id: str = gin.REQUIRED, seed
   """Assembles an experiment from gin-built configs (nothing is constructed yet).
 
   Args:
-    agent: a key of AGENTS ('dqn', 'sac', 'ppo', 'ppo_atari').
-    env_id: gymnasium id, e.g. 'CartPole-v1', 'HalfCheetah-v5' or 'ALE/Pong-v5'.
-    seed: seeds everything in the run.
+    agent: a key of AGENTS ('dqn', 'sac', 'ppo', 'ppo_atari'); required (gin_configs/agents/
+      files bind it).
+    env_id: gymnasium id, e.g. 'CartPole-v1', 'HalfCheetah-v5' or 'ALE/Pong-v5'; required
+      (gin_configs/envs/ files bind it).
+    seed: seeds everything in the run, an int in [0, 2**32 - 1].
     agent_config: the agent's config (e.g. @DQNConfig()); None means its defaults.
     sparsity: sparse training method (@SparsityConfig()) of a one-network agent (DQN); None
       means dense. Must be None for the agents of NETWORK_SPARSITY, whose config holds one
@@ -207,13 +288,20 @@ def build_experiment(agent: str = gin.REQUIRED, env_id: str = gin.REQUIRED, seed
     them per network.
 
   Raises:
-    ConfigError: unknown agent, an agent config of the wrong type, or a `sparsity` for an
-      agent with per-network sparsity.
+    ConfigError: unknown agent, an argument of the wrong type or range, an agent config of the
+      wrong type, a `sparsity` for an agent with per-network sparsity, or agent settings that
+      do not fit together or the run (see `check_consistency`).
   """
-  if agent not in AGENTS:
-    close = difflib.get_close_matches(agent, list(AGENTS), n=3)
+  for name, value, example in (('agent', agent, 'agents/dqn.gin'),
+                                ('env_id', env_id, 'envs/cartpole.gin')):
+    if value is None:
+      raise ConfigError(f'build_experiment.{name} is not bound: bind it, or add a gin file that '
+                        f'does (e.g. gin_configs/{example}).')
+  if not isinstance(agent, str) or agent not in AGENTS:
+    close = difflib.get_close_matches(agent, list(AGENTS), n=3) if isinstance(agent, str) else []
     hint = f' Did you mean {close[0]!r}?' if close else ''
     raise ConfigError(f'Unknown agent {agent!r}; registered agents: {sorted(AGENTS)}.{hint}')
+  _check_arguments(env_id, seed, sparsity, atari, max_episode_steps, runner)
   config_cls = AGENT_CONFIGS[agent]
   agent_config = config_cls() if agent_config is None else agent_config
   if not isinstance(agent_config, config_cls):
@@ -231,6 +319,7 @@ def build_experiment(agent: str = gin.REQUIRED, env_id: str = gin.REQUIRED, seed
     sparsity = sparsity or sparse_rl.SparsityConfig()
     networks = {'q': sparsity}  # DQN's one network, named as in its sparsity metrics
   runner = runner or runner_lib.RunnerConfig()
+  check_consistency(agent_config, env_id, runner)
   factory = AGENTS[agent]
 
   def make_trainer() -> base.Trainer:
@@ -285,6 +374,63 @@ def _find_gin_file(path: str) -> str:
   raise ConfigError(f'gin file not found: {path!r} (looked in {os.getcwd()} and {REPO_ROOT})')
 
 
+class _DropGinLogs(logging.Filter):
+  """Drops gin's own log records (e.g. 'Path not found'): parse_config reports the error."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not record.pathname.startswith(_GIN_PACKAGE)
+
+
+_GIN_PACKAGE = os.path.dirname(os.path.abspath(gin.__file__))
+
+
+def _location(filename: str | None, line: int, text: str, source: str) -> str:
+  """Where a parse error is: the file and line, or the binding, quoted."""
+  if filename:
+    return f'gin file {filename}, line {line} ({text!r})'
+  return f'gin binding {text!r}' if text else source
+
+
+def _parse_error(error: Exception, source: str) -> str:
+  """One line for an error gin raised parsing `source`: where, what, and a hint."""
+  message = str(error).split('\n')[0].strip()
+  where = source
+  if isinstance(error, SyntaxError) and error.lineno is not None:
+    # gin's message for a bad value is Python's literal_eval error, then its own reading.
+    lines = [line.strip() for line in str(error.msg).split('\n') if line.strip()]
+    message = lines[-1] if lines else message
+    where = _location(error.filename, error.lineno, (error.text or '').strip(), source)
+  elif isinstance(error, tokenize.TokenError):
+    message = f'{error.args[0]} (an unclosed bracket or quote?)'
+  else:
+    match = re.search(r'\n  In (?:file "(.*)",|bindings string) line (\d+)\n    (.*)',
+                      str(error))
+    if match:
+      where = _location(match.group(1), int(match.group(2)), match.group(3).strip(), source)
+    macro = re.match(r"No bindings specified for '([\w./]+)/gin\.macro'", message)
+    if macro:  # raised by finalize, without a location: quote the line that uses the macro
+      uses = [line.strip() for line in str(error).split('\n') if f'%{macro.group(1)}' in line]
+      where = f'gin binding {uses[0]!r}' if uses else source
+      message = f'macro %{macro.group(1)} is used but never bound'
+  hint = _hint(message)
+  return f'{where}: {message}' + (f' {hint}' if hint else '')
+
+
+def _parse(parse_fn: Callable[[], Any], source: str) -> None:
+  """Runs one gin parse step; any error becomes a one-line ConfigError naming `source`."""
+  drop = _DropGinLogs()
+  logging.getLogger().addFilter(drop)
+  try:
+    parse_fn()
+  except Exception as e:  # gin raises SyntaxError, ValueError, TokenError, ImportError, ...
+    raise ConfigError(_parse_error(e, source)) from e
+  finally:
+    logging.getLogger().removeFilter(drop)
+
+
+_search_path_added = False
+
+
 def parse_config(gin_files: Sequence[str] = (), bindings: Sequence[str] = (),
                  finalize: bool = True) -> None:
   """Parses gin files then bindings (later ones win); unknown names are errors.
@@ -292,17 +438,39 @@ def parse_config(gin_files: Sequence[str] = (), bindings: Sequence[str] = (),
   Files and `include` paths resolve against the current directory, then the repository root.
 
   Raises:
-    ConfigError: a file is missing or a binding names an unknown configurable or parameter.
+    ConfigError: a file is missing, or a file or binding does not parse or names an unknown
+      configurable or parameter; one line that quotes the binding or the file's line.
   """
-  gin.add_config_file_search_path(REPO_ROOT)
+  global _search_path_added
+  if not _search_path_added:  # gin keeps a list: once per process, not once per call
+    gin.add_config_file_search_path(REPO_ROOT)
+    _search_path_added = True
   gin_files = [_find_gin_file(path) for path in gin_files]
-  try:
-    gin.parse_config_files_and_bindings(gin_files, list(bindings),
-                                        finalize_config=finalize, skip_unknown=False)
-  except (ValueError, SyntaxError, OSError) as e:
-    message = str(e)
-    hint = _hint(message)
-    raise ConfigError(f'{message}\n  {hint}' if hint else message) from e
+  for path in gin_files:
+    _parse(functools.partial(gin.parse_config_file, path, skip_unknown=False),
+           f'gin file {path}')
+  for binding in bindings:
+    _parse(functools.partial(gin.parse_config, binding, skip_unknown=False),
+           f'gin binding {binding!r}')
+  if finalize:
+    _parse(gin.finalize, 'gin config')
+
+
+def error_line(error: BaseException) -> str:
+  """The launcher's one line for an error of parsing or building an experiment.
+
+  Drops the context lines gin appends to an error raised inside a configurable, puts the
+  gin scope of that call in front of the config's name ('actor/SparsityConfig.sparsity =
+  1.5: ...') and joins any other lines.
+  """
+  text = str(error)
+  call = re.search(r"\n  In call to configurable '([\w.]+)' \(.*?\)(?: in scope '([^']*)')?",
+                   text)
+  text = re.sub(r"\n  In call to configurable .*", '', text)
+  if call and call.group(2):
+    name = re.escape(call.group(1))
+    text = re.sub(rf'(?<![\w/]){name}\.', f'{call.group(2)}/{call.group(1)}.', text)
+  return ' '.join(line.strip() for line in text.split('\n') if line.strip())
 
 
 def clear_config() -> None:

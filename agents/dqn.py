@@ -42,6 +42,7 @@ from agents import envs as envs_lib
 from agents import networks
 from agents import replay as replay_lib
 from agents import train_state as train_state_lib
+from sparse_rl import checks
 from sparse_rl import flops as flops_lib
 
 NETWORKS = ('mlp', 'nature_cnn', 'impala')
@@ -86,16 +87,26 @@ class DQNConfig:
   sync_before_pruning: bool = True
 
   def __post_init__(self):
-    if self.network not in NETWORKS:
-      raise ValueError(f'Unknown DQN network {self.network!r}; choose one of {NETWORKS}.')
-    if self.loss not in LOSSES:
-      raise ValueError(f'Unknown DQN loss {self.loss!r}; choose one of {LOSSES}.')
-    for name in ('batch_size', 'replay_capacity', 'update_period', 'target_update_period'):
-      if getattr(self, name) < 1:
-        raise ValueError(f'DQNConfig.{name} must be >= 1, got {getattr(self, name)}.')
-    if self.min_replay_size < 0 or self.epsilon_decay_steps < 0:
-      raise ValueError('DQNConfig.min_replay_size and epsilon_decay_steps must be >= 0.')
-    object.__setattr__(self, 'hidden_sizes', tuple(self.hidden_sizes))
+    if not isinstance(self.network, str) or self.network not in NETWORKS:
+      raise ValueError(f'Unknown DQN network {self.network!r} (DQNConfig.network); choose one '
+                       f'of {NETWORKS}.')
+    if not isinstance(self.loss, str) or self.loss not in LOSSES:
+      raise ValueError(f'Unknown DQN loss {self.loss!r} (DQNConfig.loss); choose one of '
+                       f'{LOSSES}.')
+    object.__setattr__(self, 'hidden_sizes',
+                       checks.check_int_tuple(self, 'hidden_sizes', self.hidden_sizes, 1))
+    for name in ('impala_dense_units', 'batch_size', 'replay_capacity', 'update_period',
+                 'target_update_period'):
+      checks.check_int(self, name, getattr(self, name), minimum=1)
+    for name in ('min_replay_size', 'epsilon_decay_steps'):
+      checks.check_int(self, name, getattr(self, name), minimum=0)
+    for name in ('width', 'learning_rate', 'adam_eps'):
+      checks.check_float(self, name, getattr(self, name), above=0.0)
+    checks.check_float(self, 'weight_decay', self.weight_decay, minimum=0.0)
+    for name in ('gamma', 'epsilon_train', 'epsilon_eval'):
+      checks.check_probability(self, name, getattr(self, name))
+    for name in ('weight_decay_head', 'clip_rewards', 'double_dqn', 'sync_before_pruning'):
+      checks.check_bool(self, name, getattr(self, name))
 
 
 @flax.struct.dataclass

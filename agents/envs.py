@@ -35,6 +35,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from sparse_rl import checks
+
 _ATARI_PREFIX = "ALE/"
 
 
@@ -52,6 +54,14 @@ class AtariConfig:
   fire_reset: bool = False  # press FIRE at reset (and after a lost life) in games that need it.
   terminal_on_life_loss: bool = False  # signal terminated on a lost life; the game goes on.
   clip_rewards: bool = False  # sign-clip rewards in the env (the suite's DQN clips in the agent).
+
+  def __post_init__(self):
+    for name in ('frame_skip', 'screen_size', 'frame_stack', 'max_agent_steps_per_episode'):
+      checks.check_int(self, name, getattr(self, name), minimum=1)
+    checks.check_int(self, 'noop_max', self.noop_max, minimum=0)
+    checks.check_probability(self, 'sticky_action_prob', self.sticky_action_prob)
+    for name in ('grayscale', 'fire_reset', 'terminal_on_life_loss', 'clip_rewards'):
+      checks.check_bool(self, name, getattr(self, name))
 
 
 # ----------------------------------------------------------------------------------- wrappers

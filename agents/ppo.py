@@ -42,6 +42,7 @@ from agents.base import (ProgressFn, Trainer, episode_metrics, eval_seeds, resto
 from agents.networks import PPOActor, PPOAtariNetwork, PPOCritic
 from agents.sac import gaussian_log_prob
 from agents.train_state import SparseTrainState, forward_flops, sparsity_metrics
+from sparse_rl import checks
 
 _ATARI_PREFIX = 'ALE/'
 
@@ -71,12 +72,21 @@ class PPOBaseConfig:
 
   def __post_init__(self):
     for name in ('total_env_steps', 'num_envs', 'num_steps', 'num_epochs', 'minibatch_size'):
-      if getattr(self, name) < 1:
-        raise ValueError(f'{type(self).__name__}.{name} must be >= 1, got '
-                         f'{getattr(self, name)}.')
+      checks.check_int(self, name, getattr(self, name), minimum=1)
+    for name in ('learning_rate', 'adam_eps', 'max_grad_norm'):
+      checks.check_float(self, name, getattr(self, name), above=0.0)
+    for name in ('gamma', 'gae_lambda'):
+      checks.check_probability(self, name, getattr(self, name))
+    checks.check_float(self, 'clip_eps', self.clip_eps, above=0.0, maximum=1.0)
+    for name in ('value_coef', 'entropy_coef'):
+      checks.check_float(self, name, getattr(self, name), minimum=0.0)
+    for name in ('anneal_learning_rate', 'clip_value_loss', 'normalize_advantages',
+                 'eval_deterministic'):
+      checks.check_bool(self, name, getattr(self, name))
     if self.rollout_size % self.minibatch_size:
-      raise ValueError(f'minibatch_size {self.minibatch_size} does not divide the rollout of '
-                       f'num_envs * num_steps = {self.rollout_size} transitions.')
+      checks.fail(self, 'minibatch_size', self.minibatch_size,
+                  f'does not divide the rollout of num_envs * num_steps = {self.rollout_size} '
+                  f'transitions')
 
   @property
   def rollout_size(self) -> int:
@@ -110,8 +120,16 @@ class PPOConfig(PPOBaseConfig):
 
   def __post_init__(self):
     super().__post_init__()
-    object.__setattr__(self, 'actor_hidden_sizes', tuple(self.actor_hidden_sizes))
-    object.__setattr__(self, 'critic_hidden_sizes', tuple(self.critic_hidden_sizes))
+    for name in ('actor_hidden_sizes', 'critic_hidden_sizes'):
+      object.__setattr__(self, name, checks.check_int_tuple(self, name, getattr(self, name), 1))
+    for name in ('actor_width', 'critic_width', 'obs_clip', 'reward_clip'):
+      checks.check_float(self, name, getattr(self, name), above=0.0)
+    for name in ('actor_weight_decay', 'critic_weight_decay'):
+      checks.check_float(self, name, getattr(self, name), minimum=0.0)
+    for name in ('actor_sparsity', 'critic_sparsity'):
+      checks.check_instance(self, name, getattr(self, name), sparse_rl.SparsityConfig)
+    for name in ('normalize_observations', 'normalize_rewards'):
+      checks.check_bool(self, name, getattr(self, name))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +149,13 @@ class PPOAtariConfig(PPOBaseConfig):
   sparsity: sparse_rl.SparsityConfig = sparse_rl.SparsityConfig()  # trunk and both heads.
   weight_decay: float = 0.0  # L2 rate on the network's kernels.
   clip_rewards: bool = True  # learn from sign(reward); logged returns stay unclipped.
+
+  def __post_init__(self):
+    super().__post_init__()
+    checks.check_float(self, 'width', self.width, above=0.0)
+    checks.check_float(self, 'weight_decay', self.weight_decay, minimum=0.0)
+    checks.check_instance(self, 'sparsity', self.sparsity, sparse_rl.SparsityConfig)
+    checks.check_bool(self, 'clip_rewards', self.clip_rewards)
 
 
 # ----------------------------------------------------------------------------------- state

@@ -52,6 +52,7 @@ import numpy as np
 from agents import base
 from agents import checkpoint as checkpoint_lib
 from agents import envs as envs_lib
+from sparse_rl import checks
 
 METRICS_FILE = 'metrics.jsonl'
 SUMMARY_FILE = 'summary.json'
@@ -81,12 +82,14 @@ class RunnerConfig:
   def __post_init__(self):
     for name in ('num_iterations', 'train_steps_per_iteration', 'checkpoint_every',
                  'keep_checkpoints'):
-      if getattr(self, name) < 1:
-        raise ValueError(f'RunnerConfig.{name} must be >= 1, got {getattr(self, name)}.')
-    if self.eval_episodes < 0:
-      raise ValueError(f'RunnerConfig.eval_episodes must be >= 0, got {self.eval_episodes}.')
-    if not 0.0 < self.final_score_fraction <= 1.0:
-      raise ValueError('RunnerConfig.final_score_fraction must be in (0, 1].')
+      checks.check_int(self, name, getattr(self, name), minimum=1)
+    checks.check_int(self, 'eval_episodes', self.eval_episodes, minimum=0)
+    checks.check_float(self, 'final_score_fraction', self.final_score_fraction, above=0.0,
+                       maximum=1.0)
+    checks.check_float(self, 'progress_interval_s', self.progress_interval_s, minimum=0.0)
+    checks.check_bool(self, 'save_replay', self.save_replay, allow_none=True)
+    for name in ('progress', 'tensorboard'):
+      checks.check_bool(self, name, getattr(self, name))
 
 
 # ------------------------------------------------------------------------------ file helpers

@@ -37,6 +37,7 @@ from agents.base import (ProgressFn, Trainer, episode_metrics, eval_seeds, resto
 from agents.networks import SACActor, TwinCritic
 from agents.replay import Batch, ReplayBuffer
 from agents.train_state import SparseTrainState, forward_flops, sparsity_metrics
+from sparse_rl import checks
 
 # Env ids (base names) that get 10k initial random steps in the paper; others get 1k.
 _LONG_WARMUP_ENVS = ('HalfCheetah', 'Ant')
@@ -81,19 +82,21 @@ class SACConfig:
 
   def __post_init__(self):
     for name in ('batch_size', 'replay_capacity', 'updates_per_step'):
-      if getattr(self, name) < 1:
-        raise ValueError(f'SACConfig.{name} must be >= 1, got {getattr(self, name)}.')
-    if not 0.0 < self.tau <= 1.0:
-      raise ValueError(f'SACConfig.tau must be in (0, 1], got {self.tau}.')
-    for name in ('reward_scale', 'critic_loss_weight'):
-      if not getattr(self, name) > 0.0:
-        raise ValueError(f'SACConfig.{name} must be > 0, got {getattr(self, name)}.')
-    if self.initial_alpha <= 0.0:
-      raise ValueError(f'SACConfig.initial_alpha must be > 0, got {self.initial_alpha}.')
-    if self.initial_random_steps is not None and self.initial_random_steps < 0:
-      raise ValueError('SACConfig.initial_random_steps must be >= 0 or None.')
-    object.__setattr__(self, 'actor_hidden_sizes', tuple(self.actor_hidden_sizes))
-    object.__setattr__(self, 'critic_hidden_sizes', tuple(self.critic_hidden_sizes))
+      checks.check_int(self, name, getattr(self, name), minimum=1)
+    checks.check_int(self, 'initial_random_steps', self.initial_random_steps, minimum=0,
+                     allow_none=True)
+    for name in ('learning_rate', 'initial_alpha', 'actor_width', 'critic_width',
+                 'reward_scale', 'critic_loss_weight'):
+      checks.check_float(self, name, getattr(self, name), above=0.0)
+    checks.check_probability(self, 'gamma', self.gamma)
+    checks.check_float(self, 'tau', self.tau, above=0.0, maximum=1.0)
+    checks.check_float(self, 'target_entropy', self.target_entropy, allow_none=True)
+    for name in ('actor_weight_decay', 'critic_weight_decay'):
+      checks.check_float(self, name, getattr(self, name), minimum=0.0)
+    for name in ('actor_hidden_sizes', 'critic_hidden_sizes'):
+      object.__setattr__(self, name, checks.check_int_tuple(self, name, getattr(self, name), 1))
+    for name in ('actor_sparsity', 'critic_sparsity'):
+      checks.check_instance(self, name, getattr(self, name), sparse_rl.SparsityConfig)
 
 
 # ----------------------------------------------------------------------------------- state

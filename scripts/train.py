@@ -4,16 +4,16 @@
         --gin_file gin_configs/experiments/quickstart_cartpole_rigl.gin \\
         --gin_binding 'SparsityConfig.sparsity = 0.8' --run_dir runs/quickstart --seed 1
 
-Later files and bindings override earlier ones. An unknown or misspelled configurable or
-parameter, a binding the experiment never uses (a misspelled scope such as
-'acter/SparsityConfig.sparsity', or another agent's config), an unknown agent or env id, or an
-agent that does not fit the env stops the launcher before anything is written, with a message
-that names it (exit code 2).
-A run dir of another configuration, or one another run is using (RUN_DIR/run.lock, also taken
-by sweeps), is refused the same way. The operative config is saved to RUN_DIR/config.gin.
-Rerunning the same command on the same
-run dir resumes from its newest checkpoint; Ctrl-C or SIGTERM saves a checkpoint first (exit code
-130 or 143).
+Later files and bindings override earlier ones. A file or binding that does not parse, an
+unknown or misspelled configurable or parameter, a value of the wrong type or out of range
+('DQNConfig.gamma = 1.5'), a run too short for the agent to learn, a binding the experiment
+never uses (a misspelled scope such as 'acter/SparsityConfig.sparsity', or another agent's
+config), an unknown agent or env id, an agent that does not fit the env, or a bad --seed stops
+the launcher before anything is written, with one line that names it (exit code 2). So does a
+run dir of another configuration, or one another run is using (RUN_DIR/run.lock, also taken by
+sweeps). The operative config is saved to RUN_DIR/config.gin. Rerunning the same command on the
+same run dir resumes from its newest checkpoint; Ctrl-C or SIGTERM saves a checkpoint first (exit
+code 130 or 143).
 """
 
 from __future__ import annotations
@@ -35,9 +35,30 @@ def _parse_args(argv):
   parser.add_argument('--gin_binding', action='append', default=[],
                       help="gin binding such as 'DQNConfig.learning_rate = 1e-4' (repeatable)")
   parser.add_argument('--run_dir', required=True, help='output directory; reused to resume')
-  parser.add_argument('--seed', type=int, default=None,
-                      help='overrides build_experiment.seed')
+  parser.add_argument('--seed', default=None,
+                      help='overrides build_experiment.seed: an int in [0, 2**32 - 1]')
   return parser.parse_args(argv)
+
+
+def _check_args(args) -> None:
+  """Raises ValueError (one line) for a bad --seed or --run_dir; checked before parsing."""
+  if args.seed is not None:
+    try:
+      seed = int(args.seed)
+    except ValueError:
+      seed = None
+    if seed is None or not 0 <= seed <= 2**32 - 1:
+      raise ValueError(f'--seed {args.seed}: must be an int in [0, {2**32 - 1}].')
+    args.seed = seed
+  if not args.run_dir:
+    raise ValueError('--run_dir is empty: it must name a directory.')
+  existing = os.path.abspath(args.run_dir)  # the run dir, or the ancestor makedirs starts from
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    raise ValueError(f'--run_dir {args.run_dir}: {existing} exists and is not a directory.')
+  if not os.access(existing, os.W_OK):
+    raise ValueError(f'--run_dir {args.run_dir}: {existing} is not writable.')
 
 
 def _write_config(run_dir: str, text: str) -> None:
@@ -57,10 +78,11 @@ def _write_config(run_dir: str, text: str) -> None:
 
 def main(argv=None) -> int:
   args = _parse_args(argv)
-  bindings = list(args.gin_binding)
-  if args.seed is not None:
-    bindings.append(f'build_experiment.seed = {args.seed}')
   try:
+    _check_args(args)
+    bindings = list(args.gin_binding)
+    if args.seed is not None:
+      bindings.append(f'build_experiment.seed = {args.seed}')
     configurables.parse_config(args.gin_file, bindings)
     experiment = configurables.build_experiment()
     # Built before anything is written: an unknown env id or an action-space mismatch
@@ -74,7 +96,7 @@ def main(argv=None) -> int:
       trainer.close()
       raise
   except (ValueError, OSError, SyntaxError) as e:
-    print(f'error: {e}', file=sys.stderr)
+    print(f'error: {configurables.error_line(e)}', file=sys.stderr)
     return 2
   lock = None
   try:

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sparse_rl import checks
 from sparse_rl import distributions
 from sparse_rl import masking
 from sparse_rl import schedules
@@ -44,9 +45,9 @@ class SparsityConfig:
 
   Attributes:
     method: 'dense', 'static', 'prune', 'set' or 'rigl'.
-    sparsity: global target fraction of zero weights, in [0, 1).
+    sparsity: global target fraction of zero weights, in [0, 1); 0 for 'dense'.
     distribution: 'erk', 'er' or 'uniform': how the target splits over layers.
-    erk_power: exponent on ERK/ER raw densities.
+    erk_power: exponent on ERK/ER raw densities, >= 0.
     custom_sparsity_map: {param path: sparsity} for layers outside the budget.
     filter_fn: (path, leaf) -> bool choosing sparse leaves (default: kernels).
     begin_step: gradient step where pruning starts / of the first SET/RigL update.
@@ -89,29 +90,43 @@ class SparsityConfig:
   sparse_init: bool = False
 
   def __post_init__(self):
-    if self.method not in METHODS:
-      raise ValueError(f'Unknown sparse training method {self.method!r}; '
-                       f'choose one of {list(METHODS)}.')
-    distributions.validate_sparsity(self.sparsity)
-    distributions.get_distribution(self.distribution)
-    if isinstance(self.custom_sparsity_map, Mapping):  # keep the config hashable
-      object.__setattr__(self, 'custom_sparsity_map',
-                         tuple(sorted(self.custom_sparsity_map.items())))
+    if not isinstance(self.method, str) or self.method not in METHODS:
+      raise ValueError(f'Unknown sparse training method {self.method!r} '
+                       f'(SparsityConfig.method); choose one of {list(METHODS)}.')
+    checks.check_float(self, 'sparsity', self.sparsity, minimum=0.0, below=1.0)
+    if self.method == 'dense' and self.sparsity != 0.0:
+      checks.fail(self, 'sparsity', self.sparsity,
+                  "method 'dense' means sparsity 0; a sparse network needs one of "
+                  f'{list(METHODS[1:])}')
+    if not isinstance(self.distribution, str) or self.distribution not in distributions.REGISTRY:
+      raise ValueError(f'Unknown sparsity distribution {self.distribution!r} '
+                       f'(SparsityConfig.distribution); choose one of '
+                       f'{sorted(distributions.REGISTRY)}.')
+    checks.check_float(self, 'erk_power', self.erk_power, minimum=0.0)
+    custom = self.custom_sparsity_map
+    if isinstance(custom, Mapping):  # keep the config hashable
+      custom = tuple(sorted(custom.items()))
+    if not (isinstance(custom, (tuple, list))
+            and all(isinstance(p, (tuple, list)) and len(p) == 2 and isinstance(p[0], str)
+                    for p in custom)):
+      checks.fail(self, 'custom_sparsity_map', self.custom_sparsity_map,
+                  'must be a dict {param path: sparsity}')
+    object.__setattr__(self, 'custom_sparsity_map', tuple((p, v) for p, v in custom))
     for path, value in self.custom_sparsity_map:
-      distributions.validate_sparsity(value, f'custom sparsity of {path!r}')
-    if self.update_interval < 1:
-      raise ValueError(f'update_interval must be >= 1, got {self.update_interval}.')
+      checks.check_float(self, f'custom_sparsity_map[{path!r}]', value, minimum=0.0, below=1.0)
+    if self.filter_fn is not None and not callable(self.filter_fn):
+      checks.fail(self, 'filter_fn', self.filter_fn, 'must be a function (path, leaf) -> bool')
+    checks.check_int(self, 'begin_step', self.begin_step, minimum=0)
+    checks.check_int(self, 'end_step', self.end_step, minimum=0)
+    checks.check_int(self, 'update_interval', self.update_interval, minimum=1)
     if self.method != 'dense' and self.end_step < self.begin_step:
-      raise ValueError(f'end_step ({self.end_step}) is before begin_step '
-                       f'({self.begin_step}).')
-    if not 0.0 <= self.drop_fraction <= 1.0:
-      raise ValueError(f'drop_fraction must be in [0, 1], got {self.drop_fraction}.')
-    if self.update_order not in UPDATE_ORDERS:
-      raise ValueError(f'update_order must be one of {list(UPDATE_ORDERS)}, got '
-                       f'{self.update_order!r}.')
-    if self.drop_fraction_decay not in ('cosine', 'constant'):
-      raise ValueError(f'drop_fraction_decay must be cosine or constant, got '
-                       f'{self.drop_fraction_decay!r}.')
+      checks.fail(self, 'end_step', self.end_step,
+                  f'must not be before begin_step ({self.begin_step})')
+    checks.check_probability(self, 'drop_fraction', self.drop_fraction)
+    checks.check_choice(self, 'drop_fraction_decay', self.drop_fraction_decay,
+                        ('cosine', 'constant'))
+    checks.check_choice(self, 'update_order', self.update_order, UPDATE_ORDERS)
+    checks.check_bool(self, 'sparse_init', self.sparse_init)
 
   def target_sparsities(self, params: PyTree) -> PyTree:
     """Per-leaf final sparsities (None = dense) for these params' shapes."""

@@ -293,7 +293,7 @@ def test_the_launcher_reports_a_run_dir_that_is_a_file_in_one_line(tmp_path, cap
   path.write_text('x')
   assert _train(path) == 2
   err = capsys.readouterr().err.strip().splitlines()
-  assert err == [f'error: run dir {path} is a file, not a directory']
+  assert len(err) == 1 and err[0].startswith('error: --run_dir') and 'not a directory' in err[0]
   assert path.read_text() == 'x'
 
 
