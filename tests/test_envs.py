@@ -201,3 +201,60 @@ def test_run_episodes_equals_one_episode_at_a_time():
   assert envs.run_episodes([], [], policy) == ([], [])
   with pytest.raises(ValueError, match="2 envs but 1 seeds"):
     envs.run_episodes(together[:2], [0], policy)
+
+
+# ------------------------------------------------------------- Atari against the raw ALE
+
+
+def _area_resize_reference(frame, size=84):
+  """Exact area averaging by supersampling: repeat each pixel so that every output pixel
+  covers a whole number of copies, then average blocks (independent of envs._area_taps)."""
+  height, width = frame.shape
+  ry = size // np.gcd(height, size)  # 210 -> 84: x2, then blocks of 5 rows
+  rx = size // np.gcd(width, size)  # 160 -> 84: x21, then blocks of 40 columns
+  big = np.repeat(np.repeat(frame.astype(np.float64), ry, axis=0), rx, axis=1)
+  blocks = big.reshape(size, height * ry // size, size, width * rx // size)
+  return np.rint(blocks.mean(axis=(1, 3)))
+
+
+def test_atari_preprocessing_matches_the_raw_ale_step_by_step():
+  """Frame skip 4 with summed rewards, max of the last two raw frames, 84x84 area resize and
+  sticky actions (p = 0.25, the ALE's RNG seeded as at reset), against an ALEInterface
+  driven directly, one raw frame at a time."""
+  import ale_py
+  from ale_py import roms
+  seed = 11
+  ale = ale_py.ALEInterface()
+  ale.setLoggerMode(ale_py.LoggerMode.Error)
+  ale.setFloat("repeat_action_probability", 0.25)
+  ale.setInt("max_num_frames_per_episode", 0)
+  _, ale_seed = np.random.SeedSequence(seed).generate_state(2)
+  ale.setInt("random_seed", np.int32(ale_seed))
+  ale.loadROM(roms.get_rom_path("pong"))
+  ale.reset_game()
+  action_set = ale.getMinimalActionSet()
+
+  env = envs.make_env("ALE/Pong-v5", seed=seed)
+  obs, _ = env.reset()
+  np.testing.assert_allclose(obs[..., -1], _area_resize_reference(ale.getScreenGrayscale()),
+                             atol=1)
+  rng = np.random.default_rng(0)
+  rewards, equal, total = [], 0, 0
+  for _ in range(300):
+    action = int(rng.integers(len(action_set)))
+    reward, frames = 0.0, []
+    for _ in range(4):
+      reward += ale.act(action_set[action])
+      frames.append(ale.getScreenGrayscale())
+    expected = _area_resize_reference(np.maximum(frames[-2], frames[-1]))
+    previous = obs
+    obs, env_reward, terminated, truncated, _ = env.step(action)
+    assert env_reward == reward and not (terminated or truncated)
+    np.testing.assert_array_equal(obs[..., :3], previous[..., 1:])
+    diff = np.abs(obs[..., -1].astype(np.float64) - expected)
+    assert diff.max() <= 1  # float32 sums vs float64 can round a .5 the other way
+    equal, total = equal + int((diff == 0).sum()), total + diff.size
+    rewards.append(reward)
+  assert equal / total > 0.999
+  assert any(r != 0 for r in rewards)  # the reward sums were exercised
+  env.close()
