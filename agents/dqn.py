@@ -432,21 +432,13 @@ class DQNTrainer(base.Trainer):
   def evaluate(self, num_episodes: int) -> dict[str, float]:
     """num_episodes episodes with epsilon_eval, reset with `base.eval_seeds`. A game with
     terminal_on_life_loss goes on after a lost life (a continuing reset) to its real end."""
-    returns, lengths = [], []
-    for seed in base.eval_seeds(self.seed, self._eval_calls, num_episodes):
-      obs, _ = self._eval_env.reset(seed=seed)
-      while True:
-        self._eval_key, action = self._act_eval(self._state, obs, self._eval_key)
-        obs, _, terminated, truncated, info = self._eval_env.step(int(action))
-        result = envs_lib.episode_result(info)
-        if result is not None:
-          returns.append(result[0])
-          lengths.append(result[1])
-          break
-        if terminated or truncated:  # a lost life with terminal_on_life_loss: the game goes on
-          obs, _ = self._eval_env.reset()
+    def policy(obs):
+      self._eval_key, action = self._act_eval(self._state, obs, self._eval_key)
+      return int(action)
+    results = [envs_lib.play_episode(self._eval_env, seed, policy)
+               for seed in base.eval_seeds(self.seed, self._eval_calls, num_episodes)]
     self._eval_calls += 1
-    return base.episode_metrics('eval', returns, lengths)
+    return base.episode_metrics('eval', [r[0] for r in results], [r[1] for r in results])
 
   def sparsity_metrics(self) -> dict[str, float]:
     return train_state_lib.sparsity_metrics({'q': self._state.q})

@@ -434,6 +434,24 @@ def episode_result(info: dict[str, Any]) -> tuple[float, int] | None:
   return float(episode["r"]), int(episode["l"])
 
 
+def play_episode(env: gym.Env, seed: int,
+                 policy: Callable[[np.ndarray], Any]) -> tuple[float, int]:
+  """Plays one whole episode from a reset with `seed`; returns (unclipped return, length).
+
+  A lost life with `terminal_on_life_loss` ends a training episode but not this one: the game
+  goes on (a continuing reset) to its real end, as Dopamine evaluates. `policy(obs)` gives the
+  action for one observation.
+  """
+  obs, _ = env.reset(seed=int(seed))
+  while True:
+    obs, _, terminated, truncated, info = env.step(policy(obs))
+    result = episode_result(info)
+    if result is not None:
+      return result
+    if terminated or truncated:  # a lost life: the game goes on
+      obs, _ = env.reset()
+
+
 def run_episodes(envs: Sequence[gym.Env], seeds: Sequence[int],
                  policy: Callable[[np.ndarray], np.ndarray]) -> tuple[list[float], list[int]]:
   """Plays one episode on each env, all stepped together; returns (returns, lengths) in order.

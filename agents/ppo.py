@@ -553,27 +553,20 @@ class PPOTrainer(Trainer):
                                          atari=self._atari_config,
                                          max_episode_steps=self._max_episode_steps)
     key = jax.random.fold_in(jax.random.PRNGKey(self.seed), 2 + self._eval_calls)
-    returns, lengths, step = [], [], 0
-    for seed in eval_seeds(self.seed, self._eval_calls, num_episodes):
-      obs, _ = self._eval_env.reset(seed=seed)
-      while True:
-        action, _, _ = self._act(self._state.nets,
-                                 self._network_obs(obs[None], update_stats=False), key, step,
-                                 deterministic=self.config.eval_deterministic)
-        action = np.asarray(action)[0]
-        if not self.is_atari:
-          action = np.clip(action, self._low, self._high)
-        obs, _, terminated, truncated, info = self._eval_env.step(action)
-        step += 1
-        result = envs_lib.episode_result(info)
-        if result is not None:
-          returns.append(result[0])
-          lengths.append(result[1])
-          break
-        if terminated or truncated:  # a lost life with terminal_on_life_loss: the game goes on
-          obs, _ = self._eval_env.reset()
+    step = 0
+
+    def policy(obs):
+      nonlocal step
+      action, _, _ = self._act(self._state.nets,
+                               self._network_obs(obs[None], update_stats=False), key, step,
+                               deterministic=self.config.eval_deterministic)
+      step += 1
+      action = np.asarray(action)[0]
+      return action if self.is_atari else np.clip(action, self._low, self._high)
+    results = [envs_lib.play_episode(self._eval_env, seed, policy)
+               for seed in eval_seeds(self.seed, self._eval_calls, num_episodes)]
     self._eval_calls += 1
-    return episode_metrics('eval', returns, lengths)
+    return episode_metrics('eval', [r[0] for r in results], [r[1] for r in results])
 
   # --- sparsity and cost
 
