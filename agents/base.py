@@ -157,9 +157,12 @@ class Trainer(abc.ABC):
     """None if every float array of the agent state is finite; else what is not (the first
     such state leaf, and the first gradient step with a non-finite loss where known)."""
     import jax  # pylint: disable=g-import-not-at-top
-    import jax.numpy as jnp
-    for path, leaf in jax.tree_util.tree_leaves_with_path(self.state):
-      if jnp.issubdtype(leaf.dtype, jnp.floating) and not bool(jnp.all(jnp.isfinite(leaf))):
+    # On the host: eager jnp ops would compile once per leaf shape (half a second per run).
+    with_paths = jax.tree_util.tree_leaves_with_path(self.state)
+    leaves = jax.device_get([leaf for _, leaf in with_paths])
+    for (path, _), leaf in zip(with_paths, leaves):
+      leaf = np.asarray(leaf)
+      if np.issubdtype(leaf.dtype, np.floating) and not np.isfinite(leaf).all():
         where = jax.tree_util.keystr(path)
         if self._nonfinite_step is not None:
           return f'{where} (first non-finite loss at gradient step {self._nonfinite_step:,})'

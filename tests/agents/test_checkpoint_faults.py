@@ -270,7 +270,9 @@ def _train(run_dir, *bindings):
           '--gin_binding', 'RunnerConfig.train_steps_per_iteration = 50',
           '--gin_binding', 'RunnerConfig.eval_episodes = 1',
           '--gin_binding', 'RunnerConfig.progress = False',
-          '--gin_binding', 'RunnerConfig.tensorboard = False']
+          '--gin_binding', 'RunnerConfig.tensorboard = False',
+          '--gin_binding', 'DQNConfig.min_replay_size = 30',
+          '--gin_binding', 'DQNConfig.batch_size = 16']
   for binding in bindings:
     args += ['--gin_binding', binding]
   return train.main(args)
