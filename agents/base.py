@@ -121,12 +121,30 @@ class Trainer(abc.ABC):
     loss terms ('loss/...'); agent extras such as 'train/epsilon'.
     """
 
-  @abc.abstractmethod
-  def evaluate(self, num_episodes: int) -> dict[str, float]:
-    """Runs `num_episodes` evaluation episodes on a separate eval env.
+  _eval_calls: int = 0
+  seed: int = 0
 
-    Returns at least 'eval/episode_return' (mean) and 'eval/episodes'.
+  def evaluate(self, num_episodes: int) -> dict[str, float]:
+    """The runner's evaluation after an iteration: `num_episodes` episodes reset with
+    `eval_seeds(seed, evaluations so far, num_episodes)`, the agent's evaluation policy.
+
+    Returns 'eval/episode_return' (mean), 'eval/episodes' and 'eval/episode_length'.
     Does not change the training state (env steps, replay, RNG of training).
+    """
+    returns, lengths = self.evaluate_episodes(
+        eval_seeds(self.seed, self._eval_calls, num_episodes))
+    self._eval_calls += 1
+    return episode_metrics('eval', returns, lengths)
+
+  @abc.abstractmethod
+  def evaluate_episodes(self, seeds: Sequence[int], deterministic: bool | None = None
+                        ) -> tuple[list[float], list[int]]:
+    """Plays one whole episode per seed on separate eval envs (each reset with its seed; a
+    lost Atari life does not end it); returns (unclipped returns, lengths) in seed order.
+
+    `deterministic`: greedy / mean actions (True), the agent's sampling or epsilon-greedy
+    policy (False), or the agent's configured default (None). Any randomness of the policy
+    is keyed by the episode's seed, so an episode depends only on the params and its seed.
     """
 
   @abc.abstractmethod

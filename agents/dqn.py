@@ -208,11 +208,12 @@ def act(config: DQNConfig, state: DQNState, obs: jax.Array) -> tuple[DQNState, j
   return state.replace(key=key, env_steps=state.env_steps + 1), action
 
 
-def act_eval(config: DQNConfig, state: DQNState, obs: jax.Array,
-             key: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Evaluation action with epsilon_eval and the caller's key; returns (next key, action)."""
+def act_eval(state: DQNState, obs: jax.Array, key: jax.Array,
+             epsilon) -> tuple[jax.Array, jax.Array]:
+  """Evaluation action, epsilon-greedy with `epsilon` (DQNConfig.epsilon_eval; 0: greedy) and
+  the caller's key; returns (next key, action)."""
   key, sub = jax.random.split(key)
-  return key, select_action(state.q, obs, config.epsilon_eval, sub)
+  return key, select_action(state.q, obs, epsilon, sub)
 
 
 # ------------------------------------------------------------------------------------ learning
@@ -332,10 +333,9 @@ class DQNTrainer(base.Trainer):
     # Built once. `act` and `update` donate the old state: XLA reuses its buffers instead of
     # copying every param, moment and mask on each call.
     self._act = jax.jit(functools.partial(act, config), donate_argnums=0)
-    self._act_eval = jax.jit(functools.partial(act_eval, config))
+    self._act_eval = jax.jit(act_eval)
     self._update = jax.jit(functools.partial(update, config), donate_argnums=0,
                            static_argnames=('mask_update', 'sync_target'))
-    self._eval_key = jax.random.PRNGKey(seed + 10_000)
     self._replay_rng = np.random.default_rng(seed)
     self._replay: Any = None  # allocated on the first train() (1M Atari slots are 7 GB)
     self._env_steps = 0  # host mirror of state.env_steps: no device sync to read it
@@ -429,16 +429,23 @@ class DQNTrainer(base.Trainer):
       self._nonfinite_step = self._gradient_steps - updates + int(bad[0]) + 1
     return out
 
-  def evaluate(self, num_episodes: int) -> dict[str, float]:
-    """num_episodes episodes with epsilon_eval, reset with `base.eval_seeds`. A game with
-    terminal_on_life_loss goes on after a lost life (a continuing reset) to its real end."""
-    def policy(obs):
-      self._eval_key, action = self._act_eval(self._state, obs, self._eval_key)
-      return int(action)
-    results = [envs_lib.play_episode(self._eval_env, seed, policy)
-               for seed in base.eval_seeds(self.seed, self._eval_calls, num_episodes)]
-    self._eval_calls += 1
-    return base.episode_metrics('eval', [r[0] for r in results], [r[1] for r in results])
+  def evaluate_episodes(self, seeds, deterministic: bool | None = None
+                        ) -> tuple[list[float], list[int]]:
+    """See `Trainer.evaluate_episodes`: epsilon-greedy with epsilon_eval (default), greedy
+    when deterministic; the exploration key of each episode comes from its seed."""
+    epsilon = 0.0 if deterministic else self.config.epsilon_eval
+    returns, lengths = [], []
+    for seed in seeds:
+      key = jax.random.PRNGKey(seed)
+
+      def policy(obs):
+        nonlocal key
+        key, action = self._act_eval(self._state, obs, key, epsilon)
+        return int(action)
+      episode_return, length = envs_lib.play_episode(self._eval_env, seed, policy)
+      returns.append(episode_return)
+      lengths.append(length)
+    return returns, lengths
 
   def sparsity_metrics(self) -> dict[str, float]:
     return train_state_lib.sparsity_metrics({'q': self._state.q})
@@ -476,7 +483,6 @@ class DQNTrainer(base.Trainer):
                   for k in METRIC_KEYS}}
     out = {
         'agent': flax.serialization.to_state_dict(jax.device_get(self._state)),
-        'eval_key': np.asarray(jax.device_get(self._eval_key)),
         'replay_rng': base.rng_state(self._replay_rng),
         'env_steps': self._env_steps,
         'gradient_steps': self._gradient_steps,
@@ -492,7 +498,6 @@ class DQNTrainer(base.Trainer):
 
   def load_state_dict(self, state: dict[str, Any]) -> None:
     self._state = base.restore_tree(self._state, state['agent'])
-    self._eval_key = jnp.asarray(state['eval_key'])
     base.set_rng_state(self._replay_rng, state['replay_rng'])
     self._env_steps = int(state['env_steps'])
     self._gradient_steps = int(state['gradient_steps'])

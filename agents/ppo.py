@@ -545,28 +545,33 @@ class PPOTrainer(Trainer):
     metrics['train/updates'] = float(len(update_metrics))
     return metrics
 
-  def evaluate(self, num_episodes: int) -> dict[str, float]:
-    """Episodes on a separate env reset with `base.eval_seeds`; normalization statistics
-    frozen. With terminal_on_life_loss the game goes on after a lost life to its real end."""
+  def evaluate_episodes(self, seeds, deterministic: bool | None = None
+                        ) -> tuple[list[float], list[int]]:
+    """See `Trainer.evaluate_episodes`: the mean / argmax action or a sample (default:
+    config.eval_deterministic), keyed by the episode's seed and step; normalization
+    statistics frozen."""
     if self._eval_env is None:
       self._eval_env = envs_lib.make_env(self.env_id, self.seed + 10_000,
                                          atari=self._atari_config,
                                          max_episode_steps=self._max_episode_steps)
-    key = jax.random.fold_in(jax.random.PRNGKey(self.seed), 2 + self._eval_calls)
-    step = 0
+    if deterministic is None:
+      deterministic = self.config.eval_deterministic
+    returns, lengths = [], []
+    for seed in seeds:
+      key, step = jax.random.PRNGKey(seed), 0
 
-    def policy(obs):
-      nonlocal step
-      action, _, _ = self._act(self._state.nets,
-                               self._network_obs(obs[None], update_stats=False), key, step,
-                               deterministic=self.config.eval_deterministic)
-      step += 1
-      action = np.asarray(action)[0]
-      return action if self.is_atari else np.clip(action, self._low, self._high)
-    results = [envs_lib.play_episode(self._eval_env, seed, policy)
-               for seed in eval_seeds(self.seed, self._eval_calls, num_episodes)]
-    self._eval_calls += 1
-    return episode_metrics('eval', [r[0] for r in results], [r[1] for r in results])
+      def policy(obs):
+        nonlocal step
+        action, _, _ = self._act(self._state.nets,
+                                 self._network_obs(obs[None], update_stats=False), key, step,
+                                 deterministic=deterministic)
+        step += 1
+        action = np.asarray(action)[0]
+        return action if self.is_atari else np.clip(action, self._low, self._high)
+      episode_return, length = envs_lib.play_episode(self._eval_env, seed, policy)
+      returns.append(episode_return)
+      lengths.append(length)
+    return returns, lengths
 
   # --- sparsity and cost
 

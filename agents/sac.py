@@ -443,23 +443,25 @@ class SACTrainer(Trainer):
       metrics['train/alpha'] = float(jnp.exp(self._state.log_alpha))
     return metrics
 
-  def evaluate(self, num_episodes: int) -> dict[str, float]:
-    """Deterministic policy tanh(mean), the episodes stepped together on separate envs,
-    each reset with its own seed (fresh per call)."""
-    while len(self._eval_envs) < num_episodes:
+  def evaluate_episodes(self, seeds, deterministic: bool | None = None
+                        ) -> tuple[list[float], list[int]]:
+    """See `Trainer.evaluate_episodes`: tanh(mean) actions (default), or samples keyed by the
+    first seed and the step; the episodes are stepped together on separate envs."""
+    while len(self._eval_envs) < len(seeds):
       self._eval_envs.append(envs_lib.make_env(
           self.env_id, self.seed + 10_000 + len(self._eval_envs),
           max_episode_steps=self._max_episode_steps))
-    actor, key = self._state.actor, self._state.key
+    actor = self._state.actor
+    deterministic = True if deterministic is None else deterministic
+    key, step = jax.random.PRNGKey(seeds[0] if len(seeds) else 0), 0
 
     def policy(obs: np.ndarray) -> np.ndarray:
-      action = np.asarray(self._act(actor, obs.astype(np.float32), key, deterministic=True))
+      nonlocal step
+      step += 1
+      action = np.asarray(self._act(actor, obs.astype(np.float32),
+                                    jax.random.fold_in(key, step), deterministic=deterministic))
       return scale_action(action, self._low, self._high)
-
-    seeds = eval_seeds(self.seed, self._eval_calls, num_episodes)
-    returns, lengths = envs_lib.run_episodes(self._eval_envs[:num_episodes], seeds, policy)
-    self._eval_calls += 1
-    return episode_metrics('eval', returns, lengths)
+    return envs_lib.run_episodes(self._eval_envs[:len(seeds)], seeds, policy)
 
   # --- sparsity and cost
 

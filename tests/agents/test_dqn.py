@@ -138,7 +138,8 @@ def test_act_is_greedy_at_zero_epsilon_and_advances_counters():
     assert int(new_state.env_steps) == int(state.env_steps) + 1
     assert not np.array_equal(new_state.key, state.key)
     state = new_state
-  key, action = dqn.act_eval(config, state, jnp.asarray([0.0, 1.0]), jax.random.PRNGKey(1))
+  key, action = dqn.act_eval(state, jnp.asarray([0.0, 1.0]), jax.random.PRNGKey(1),
+                             config.epsilon_eval)
   assert int(action) == 1
 
 

@@ -61,6 +61,9 @@ class FakeTrainer(base.Trainer):
       raise AssertionError('the runner should have stopped the evaluation')
     return {'eval/episode_return': float(self.steps) / 10, 'eval/episodes': float(num_episodes)}
 
+  def evaluate_episodes(self, seeds, deterministic=None):
+    return [float(self.steps) / 10] * len(seeds), [1] * len(seeds)
+
   def sparsity_metrics(self):
     return {'sparsity/total': 0.5, 'sparsity/q/Dense_0/kernel': 0.5, 'params/active': 10.0,
             'params/total': 20.0}
@@ -164,6 +167,7 @@ def test_crash_loses_at_most_one_checkpoint_interval(tmp_path):
 
 def test_ctrl_c_saves_a_checkpoint_mid_iteration_and_resume_finishes(tmp_path):
   run_dir = str(tmp_path)
+  before = signal.getsignal(signal.SIGINT)  # default_int_handler, or SIG_IGN under `cmd &`
   with pytest.raises(KeyboardInterrupt):
     runner.run(lambda: FakeTrainer(interrupt_at=23), _config(num_iterations=4,
                                                              checkpoint_every=3), run_dir)
@@ -172,7 +176,7 @@ def test_ctrl_c_saves_a_checkpoint_mid_iteration_and_resume_finishes(tmp_path):
   payload = runner.load_latest_checkpoint(run_dir)
   assert payload['trainer']['steps'] == 25  # stopped at the next safe point
   assert payload['partial_env_steps'] == 5
-  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+  assert signal.getsignal(signal.SIGINT) is before  # handler restored
   trainers = []
   def factory():
     trainers.append(FakeTrainer())

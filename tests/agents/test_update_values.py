@@ -63,7 +63,8 @@ def test_epsilon_greedy_eval_explores_at_its_rate():
   obs = jnp.ones(3)
   greedy = int(jnp.argmax(state.q.apply(obs[None])[0]))
   keys = jax.random.split(jax.random.PRNGKey(1), 4000)
-  actions = jax.jit(jax.vmap(lambda k: dqn.act_eval(config, state, obs, k)[1]))(keys)
+  actions = jax.jit(jax.vmap(lambda k: dqn.act_eval(state, obs, k, config.epsilon_eval)[1]))(
+      keys)
   assert float(jnp.mean(actions == greedy)) == pytest.approx(0.75, abs=0.03)
 
 
@@ -261,3 +262,38 @@ def test_ppo_optimizer_clips_the_global_grad_norm_and_decays_the_step_size_to_ze
   assert not np.allclose(expected[1], unclipped[1], rtol=1e-3)  # the clip mattered
   np.testing.assert_allclose(np.asarray(update), expected[-1], rtol=2e-5)  # lr 0.1 * 1/10
   assert abs(lrs[-1] - 0.01) < 1e-12
+
+
+# ------------------------------------------------------------------------ FLOPs by hand
+# Forward FLOPs of a dense layer n_in -> n_out on one sample: 2 * n_in * n_out multiply-adds
+# plus n_out bias adds (sparse_rl/flops.py); a gradient step costs 3 forwards.
+
+
+def test_sac_training_flops_of_a_dense_run_by_hand():
+  config = sac.SACConfig(actor_hidden_sizes=(4,), critic_hidden_sizes=(4,), batch_size=8,
+                         initial_random_steps=20)
+  trainer = sac.SACTrainer('Pendulum-v1', 0, config)  # obs 3, action 1
+  trainer.train(30)  # 20 random steps, then 11 gradient steps and 10 policy actions
+  actor = (2 * 3 * 4 + 4) + (2 * 4 * 2 + 2)  # trunk, projection to (mean, log std): 46
+  critic = 2 * ((2 * 4 * 4 + 4) + (2 * 4 * 1 + 1))  # two critics on (obs, action): 90
+  n, batch = trainer.gradient_steps, config.batch_size
+  assert n == 11
+  per_step = batch * (3 * critic + 3 * actor  # both networks trained
+                      + actor + 3 * critic)  # next-action actor, target critics, actor loss
+  policy_actions = 10  # the first 20 actions are uniform random (no forward)
+  assert trainer.training_flops() == pytest.approx(n * per_step + policy_actions * actor)
+  trainer.close()
+
+
+def test_ppo_training_flops_of_a_dense_run_by_hand():
+  config = ppo.PPOConfig(actor_hidden_sizes=(4,), critic_hidden_sizes=(4,), num_envs=1,
+                         num_steps=16, minibatch_size=8, num_epochs=2, total_env_steps=64)
+  trainer = ppo.PPOTrainer('InvertedPendulum-v5', 0, config)  # obs 4, action 1
+  trainer.train(32)  # two rollouts: 2 x 2 epochs x 2 minibatches = 8 gradient steps
+  actor = (2 * 4 * 4 + 4) + (2 * 4 * 1 + 1)  # trunk, mean head (log std is a free param)
+  critic = (2 * 4 * 4 + 4) + (2 * 4 * 1 + 1)
+  assert trainer.gradient_steps == 8
+  expected = (8 * 3 * (actor + critic) * config.minibatch_size  # both networks trained
+              + 32 * (actor + critic))  # acting and values at every env step
+  assert trainer.training_flops() == pytest.approx(expected)
+  trainer.close()

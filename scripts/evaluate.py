@@ -1,0 +1,139 @@
+"""Evaluate a trained run: rebuild its agent from RUN_DIR/config.gin, load a checkpoint, play
+episodes with the suite's evaluation protocol, print the returns and write eval_<iteration>.json.
+
+    python -m scripts.evaluate --run_dir runs/quickstart                 # newest checkpoint
+    python -m scripts.evaluate --run_dir runs/quickstart --checkpoint 5 --episodes 50 --seed 123
+
+Protocol (every agent): each episode is played to its real end on a separate eval env reset
+with its own seed (a lost Atari life does not end it), with the agent's evaluation policy:
+DQN greedy, or epsilon-greedy with DQNConfig.epsilon_eval under --stochastic; SAC tanh(mean),
+or a sample under --stochastic; PPO the mean/argmax action, or a sample under --stochastic (the
+default is the agent's `eval_deterministic`). Without --seed, episode i is reset with the seed
+the run itself used for episode i of its evaluation after that iteration
+(`agents.base.eval_seeds`), so with the run's number of episodes the returns are the ones the run
+logged for that iteration; --seed S uses S, S+1, ... instead.
+
+A run dir without config.gin or checkpoints, an unknown --checkpoint, or a checkpoint of another
+configuration stops it with one line (exit code 2); nothing is written then.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+
+import numpy as np
+
+from agents import base
+from agents import checkpoint as checkpoint_lib
+from agents import configurables
+from agents import runner
+
+
+def _parse_args(argv):
+  parser = argparse.ArgumentParser(prog='python -m scripts.evaluate', description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--run_dir', required=True, help='a run dir written by scripts.train')
+  parser.add_argument('--checkpoint', type=int, default=None,
+                      help='iteration of the checkpoint to load (default: the newest)')
+  parser.add_argument('--episodes', type=int, default=10, help='episodes to play (>= 1)')
+  parser.add_argument('--seed', type=int, default=None,
+                      help='reset seed of the first episode (default: the run\'s own)')
+  mode = parser.add_mutually_exclusive_group()
+  mode.add_argument('--deterministic', dest='deterministic', action='store_true', default=None,
+                    help='greedy / mean actions')
+  mode.add_argument('--stochastic', dest='deterministic', action='store_false',
+                    help='sampled (PPO, SAC) or epsilon-greedy (DQN) actions')
+  return parser.parse_args(argv)
+
+
+class EvalError(ValueError):
+  """A bad argument or run dir: one line, exit code 2."""
+
+
+def _pick_checkpoint(run_dir: str, iteration: int | None) -> tuple[int, str]:
+  found = runner.list_checkpoints(run_dir)
+  if not found:
+    raise EvalError(f'{run_dir} has no checkpoints (checkpoints/ckpt_*.msgpack): train it '
+                    'first, or pass the run dir scripts.train wrote')
+  if iteration is None:
+    return found[-1]
+  for done, path in found:
+    if done == iteration:
+      return done, path
+  raise EvalError(f'--checkpoint {iteration}: no such checkpoint in {run_dir}; it has '
+                  f'{", ".join(str(i) for i, _ in found)}')
+
+
+def load_trainer(run_dir: str, iteration: int | None = None):
+  """(trainer with the checkpoint loaded, iteration, checkpoint path) of a run dir.
+
+  Raises:
+    EvalError: no config.gin or checkpoint, an unknown iteration, a damaged checkpoint or one
+      of another configuration than config.gin.
+  """
+  config_path = os.path.join(run_dir, 'config.gin')
+  if not os.path.isfile(config_path):
+    raise EvalError(f'{run_dir} has no config.gin: pass a run dir written by scripts.train')
+  done, path = _pick_checkpoint(run_dir, iteration)
+  configurables.clear_config()
+  try:
+    configurables.parse_config([config_path])
+    experiment = configurables.build_experiment()
+  except ValueError as e:
+    raise EvalError(f'{config_path}: {configurables.error_line(e)}') from e
+  try:
+    header, payload = checkpoint_lib.read(path)
+  except (OSError, checkpoint_lib.CheckpointError) as e:
+    raise EvalError(f'{path}: {e}') from e
+  expected = runner.checkpoint_config(experiment.info, experiment.runner)
+  if header['fingerprint'] != checkpoint_lib.fingerprint(expected):
+    diff = checkpoint_lib.config_diff(header['config'], expected)
+    raise EvalError(f'{path} is a checkpoint of another configuration than {config_path} '
+                    f'({"; ".join(diff[:4])})')
+  trainer = experiment.make_trainer()
+  try:
+    trainer.load_state_dict(payload['trainer'])
+  except (ValueError, KeyError, TypeError) as e:
+    trainer.close()
+    raise EvalError(f'{path} does not fit the agent of {config_path}: {e}') from e
+  return trainer, done, path, experiment.info
+
+
+def main(argv=None) -> int:
+  args = _parse_args(argv)
+  try:
+    if args.episodes < 1:
+      raise EvalError(f'--episodes {args.episodes}: must be >= 1')
+    if args.seed is not None and not 0 <= args.seed <= 2**32 - 1:
+      raise EvalError(f'--seed {args.seed}: must be an int in [0, {2**32 - 1}]')
+    trainer, done, path, info = load_trainer(args.run_dir, args.checkpoint)
+  except EvalError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  try:
+    seeds = (base.eval_seeds(info['seed'], max(done - 1, 0), args.episodes)
+             if args.seed is None else [args.seed + i for i in range(args.episodes)])
+    returns, lengths = trainer.evaluate_episodes(seeds, deterministic=args.deterministic)
+  finally:
+    trainer.close()
+  mean, std = float(np.mean(returns)), float(np.std(returns))
+  result = {'run_dir': args.run_dir, 'checkpoint': path, 'iteration': done,
+            'env_steps': trainer.env_steps, 'episodes': args.episodes, 'seeds': seeds,
+            'deterministic': args.deterministic, 'returns': returns, 'lengths': lengths,
+            'mean': mean, 'std': std}
+  out = os.path.join(args.run_dir, f'eval_{done:06d}.json')
+  runner.atomic_write_text(out, json.dumps(result, indent=2) + '\n')
+  print(f'{info["agent"]} {info["env_id"]} after iteration {done} '
+        f'({trainer.env_steps:,} env steps): return {mean:.1f} +- {std:.1f} over '
+        f'{args.episodes} episodes')
+  print('returns: ' + ' '.join(f'{r:g}' for r in returns))
+  print(f'written: {out}')
+  return 0 if all(math.isfinite(r) for r in returns) else 1
+
+
+if __name__ == '__main__':
+  sys.exit(main())

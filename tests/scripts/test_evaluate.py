@@ -1,0 +1,106 @@
+"""scripts/evaluate.py on finished tiny runs of each agent: the same returns the run logged for
+that iteration (same seeds, same protocol), eval_<iteration>.json, and one-line bad inputs."""
+
+import json
+import os
+
+import pytest
+
+from agents import configurables
+from agents import runner
+from scripts import evaluate
+from scripts import train
+
+_TINY = {
+    'dqn': ['gin_configs/experiments/dqn_classic_rigl.gin',
+            'DQNConfig.hidden_sizes = (32, 32)', 'DQNConfig.min_replay_size = 100',
+            'DQNConfig.batch_size = 16', 'SparsityConfig.end_step = 300',
+            'SparsityConfig.update_interval = 50'],
+    'sac': ['gin_configs/experiments/sac_mujoco_set.gin', "build_experiment.env_id = 'Pendulum-v1'",
+            'build_experiment.max_episode_steps = 50',
+            'SACConfig.actor_hidden_sizes = (16, 16)', 'SACConfig.critic_hidden_sizes = (16, 16)',
+            'SACConfig.initial_random_steps = 100', 'SACConfig.batch_size = 16',
+            'SparsityConfig.end_step = 300', 'SparsityConfig.update_interval = 50'],
+    'ppo': ['gin_configs/experiments/ppo_mujoco_prune.gin',
+            "build_experiment.env_id = 'InvertedPendulum-v5'",
+            'build_experiment.max_episode_steps = 50', 'PPOConfig.num_envs = 1',
+            'PPOConfig.num_steps = 100',
+            'PPOConfig.minibatch_size = 50', 'PPOConfig.total_env_steps = 400',
+            'SparsityConfig.begin_step = 0', 'SparsityConfig.end_step = 40',
+            'SparsityConfig.update_interval = 10'],
+}
+
+
+def _train(agent, run_dir):
+  gin_file, *bindings = _TINY[agent]
+  args = ['--gin_file', gin_file, '--run_dir', str(run_dir)]
+  for binding in bindings + ['RunnerConfig.num_iterations = 2',
+                             'RunnerConfig.train_steps_per_iteration = 200',
+                             'RunnerConfig.eval_episodes = 3', 'RunnerConfig.progress = False',
+                             'RunnerConfig.tensorboard = False']:
+    args += ['--gin_binding', binding]
+  configurables.clear_config()
+  assert train.main(args) == 0
+
+
+@pytest.fixture(scope='module')
+def runs(tmp_path_factory):
+  out = {}
+  for agent in _TINY:
+    out[agent] = tmp_path_factory.mktemp(agent)
+    _train(agent, out[agent])
+  return out
+
+
+@pytest.mark.parametrize('agent', list(_TINY))
+def test_evaluate_gives_the_returns_the_run_logged(runs, agent, capsys):
+  run_dir = runs[agent]
+  rows = runner.read_metrics(str(run_dir))
+  for iteration in (1, 2):
+    assert evaluate.main(['--run_dir', str(run_dir), '--checkpoint', str(iteration),
+                          '--episodes', '3']) == 0
+    with open(os.path.join(run_dir, f'eval_{iteration:06d}.json')) as f:
+      result = json.load(f)
+    assert result['iteration'] == iteration and len(result['returns']) == 3
+    assert result['mean'] == pytest.approx(rows[iteration - 1]['eval/episode_return'],
+                                           rel=1e-6)
+  out = capsys.readouterr().out
+  assert 'over 3 episodes' in out and 'returns: ' in out
+
+
+def test_evaluate_with_a_seed_is_deterministic_and_differs_from_the_run_seeds(runs):
+  run_dir = str(runs['dqn'])
+  results = []
+  for _ in range(2):
+    assert evaluate.main(['--run_dir', run_dir, '--episodes', '4', '--seed', '123']) == 0
+    with open(os.path.join(run_dir, 'eval_000002.json')) as f:
+      results.append(json.load(f))
+  assert results[0]['returns'] == results[1]['returns']
+  assert results[0]['seeds'] == [123, 124, 125, 126]
+
+
+@pytest.mark.parametrize('make_args,message', [
+    (lambda r, t: ['--run_dir', str(t / 'nothing')], 'has no config.gin'),
+    (lambda r, t: ['--run_dir', str(r), '--checkpoint', '7'], 'no such checkpoint'),
+    (lambda r, t: ['--run_dir', str(r), '--episodes', '0'], '--episodes 0'),
+    (lambda r, t: ['--run_dir', str(r), '--seed', '-3'], '--seed -3'),
+])
+def test_bad_input_is_one_line_and_writes_nothing(runs, tmp_path, capsys, make_args, message):
+  run_dir = runs['ppo']
+  before = sorted(os.listdir(run_dir))
+  capsys.readouterr()
+  assert evaluate.main(make_args(run_dir, tmp_path)) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith('error: ') and message in err[0]
+  assert sorted(os.listdir(run_dir)) == before
+
+
+def test_a_checkpoint_of_another_configuration_is_refused(runs, tmp_path, capsys):
+  """config.gin of the SAC run next to the DQN run's checkpoints: another agent."""
+  import shutil
+  mixed = tmp_path / 'mixed'
+  shutil.copytree(runs['dqn'], mixed)
+  shutil.copy(runs['sac'] / 'config.gin', mixed / 'config.gin')
+  assert evaluate.main(['--run_dir', str(mixed)]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and 'another configuration' in err[0] and "'dqn' -> 'sac'" in err[0]
