@@ -124,15 +124,16 @@ class Trainer(abc.ABC):
   _eval_calls: int = 0
   seed: int = 0
 
-  def evaluate(self, num_episodes: int) -> dict[str, float]:
-    """The runner's evaluation after an iteration: `num_episodes` episodes reset with
-    `eval_seeds(seed, evaluations so far, num_episodes)`, the agent's evaluation policy.
+  def evaluate(self, num_episodes: int, eval_index: int | None = None) -> dict[str, float]:
+    """An evaluation: `num_episodes` episodes reset with `eval_seeds(seed, eval_index,
+    num_episodes)` and the agent's evaluation policy. The runner passes the iteration as
+    `eval_index`; None uses the number of evaluations this trainer has done.
 
     Returns 'eval/episode_return' (mean), 'eval/episodes' and 'eval/episode_length'.
     Does not change the training state (env steps, replay, RNG of training).
     """
-    returns, lengths = self.evaluate_episodes(
-        eval_seeds(self.seed, self._eval_calls, num_episodes))
+    index = self._eval_calls if eval_index is None else eval_index
+    returns, lengths = self.evaluate_episodes(eval_seeds(self.seed, index, num_episodes))
     self._eval_calls += 1
     return episode_metrics('eval', returns, lengths)
 
@@ -144,7 +145,9 @@ class Trainer(abc.ABC):
 
     `deterministic`: greedy / mean actions (True), the agent's sampling or epsilon-greedy
     policy (False), or the agent's configured default (None). Any randomness of the policy
-    is keyed by the episode's seed, so an episode depends only on the params and its seed.
+    is keyed by the seeds (DQN and PPO: each episode's; SAC, which steps the episodes
+    together: the first seed and the step), so an evaluation depends only on the params and
+    its seeds.
     """
 
   @abc.abstractmethod
@@ -186,6 +189,15 @@ class Trainer(abc.ABC):
           return f'{where} (first non-finite loss at gradient step {self._nonfinite_step:,})'
         return f'{where}'
     return None
+
+  def export_policy(self, path: str, info: dict[str, Any] | None = None) -> None:
+    """Writes the acting network as a policy file (agents/policy.py) at `path`; `info` is
+    kept with it. Raises NotImplementedError for trainers without one."""
+    raise NotImplementedError(f'{type(self).__name__} cannot export a policy')
+
+  def _policy_info(self, info: dict[str, Any] | None) -> dict[str, Any]:
+    return {'agent': self.name, 'env_id': getattr(self, 'env_id', None),
+            'env_steps': self.env_steps, 'gradient_steps': self.gradient_steps, **(info or {})}
 
   def close(self) -> None:
     """Releases environments."""

@@ -40,6 +40,7 @@ import sparse_rl
 from agents import base
 from agents import envs as envs_lib
 from agents import networks
+from agents import policy as policy_lib
 from agents import replay as replay_lib
 from agents import train_state as train_state_lib
 from sparse_rl import checks
@@ -446,6 +447,12 @@ class DQNTrainer(base.Trainer):
       returns.append(episode_return)
       lengths.append(length)
     return returns, lengths
+
+  def export_policy(self, path: str, info: dict[str, Any] | None = None) -> None:
+    """The Q network as a policy file: argmax Q (agents/policy.py)."""
+    q = self._state.q
+    policy_lib.write_policy(path, 'q_argmax', q.net.module, q.params, q.masks,
+                            self._policy_info(info))
 
   def sparsity_metrics(self) -> dict[str, float]:
     return train_state_lib.sparsity_metrics({'q': self._state.q})

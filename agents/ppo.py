@@ -36,6 +36,7 @@ import optax
 
 import sparse_rl
 from agents import envs as envs_lib
+from agents import policy as policy_lib
 from agents import rollout as rollout_lib
 from agents.base import (ProgressFn, Trainer, episode_metrics, eval_seeds, restore_env,
                          restore_tree, rng_state, set_rng_state)
@@ -574,6 +575,24 @@ class PPOTrainer(Trainer):
     return returns, lengths
 
   # --- sparsity and cost
+
+  def export_policy(self, path: str, info: dict[str, Any] | None = None) -> None:
+    """The actor (MuJoCo: its mean, clipped, after the frozen observation normalizer) or the
+    Atari network (argmax of the logits) as a policy file (agents/policy.py)."""
+    if self.is_atari:
+      net = self._state.nets['network']
+      policy_lib.write_policy(path, 'categorical', net.net.module, net.params, net.masks,
+                              self._policy_info(info))
+      return
+    net = self._state.nets['actor']
+    norm = None
+    if self._obs_norm is not None:
+      norm = {'mean': self._obs_norm.rms.mean, 'var': self._obs_norm.rms.var,
+              'clip': float(self._obs_norm.clip), 'epsilon': float(self._obs_norm.epsilon)}
+    policy_lib.write_policy(path, 'gaussian_mean', net.net.module, net.params, net.masks,
+                            self._policy_info(info), obs_norm=norm,
+                            action_low=np.asarray(self._low, np.float32),
+                            action_high=np.asarray(self._high, np.float32))
 
   def sparsity_metrics(self) -> dict[str, float]:
     return sparsity_metrics(self._state.nets)

@@ -56,6 +56,7 @@ from sparse_rl import checks
 
 METRICS_FILE = 'metrics.jsonl'
 SUMMARY_FILE = 'summary.json'
+POLICY_FILE = 'policy.msgpack'
 CHECKPOINT_DIR = 'checkpoints'
 _CKPT_RE = re.compile(r'^ckpt_(\d+)\.msgpack$')
 _LEGACY_RE = re.compile(r'^ckpt_(\d+)\.pkl$')
@@ -434,15 +435,20 @@ class _Progress:
 def _resume(trainer: base.Trainer, run_dir: str, config: RunnerConfig,
             ckpt_config: dict[str, Any]) -> tuple[int, int, list[float]]:
   """Loads the newest usable checkpoint; returns (iterations done, env steps done in the
-  partial iteration, eval returns so far) and rewrites metrics.jsonl without later rows or
-  torn lines."""
-  payload = load_latest_checkpoint(run_dir, ckpt_config,
-                                   lambda p: trainer.load_state_dict(p['trainer']))
-  start, partial, history = 0, 0, []
+  partial iteration, eval returns so far, the train statistics of an iteration stopped during
+  its evaluation or None) and rewrites metrics.jsonl without later rows or torn lines."""
+  parsed = {}
+
+  def load(p: dict[str, Any]) -> None:  # a malformed payload falls back like a damaged file
+    parsed.update(start=int(p['iteration']), partial=int(p['partial_env_steps']),
+                  history=[math.nan if v is None else float(v) for v in p['eval_returns']],
+                  trained={str(k): float(v) for k, v in dict(p['train_metrics']).items()})
+    trainer.load_state_dict(p['trainer'])
+  payload = load_latest_checkpoint(run_dir, ckpt_config, load)
+  start, partial, history, trained = 0, 0, [], None
   if payload is not None:
-    start = int(payload['iteration'])
-    partial = int(payload.get('partial_env_steps', 0))
-    history = [math.nan if v is None else float(v) for v in payload['eval_returns']]
+    start, partial, history = parsed['start'], parsed['partial'], parsed['history']
+    trained = parsed['trained'] or None
     if config.progress:
       where = f' + {partial:,} env steps' if partial else ''
       print(f'[runner] resuming {run_dir} after iteration {start}{where} '
@@ -452,7 +458,7 @@ def _resume(trainer: base.Trainer, run_dir: str, config: RunnerConfig,
   if len(kept) != len(rows) or bad:
     _atomic_write_text(os.path.join(run_dir, METRICS_FILE),
                        ''.join(json.dumps(r) + '\n' for r in kept))
-  return start, partial, history
+  return start, partial, history, trained
 
 
 def _log_tensorboard(writer, row: dict[str, Any]) -> None:
@@ -509,7 +515,7 @@ def _fail(run_dir: str, message: str, info: dict[str, Any], trainer: base.Traine
 
 def _run(trainer: base.Trainer, config: RunnerConfig, run_dir: str,
          info: dict[str, Any], ckpt_config: dict[str, Any]) -> dict[str, Any]:
-  start, partial, eval_returns = _resume(trainer, run_dir, config, ckpt_config)
+  start, partial, eval_returns, pending_train = _resume(trainer, run_dir, config, ckpt_config)
   total_steps = config.num_iterations * config.train_steps_per_iteration
   label = f"{trainer.name} {info.get('env_id', '')}".strip()
   progress = _Progress(config, label, total_steps, trainer.env_steps)
@@ -520,12 +526,16 @@ def _run(trainer: base.Trainer, config: RunnerConfig, run_dir: str,
                            purge_step=trainer.env_steps + 1 if start or partial else None)
   iteration = start
   iteration_start_steps = trainer.env_steps - partial
+  trained = None  # train statistics of the iteration being evaluated
 
-  def checkpoint(done: int, partial_steps: int = 0) -> None:
+  def checkpoint(done: int, partial_steps: int = 0,
+                 trained: dict[str, float] | None = None) -> None:
     save_checkpoint(run_dir, {
         'iteration': done,
         'partial_env_steps': partial_steps,
         'eval_returns': [float(v) for v in eval_returns],
+        # The finished training statistics of an iteration stopped during its evaluation.
+        'train_metrics': dict(trained or {}),
         'trainer': trainer.state_dict(include_replay=config.save_replay),
     }, config.keep_checkpoints, ckpt_config)
 
@@ -541,7 +551,11 @@ def _run(trainer: base.Trainer, config: RunnerConfig, run_dir: str,
         steps = config.train_steps_per_iteration - partial
         progress.start_iteration()
         t0 = time.monotonic()
-        train_metrics = trainer.train(steps, progress=on_steps)
+        if pending_train is not None:  # stopped during this iteration's evaluation: trained
+          train_metrics, pending_train, steps = pending_train, None, 0
+        else:
+          train_metrics = trainer.train(steps, progress=on_steps)
+        trained = train_metrics
         t_train = time.monotonic() - t0
         partial = 0
         fault = trainer.nonfinite_report()
@@ -556,10 +570,12 @@ def _run(trainer: base.Trainer, config: RunnerConfig, run_dir: str,
           _fail(run_dir, message, info, trainer)
         interrupt.anywhere_safe = True
         try:
-          eval_metrics = (trainer.evaluate(config.eval_episodes) if config.eval_episodes
-                          else {})
+          # Seeds keyed by the iteration: a resume cannot shift them.
+          eval_metrics = (trainer.evaluate(config.eval_episodes, eval_index=iteration)
+                          if config.eval_episodes else {})
         finally:
           interrupt.anywhere_safe = False
+        trained = None
         t_eval = time.monotonic() - t0 - t_train
         eval_returns.append(eval_metrics.get('eval/episode_return', math.nan))
         row = {
@@ -586,7 +602,13 @@ def _run(trainer: base.Trainer, config: RunnerConfig, run_dir: str,
     except StopRequested:
       # Raised only at safe points, so the trainer state is consistent. (A plain
       # KeyboardInterrupt, e.g. a second Ctrl-C, can come mid-step: no checkpoint then.)
-      checkpoint(iteration, trainer.env_steps - iteration_start_steps)
+      fault = trainer.nonfinite_report()
+      if fault is not None:  # never checkpoint a diverged state
+        message = (f'non-finite {fault} in iteration {iteration + 1} (env steps '
+                   f'{trainer.env_steps:,}), found when stopping; no checkpoint saved')
+        print(f'\n[runner] stopped: {message}', file=sys.stderr, flush=True)
+        _fail(run_dir, message, info, trainer)
+      checkpoint(iteration, trainer.env_steps - iteration_start_steps, trained)
       print(f'\n[runner] checkpoint saved after {trainer.env_steps:,} env steps; rerun the '
             f'same command to resume.', file=sys.stderr, flush=True)
       raise
@@ -612,6 +634,10 @@ def _run(trainer: base.Trainer, config: RunnerConfig, run_dir: str,
       'runner': dataclasses.asdict(config),
       **info,
   }
+  try:  # the acting network, loadable with agents.policy.load_policy
+    trainer.export_policy(os.path.join(run_dir, POLICY_FILE), {'iteration': config.num_iterations})
+  except NotImplementedError:
+    pass
   env_id = info.get('env_id')
   summary['max_return'] = (envs_lib.max_return(env_id, info.get('max_episode_steps'))
                            if env_id else None)

@@ -32,6 +32,7 @@ import optax
 
 import sparse_rl
 from agents import envs as envs_lib
+from agents import policy as policy_lib
 from agents.base import (ProgressFn, Trainer, episode_metrics, eval_seeds, restore_env,
                          restore_tree, rng_state, set_rng_state)
 from agents.networks import SACActor, TwinCritic
@@ -464,6 +465,13 @@ class SACTrainer(Trainer):
     return envs_lib.run_episodes(self._eval_envs[:len(seeds)], seeds, policy)
 
   # --- sparsity and cost
+
+  def export_policy(self, path: str, info: dict[str, Any] | None = None) -> None:
+    """The actor as a policy file: tanh(mean) scaled to the action bounds (agents/policy.py)."""
+    actor = self._state.actor
+    policy_lib.write_policy(path, 'tanh_gaussian', actor.net.module, actor.params, actor.masks,
+                            self._policy_info(info), action_low=self._low,
+                            action_high=self._high)
 
   def sparsity_metrics(self) -> dict[str, float]:
     return sparsity_metrics({'actor': self._state.actor, 'critic': self._state.critic})

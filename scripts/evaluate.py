@@ -3,6 +3,7 @@ episodes with the suite's evaluation protocol, print the returns and write eval_
 
     python -m scripts.evaluate --run_dir runs/quickstart                 # newest checkpoint
     python -m scripts.evaluate --run_dir runs/quickstart --checkpoint 5 --episodes 50 --seed 123
+    python -m scripts.evaluate --run_dir runs/quickstart --checkpoint 5 --export  # + policy file
 
 Protocol (every agent): each episode is played to its real end on a separate eval env reset
 with its own seed (a lost Atari life does not end it), with the agent's evaluation policy:
@@ -42,6 +43,9 @@ def _parse_args(argv):
   parser.add_argument('--episodes', type=int, default=10, help='episodes to play (>= 1)')
   parser.add_argument('--seed', type=int, default=None,
                       help='reset seed of the first episode (default: the run\'s own)')
+  parser.add_argument('--export', action='store_true',
+                      help="also write the checkpoint's policy as RUN_DIR/policy_<iteration>"
+                           '.msgpack (agents.policy.load_policy reads it)')
   mode = parser.add_mutually_exclusive_group()
   mode.add_argument('--deterministic', dest='deterministic', action='store_true', default=None,
                     help='greedy / mean actions')
@@ -94,12 +98,19 @@ def load_trainer(run_dir: str, iteration: int | None = None):
     diff = checkpoint_lib.config_diff(header['config'], expected)
     raise EvalError(f'{path} is a checkpoint of another configuration than {config_path} '
                     f'({"; ".join(diff[:4])})')
-  trainer = experiment.make_trainer()
+  try:
+    trainer = experiment.make_trainer()
+  except ValueError as e:
+    raise EvalError(f'{config_path}: {e}') from e
   try:
     trainer.load_state_dict(payload['trainer'])
   except (ValueError, KeyError, TypeError) as e:
     trainer.close()
     raise EvalError(f'{path} does not fit the agent of {config_path}: {e}') from e
+  partial = int(payload.get('partial_env_steps', 0))
+  if partial:  # saved by Ctrl-C/SIGTERM inside iteration done + 1
+    print(f'note: {path} was saved {partial:,} env steps into iteration {done + 1} (a stopped '
+          f'run); its params are not those of the end of iteration {done}.', file=sys.stderr)
   return trainer, done, path, experiment.info
 
 
@@ -118,6 +129,10 @@ def main(argv=None) -> int:
     seeds = (base.eval_seeds(info['seed'], max(done - 1, 0), args.episodes)
              if args.seed is None else [args.seed + i for i in range(args.episodes)])
     returns, lengths = trainer.evaluate_episodes(seeds, deterministic=args.deterministic)
+    if args.export:
+      policy_path = os.path.join(args.run_dir, f'policy_{done:06d}.msgpack')
+      trainer.export_policy(policy_path, {'iteration': done})
+      print(f'policy: {policy_path}')
   finally:
     trainer.close()
   mean, std = float(np.mean(returns)), float(np.std(returns))

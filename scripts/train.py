@@ -100,10 +100,8 @@ def main(argv=None) -> int:
     return 2
   lock = None
   try:
-    # Before anything is written: a run dir of another configuration is refused here.
-    runner.check_run_dir(args.run_dir,
-                         runner.checkpoint_config(experiment.info, experiment.runner),
-                         experiment.runner)
+    config = runner.checkpoint_config(experiment.info, experiment.runner)
+    runner.check_run_dir(args.run_dir, config, experiment.runner)  # before creating anything
     os.makedirs(args.run_dir, exist_ok=True)
     if sweep_backends.LOCK_HELD_ENV not in os.environ:  # a sweep's run: the sweep holds it
       lock = sweep_backends.lock_run(args.run_dir)  # held until the run ends
@@ -112,6 +110,9 @@ def main(argv=None) -> int:
         raise runner.RunDirError(f'{args.run_dir} is in use by another run: '
                                  f'{sweep_backends.describe_holder(record)}')
       sweep_backends.record_holder(lock, os.getpid())
+    # Again under the lock: a run of another configuration may have written in between.
+    # Before anything but the lock file is written: such a run dir is refused here.
+    runner.check_run_dir(args.run_dir, config, experiment.runner)
     runner.remove_stale_temp_files(args.run_dir)
     _write_config(args.run_dir, configurables.operative_config())
   except (runner.RunDirError, OSError) as e:

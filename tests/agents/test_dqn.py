@@ -398,3 +398,15 @@ def test_training_flops_of_a_dense_run_by_hand():
     assert trainer.training_flops() == pytest.approx(3 * f1 * 4 * 21 + f1 * 30 + f1 * 4 * 21)
   finally:
     trainer.close()
+
+
+def test_evaluation_acts_epsilon_greedy_with_epsilon_eval_unless_deterministic():
+  config = dqn.DQNConfig(hidden_sizes=(8,), epsilon_eval=1.0, min_replay_size=10)
+  trainer = dqn.DQNTrainer('CartPole-v0', 0, config)
+  seeds = [5, 6, 7, 8]
+  greedy = trainer.evaluate_episodes(seeds, deterministic=True)
+  assert trainer.evaluate_episodes(seeds, deterministic=True) == greedy  # keyed by the seeds
+  uniform = trainer.evaluate_episodes(seeds)  # epsilon_eval = 1: uniformly random actions
+  assert uniform == trainer.evaluate_episodes(seeds, deterministic=False)
+  assert uniform != greedy
+  trainer.close()

@@ -71,17 +71,30 @@ def _runner_config(agent, **kwargs):
 
 
 def _stopping(trainer, at, mode):
-  """Makes trainer.train stop once its env steps reach `at` (crash or SIGINT)."""
-  train, fired = trainer.train, []
+  """Makes the trainer stop: 'crash' / 'signal' (SIGINT) at the first progress report at or
+  after env step `at`, or 'eval': a SIGINT during evaluation number `at` (1-based)."""
+  fired = []
+  if mode == 'eval':
+    evaluate_episodes, calls = trainer.evaluate_episodes, []
+
+    def stopping_evaluate(seeds, deterministic=None):
+      calls.append(seeds)
+      if len(calls) == at:
+        fired.append(trainer.env_steps)
+        os.kill(os.getpid(), signal.SIGINT)  # the runner stops the evaluation at once
+      return evaluate_episodes(seeds, deterministic)
+    trainer.evaluate_episodes = stopping_evaluate
+    return fired
+  train = trainer.train
 
   def stopping_train(n, progress=None):
     def check(k):
-      progress(k)  # the runner's callback: raises StopRequested after a signal
       if trainer.env_steps >= at and not fired:
         fired.append(trainer.env_steps)
         if mode == 'crash':
           raise _Crash()
         os.kill(os.getpid(), signal.SIGINT)
+      progress(k)  # the runner's callback: raises StopRequested after the signal
     return train(n, check)
   trainer.train = stopping_train
   return fired
@@ -137,22 +150,27 @@ def uninterrupted(tmp_path_factory):
 
 
 # Stop points. A crash anywhere in the first two iterations, drawn once from a seeded RNG; a
-# signal at a point where the next safe point is mid-iteration (DQN: before learning starts;
-# SAC: after 100 of 120 steps of iteration 2; PPO: after the rollout that ends at step 192),
-# so the resume finishes a partly done iteration.
+# signal whose safe point is mid-iteration, so the resume finishes a partly done iteration
+# (DQN: at step 100 of 150, before learning starts; SAC: 100 of 120 into iteration 2; PPO: at
+# the rollout ending at step 192, 92 of 100 into iteration 2); and a signal during the second
+# evaluation (the iteration's training is done, its row not yet written).
 _rng = np.random.default_rng(12)
 CASES = [(agent, 'crash', int(_rng.integers(1, STEPS[agent] * (ITERATIONS - 1))))
          for agent in AGENTS]
 CASES += [('dqn', 'signal', 75), ('sac', 'signal', 215), ('ppo', 'signal', 140)]
+CASES += [('dqn', 'eval', 2), ('sac', 'eval', 2)]
 
 
 @pytest.mark.parametrize('agent,mode,stop_at', CASES)
 def test_stopped_and_resumed_run_equals_the_uninterrupted_run(uninterrupted, tmp_path, agent,
                                                               mode, stop_at):
   assert not _run(agent, tmp_path, stop_at, mode)
+  ckpts = runner.list_checkpoints(str(tmp_path))  # none after a crash in iteration 1
+  saved = checkpoint.read(ckpts[-1][1])[1] if ckpts else None
   if mode == 'signal':  # the checkpoint was written mid-iteration
-    _, path = runner.list_checkpoints(str(tmp_path))[-1]
-    assert checkpoint.read(path)[1]['partial_env_steps'] > 0
+    assert 0 < saved['partial_env_steps'] < STEPS[agent]
+  if mode == 'eval':  # after the iteration's training, with its statistics
+    assert saved['partial_env_steps'] == STEPS[agent] and saved['train_metrics']
   assert _run(agent, tmp_path)  # a fresh trainer resumes from the files
   payload, rows, summary = _final(tmp_path)
   whole_payload, whole_rows, whole_summary = uninterrupted[agent]
@@ -163,8 +181,8 @@ def test_stopped_and_resumed_run_equals_the_uninterrupted_run(uninterrupted, tmp
 
 
 def test_two_stops_in_one_run_still_equal_the_uninterrupted_run(uninterrupted, tmp_path):
-  assert not _run('dqn', tmp_path, 70, 'signal')  # before learning starts
-  assert not _run('dqn', tmp_path, 260, 'signal')  # mid-iteration, after mask updates
+  assert not _run('dqn', tmp_path, 70, 'signal')  # at step 100, before learning starts
+  assert not _run('dqn', tmp_path, 240, 'signal')  # at step 250, after mask updates
   assert _run('dqn', tmp_path)
   payload, rows, _ = _final(tmp_path)
   _assert_same_tree(payload, uninterrupted['dqn'][0])

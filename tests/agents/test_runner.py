@@ -54,7 +54,7 @@ class FakeTrainer(base.Trainer):
     return {'train/episode_return': float(self.steps), 'train/episodes': 1.0,
             'loss/td': 1.0 / self.steps}
 
-  def evaluate(self, num_episodes):
+  def evaluate(self, num_episodes, eval_index=None):
     self.evals += 1
     if self.evals == self.interrupt_in_eval:
       os.kill(os.getpid(), signal.SIGINT)
@@ -267,7 +267,7 @@ def test_done_line_shows_the_max_return_and_survives_no_evaluation(tmp_path, cap
   assert 'final score 4.0 / 200 (max return)' in capsys.readouterr().out
 
   class NoEval(FakeTrainer):
-    def evaluate(self, num_episodes):
+    def evaluate(self, num_episodes, eval_index=None):
       return {'eval/episode_return': math.nan, 'eval/episodes': 0.0}
   summary = runner.run(NoEval, _config(num_iterations=2, eval_episodes=0, progress=True),
                        str(tmp_path / 'b'), info={'env_id': 'CartPole-v0'})

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from agents import configurables
+from agents import policy
 from agents import runner
 from scripts import evaluate
 from scripts import train
@@ -66,6 +67,17 @@ def test_evaluate_gives_the_returns_the_run_logged(runs, agent, capsys):
                                            rel=1e-6)
   out = capsys.readouterr().out
   assert 'over 3 episodes' in out and 'returns: ' in out
+
+
+@pytest.mark.parametrize('agent', list(_TINY))
+def test_a_run_ends_with_a_policy_file_and_evaluate_exports_any_checkpoint(runs, agent):
+  run_dir = runs[agent]
+  final = policy.load_policy(os.path.join(run_dir, 'policy.msgpack'))
+  assert final.info['agent'] == agent and final.info['iteration'] == 2
+  assert evaluate.main(['--run_dir', str(run_dir), '--checkpoint', '1', '--episodes', '1',
+                        '--export']) == 0
+  first = policy.load_policy(os.path.join(run_dir, 'policy_000001.msgpack'))
+  assert first.info['iteration'] == 1 and first.info['env_steps'] == 200
 
 
 def test_evaluate_with_a_seed_is_deterministic_and_differs_from_the_run_seeds(runs):
