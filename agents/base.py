@@ -171,6 +171,8 @@ class Trainer(abc.ABC):
     """Restores a `state_dict`; training then continues as if never stopped (with the
     replay in it; without, see the trainer's refill rule)."""
 
+  _act_calls: int = 0  # keys the sampling of `act(deterministic=False)`
+
   #: set by `train` to the first gradient step whose loss was not finite (None: all finite).
   _nonfinite_step: int | None = None
 
@@ -189,6 +191,19 @@ class Trainer(abc.ABC):
           return f'{where} (first non-finite loss at gradient step {self._nonfinite_step:,})'
         return f'{where}'
     return None
+
+  def snapshot(self) -> Any:
+    """A host (numpy) copy of the agent state: unlike `state`, whose device buffers the next
+    jitted step may donate ("Array has been deleted"), it stays valid."""
+    import jax  # pylint: disable=g-import-not-at-top
+    return jax.tree_util.tree_map(np.array, jax.device_get(self.state))
+
+  def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+    """The action for one observation `obs` with the current params: the evaluation policy
+    (deterministic: greedy / mean, as an exported policy acts; False: the agent's sampling or
+    epsilon-greedy evaluation policy, keyed by an internal counter). For notebooks; training
+    does not use it and it does not change the training state."""
+    raise NotImplementedError(f'{type(self).__name__} has no act()')
 
   def export_policy(self, path: str, info: dict[str, Any] | None = None) -> None:
     """Writes the acting network as a policy file (agents/policy.py) at `path`; `info` is

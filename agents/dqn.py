@@ -448,6 +448,14 @@ class DQNTrainer(base.Trainer):
       lengths.append(length)
     return returns, lengths
 
+  def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+    """See `Trainer.act`: argmax Q, or epsilon-greedy with epsilon_eval."""
+    self._act_calls += 1
+    epsilon = 0.0 if deterministic else self.config.epsilon_eval
+    _, action = self._act_eval(self._state, np.asarray(obs), jax.random.PRNGKey(self._act_calls),
+                               epsilon)
+    return np.asarray(action)
+
   def export_policy(self, path: str, info: dict[str, Any] | None = None) -> None:
     """The Q network as a policy file: argmax Q (agents/policy.py)."""
     q = self._state.q

@@ -576,6 +576,17 @@ class PPOTrainer(Trainer):
 
   # --- sparsity and cost
 
+  def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+    """See `Trainer.act`: the mean (clipped) / argmax action, or a sample; observation
+    normalization frozen."""
+    self._act_calls += 1
+    action, _, _ = self._act(self._state.nets,
+                             self._network_obs(np.asarray(obs)[None], update_stats=False),
+                             jax.random.PRNGKey(self._act_calls), 0,
+                             deterministic=deterministic)
+    action = np.asarray(action)[0]
+    return action if self.is_atari else np.clip(action, self._low, self._high)
+
   def export_policy(self, path: str, info: dict[str, Any] | None = None) -> None:
     """The actor (MuJoCo: its mean, clipped, after the frozen observation normalizer) or the
     Atari network (argmax of the logits) as a policy file (agents/policy.py)."""

@@ -466,6 +466,13 @@ class SACTrainer(Trainer):
 
   # --- sparsity and cost
 
+  def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+    """See `Trainer.act`: tanh(mean) or a tanh-Gaussian sample, scaled to the bounds."""
+    self._act_calls += 1
+    action = self._act(self._state.actor, np.asarray(obs, np.float32)[None],
+                       jax.random.PRNGKey(self._act_calls), deterministic=deterministic)
+    return scale_action(np.asarray(action)[0], self._low, self._high)
+
   def export_policy(self, path: str, info: dict[str, Any] | None = None) -> None:
     """The actor as a policy file: tanh(mean) scaled to the action bounds (agents/policy.py)."""
     actor = self._state.actor

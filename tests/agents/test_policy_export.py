@@ -71,8 +71,25 @@ def test_exported_policy_acts_as_the_trainer(tmp_path, agent):
   rng = np.random.default_rng(0)
   for _ in range(20):
     obs = rng.normal(size=obs_dim).astype(np.float32)
-    np.testing.assert_allclose(pi(obs), _trainer_action(agent, trainer, obs), rtol=1e-6,
-                               atol=1e-6)
+    expected = _trainer_action(agent, trainer, obs)
+    np.testing.assert_allclose(pi(obs), expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(trainer.act(obs), expected, rtol=1e-6, atol=1e-6)
+  trainer.close()
+
+
+@pytest.mark.parametrize('agent', ['dqn', 'sac', 'ppo'])
+def test_a_snapshot_stays_valid_after_training_donates_the_state(agent):
+  trainer = _trained(agent)
+  snapshot = trainer.snapshot()
+  before = [np.array(x) for x in jax.tree_util.tree_leaves(snapshot)]
+  trainer.train(40)  # the jitted steps donate the old state's buffers
+  after = jax.tree_util.tree_leaves(snapshot)
+  assert len(after) == len(before)
+  for old, kept in zip(before, after):
+    np.testing.assert_array_equal(np.asarray(kept), old)
+  stochastic = [trainer.act(np.zeros({'dqn': 4, 'sac': 3, 'ppo': 4}[agent], np.float32),
+                            deterministic=False) for _ in range(2)]
+  assert all(np.all(np.isfinite(np.asarray(a, np.float64))) for a in stochastic)
   trainer.close()
 
 
