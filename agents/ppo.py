@@ -404,6 +404,7 @@ class PPOTrainer(Trainer):
     self.env_id, self.config, self.seed = env_id, config, seed
     self._atari_config = (atari or envs_lib.AtariConfig()) if self.is_atari else None
     self._max_episode_steps = max_episode_steps
+    self._env_options = {'atari': self._atari_config, 'max_episode_steps': max_episode_steps}
     self._envs = envs_lib.make_vector_env(env_id, config.num_envs, seed, atari=self._atari_config,
                                           max_episode_steps=max_episode_steps)
     try:
@@ -546,19 +547,18 @@ class PPOTrainer(Trainer):
     metrics['train/updates'] = float(len(update_metrics))
     return metrics
 
-  def evaluate_episodes(self, seeds, deterministic: bool | None = None
+  def evaluate_episodes(self, seeds, deterministic: bool | None = None, envs=None
                         ) -> tuple[list[float], list[int]]:
     """See `Trainer.evaluate_episodes`: the mean / argmax action or a sample (default:
     config.eval_deterministic), keyed by the episode's seed and step; normalization
     statistics frozen."""
-    if self._eval_env is None:
-      self._eval_env = envs_lib.make_env(self.env_id, self.seed + 10_000,
-                                         atari=self._atari_config,
-                                         max_episode_steps=self._max_episode_steps)
+    self._check_eval_envs(seeds, envs)
+    if self._eval_env is None and envs is None:
+      self._eval_env = self.make_eval_env(self.seed + 10_000)
     if deterministic is None:
       deterministic = self.config.eval_deterministic
     returns, lengths = [], []
-    for seed in seeds:
+    for i, seed in enumerate(seeds):
       key, step = jax.random.PRNGKey(seed), 0
 
       def policy(obs):
@@ -569,7 +569,8 @@ class PPOTrainer(Trainer):
         step += 1
         action = np.asarray(action)[0]
         return action if self.is_atari else np.clip(action, self._low, self._high)
-      episode_return, length = envs_lib.play_episode(self._eval_env, seed, policy)
+      episode_return, length = envs_lib.play_episode(
+          self._eval_env if envs is None else envs[i], seed, policy)
       returns.append(episode_return)
       lengths.append(length)
     return returns, lengths
