@@ -10,6 +10,7 @@ from flax import serialization
 
 import sparse_rl as sr
 from agents import checkpoint
+from agents import distributions
 from agents import ppo
 from agents import rollout as rollout_lib
 from agents.train_state import masks_match
@@ -108,8 +109,8 @@ def test_reward_normalizer_scales_by_return_std_and_restarts_returns_at_done():
 def test_distributions_log_prob_and_entropy():
   mean, log_std = np.array([[0.5, -1.0]]), np.array([[0.2, -0.3]])
   action = np.array([[0.1, 0.4]])
-  log_p, entropy = ppo.log_prob_and_entropy((jnp.asarray(mean), jnp.asarray(log_std)),
-                                            jnp.asarray(action))
+  dist = distributions.DiagGaussian(jnp.asarray(mean), jnp.asarray(log_std))
+  log_p, entropy = dist.log_prob(jnp.asarray(action)), dist.entropy()
   std = np.exp(log_std[0])
   expected = sum(-0.5 * ((a - m) / s) ** 2 - math.log(s * math.sqrt(2 * math.pi))
                  for a, m, s in zip(action[0], mean[0], std))
@@ -117,7 +118,8 @@ def test_distributions_log_prob_and_entropy():
   assert float(entropy[0]) == pytest.approx(sum(0.5 * math.log(2 * math.pi * math.e * s ** 2)
                                                 for s in std), rel=1e-5)
   logits = jnp.log(jnp.array([[0.2, 0.3, 0.5]]))
-  log_p, entropy = ppo.log_prob_and_entropy(logits, jnp.array([2]))
+  dist = distributions.Categorical(logits)
+  log_p, entropy = dist.log_prob(jnp.array([2])), dist.entropy()
   assert float(log_p[0]) == pytest.approx(math.log(0.5), rel=1e-5)
   assert float(entropy[0]) == pytest.approx(-sum(p * math.log(p) for p in (0.2, 0.3, 0.5)),
                                             rel=1e-5)
