@@ -1,9 +1,9 @@
 """Gin registrations: the only module of the suite that imports gin.
 
-The configs (`DQNConfig`, `SACConfig`, `PPOConfig`, `PPOAtariConfig`, `SparsityConfig`,
-`RunnerConfig`, `AtariConfig`) are registered with `gin.external_configurable`, so only gin
-references such as `@DQNConfig()` see the bindings; a plain `DQNConfig()` elsewhere gets the
-real defaults. `build_experiment` is the one factory a gin file configures:
+The configs (`DQNConfig`, `SACConfig`, `PPOConfig`, `PPOClassicConfig`, `PPOAtariConfig`,
+`SparsityConfig`, `RunnerConfig`, `AtariConfig`) are registered with
+`gin.external_configurable`, so only gin references such as `@DQNConfig()` see the bindings; a
+plain `DQNConfig()` elsewhere gets the real defaults. `build_experiment` is the one factory a gin file configures:
 
     build_experiment.agent = 'dqn'
     build_experiment.env_id = 'CartPole-v1'
@@ -61,6 +61,7 @@ CONFIG_CLASSES = {
     'DQNConfig': dqn.DQNConfig,
     'SACConfig': sac.SACConfig,
     'PPOConfig': ppo.PPOConfig,
+    'PPOClassicConfig': ppo.PPOClassicConfig,
     'PPOAtariConfig': ppo.PPOAtariConfig,
     'SparsityConfig': sparse_rl.SparsityConfig,
     'RunnerConfig': runner_lib.RunnerConfig,
@@ -98,13 +99,15 @@ def _make_ppo(env_id: str, seed: int, agent_config: ppo.PPOBaseConfig,
 
 
 AGENTS: dict[str, TrainerFactory] = {'dqn': _make_dqn, 'sac': _make_sac, 'ppo': _make_ppo,
-                                     'ppo_atari': _make_ppo}
+                                     'ppo_classic': _make_ppo, 'ppo_atari': _make_ppo}
 AGENT_CONFIGS: dict[str, type] = {'dqn': dqn.DQNConfig, 'sac': sac.SACConfig,
-                                  'ppo': ppo.PPOConfig, 'ppo_atari': ppo.PPOAtariConfig}
+                                  'ppo': ppo.PPOConfig, 'ppo_classic': ppo.PPOClassicConfig,
+                                  'ppo_atari': ppo.PPOAtariConfig}
 # Agents whose config holds one SparsityConfig per network: config -> {network: sparsity}.
 NETWORK_SPARSITY: dict[str, Callable[[Any], dict[str, sparse_rl.SparsityConfig]]] = {
     'sac': lambda c: {'actor': c.actor_sparsity, 'critic': c.critic_sparsity},
     'ppo': lambda c: {'actor': c.actor_sparsity, 'critic': c.critic_sparsity},
+    'ppo_classic': lambda c: {'actor': c.actor_sparsity, 'critic': c.critic_sparsity},
     'ppo_atari': lambda c: {'network': c.sparsity},
 }
 
@@ -269,8 +272,8 @@ def build_experiment(agent: str | None = None, env_id: str | None = None, seed: 
   """Assembles an experiment from gin-built configs (nothing is constructed yet).
 
   Args:
-    agent: a key of AGENTS ('dqn', 'sac', 'ppo', 'ppo_atari'); required (gin_configs/agents/
-      files bind it).
+    agent: a key of AGENTS ('dqn', 'sac', 'ppo', 'ppo_classic', 'ppo_atari'); required
+      (gin_configs/agents/ files bind it).
     env_id: gymnasium id, e.g. 'CartPole-v1', 'HalfCheetah-v5' or 'ALE/Pong-v5'; required
       (gin_configs/envs/ files bind it).
     seed: seeds everything in the run, an int in [0, 2**32 - 1].

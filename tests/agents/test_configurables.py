@@ -50,6 +50,7 @@ _CONTEXT = {
     'agents/dqn_atari_impala.gin': ([], ['envs/atari.gin']),
     'agents/sac.gin': ([], ['envs/halfcheetah.gin']),
     'agents/ppo_mujoco.gin': ([], ['envs/hopper.gin']),
+    'agents/ppo_classic.gin': ([], ['envs/acrobot.gin']),
     'agents/ppo_atari.gin': ([], ['envs/atari.gin']),
     'envs/cartpole.gin': (['agents/dqn.gin'], []),
     'envs/cartpole_v1.gin': (['agents/dqn.gin'], []),
@@ -66,7 +67,7 @@ _CONTEXT = {
 }
 # The agent config each agent's bindings go to.
 _CONFIG_NAMES = {'dqn': 'DQNConfig', 'sac': 'SACConfig', 'ppo': 'PPOConfig',
-                 'ppo_atari': 'PPOAtariConfig'}
+                 'ppo_classic': 'PPOClassicConfig', 'ppo_atari': 'PPOAtariConfig'}
 
 
 def _compose(path):
@@ -87,7 +88,8 @@ def _agent(path):
   if not rel.startswith(('agents/', 'experiments/')):
     return None
   name = os.path.basename(rel)
-  for prefix, agent in (('sac', 'sac'), ('ppo_mujoco', 'ppo'), ('ppo_atari', 'ppo_atari')):
+  for prefix, agent in (('sac', 'sac'), ('ppo_mujoco', 'ppo'), ('ppo_classic', 'ppo_classic'),
+                        ('ppo_atari', 'ppo_atari')):
     if name.startswith(prefix):
       return agent
   return 'dqn'
@@ -297,6 +299,7 @@ def test_killed_launcher_resumes_from_the_right_step(tmp_path):
 
 SAC_RIGL = _gin('experiments', 'sac_mujoco_rigl.gin')
 PPO_RIGL = _gin('experiments', 'ppo_mujoco_rigl.gin')
+PPO_CLASSIC_RIGL = _gin('experiments', 'ppo_classic_rigl.gin')
 
 
 def _sac_gradient_steps(info, total_env_steps):
@@ -327,12 +330,17 @@ _PAPER_SETTINGS = {
     ('ppo', 'dense'): (1e-6, None, None), ('ppo', 'static'): (0.0, None, None),
     ('ppo', 'prune'): (1e-6, 500, None), ('ppo', 'rigl'): (1e-4, 250, 0.3),
     ('ppo', 'set'): (1e-6, 100, 0.0),
+    # PPO classic control: the row "PPO MuJoCo" (the paper has no classic row), except SET's
+    # interval / drop fraction, the paper code's PPO sparse config (250 / 0.3).
+    ('ppo_classic', 'dense'): (1e-6, None, None), ('ppo_classic', 'static'): (0.0, None, None),
+    ('ppo_classic', 'prune'): (1e-6, 500, None), ('ppo_classic', 'rigl'): (1e-4, 250, 0.3),
+    ('ppo_classic', 'set'): (1e-6, 250, 0.3),
 }
 
 
 @pytest.mark.parametrize('agent, method', sorted(_PAPER_SETTINGS))
 def test_sac_and_ppo_experiment_files_have_the_paper_settings(agent, method):
-  prefix = 'sac_mujoco' if agent == 'sac' else 'ppo_mujoco'
+  prefix = {'sac': 'sac_mujoco', 'ppo': 'ppo_mujoco', 'ppo_classic': 'ppo_classic'}[agent]
   configurables.parse_config([_gin('experiments', f'{prefix}_{method}.gin')])
   experiment = configurables.build_experiment()  # parsed and assembled only: no trainer
   info, run = experiment.info, experiment.runner
@@ -407,6 +415,14 @@ def test_per_network_sparsity_bindings_reach_their_network(path):
      ['PPO MuJoCo (PPOConfig) needs a continuous action space', 'CartPole-v1']),
     ([_gin('experiments', 'ppo_atari_rigl.gin'), _gin('envs', 'halfcheetah.gin')], [],
      ['PPO Atari (PPOAtariConfig) needs an Atari env', 'HalfCheetah-v5']),
+    ([PPO_RIGL, _gin('envs', 'cartpole.gin')], [],
+     ['PPO MuJoCo (PPOConfig) needs a continuous action space', 'CartPole-v0',
+      'use PPOClassicConfig']),
+    ([PPO_CLASSIC_RIGL, _gin('envs', 'halfcheetah.gin')], [],
+     ['PPO classic control (PPOClassicConfig) needs a discrete action space', 'HalfCheetah-v5',
+      'use PPOConfig']),
+    ([PPO_CLASSIC_RIGL, _gin('envs', 'atari.gin')], [],
+     ['PPO classic control (PPOClassicConfig) needs vector observations', 'ALE/Pong-v5']),
     ([SAC_RIGL], ['acter/SparsityConfig.sparsity = 0.5'],
      ['never uses: acter/SparsityConfig.sparsity', 'actor/SparsityConfig']),
     ([PPO_RIGL], ['DQNConfig.width = 0.5'], ['never uses: DQNConfig.width']),
