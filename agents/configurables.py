@@ -123,6 +123,8 @@ class Experiment:
   make_trainer: Callable[[], base.Trainer]
   runner: runner_lib.RunnerConfig
   info: dict[str, Any]
+  #: schedules that do not fit the run (`schedule_warnings`); the launcher prints them.
+  warnings: tuple[str, ...] = ()
 
 
 def _config_dict(config: Any) -> dict[str, Any] | None:
@@ -342,7 +344,74 @@ def build_experiment(agent: str | None = None, env_id: str | None = None, seed: 
                           {name: _config_dict(c) for name, c in networks.items()}),
       'atari_config': _config_dict(atari),
   }
-  return Experiment(make_trainer=make_trainer, runner=runner, info=info)
+  warnings = schedule_warnings(networks, run_gradient_steps(agent_config, env_id, runner),
+                               scoped=agent in NETWORK_SPARSITY)
+  return Experiment(make_trainer=make_trainer, runner=runner, info=info,
+                    warnings=tuple(warnings))
+
+
+def run_gradient_steps(agent_config: Any, env_id: str, runner: runner_lib.RunnerConfig) -> int:
+  """Gradient steps of the whole run (`runner.num_iterations * train_steps_per_iteration` env
+  steps), which is what the sparsity schedules count.
+
+  DQN: one at every multiple of `update_period` from `min_replay_size` env steps on; SAC:
+  `updates_per_step` at every env step from max(initial_random_steps, batch_size) on; PPO:
+  `num_epochs * num_minibatches` per full rollout (an iteration rounds up to whole vector
+  steps). tests/agents/test_configurables.py checks each against a real trainer's count.
+  """
+  steps = runner.num_iterations * runner.train_steps_per_iteration
+  if isinstance(agent_config, dqn.DQNConfig):
+    period, first = agent_config.update_period, max(agent_config.min_replay_size, 1)
+    return max(0, steps // period - (first - 1) // period)
+  if isinstance(agent_config, sac.SACConfig):
+    random_steps = agent_config.initial_random_steps
+    if random_steps is None:
+      random_steps = sac.default_initial_random_steps(env_id)
+    start = max(random_steps, agent_config.batch_size)
+    return max(0, steps - start + 1) * agent_config.updates_per_step
+  vector_steps = runner.num_iterations * -(-runner.train_steps_per_iteration
+                                           // agent_config.num_envs)
+  rollouts = vector_steps // agent_config.num_steps
+  return rollouts * agent_config.num_epochs * agent_config.num_minibatches
+
+
+def schedule_warnings(networks: dict[str, sparse_rl.SparsityConfig], gradient_steps: int,
+                      scoped: bool = True) -> list[str]:
+  """One line per network whose sparsity schedule does not fit a run of `gradient_steps`.
+
+  * prune: the run ends before `end_step`, so the network ends at a fraction of its target
+    sparsity: s_f * (1 - (1 - (L - b) / (e - b))**3) at the last pruning step L of the run
+    (sparse_rl.schedules.cubic_sparsity); none at all if it ends before `begin_step`.
+  * set / rigl: `begin_step` at or after the run's end (no mask update: a static run), or
+    `end_step` past its last gradient step (mask updates go on to the end, where the paper's
+    configs stop them at 75-80% of training, and the drop fraction never decays to 0).
+  Runs whose schedule fits get none. `scoped`: name the network's gin scope (SAC, PPO).
+  """
+  out = []
+  last = gradient_steps - 1  # 0-based index of the run's last gradient step
+  for name, config in networks.items():
+    where = f'{name}/SparsityConfig' if scoped else 'SparsityConfig'
+    b, e, f = config.begin_step, config.end_step, config.update_interval
+    if config.method == 'prune' and gradient_steps < e:
+      if gradient_steps < b:
+        out.append(f'{where}: the run takes {gradient_steps:,} gradient steps and pruning '
+                   f'begins at begin_step = {b:,}: the network stays dense.')
+        continue
+      pruned_at = b + (gradient_steps - b) // f * f  # the last pruning step of the run
+      reached = config.sparsity * (1.0 - (1.0 - (pruned_at - b) / max(e - b, 1)) ** 3)
+      out.append(f'{where}: the run takes {gradient_steps:,} gradient steps but pruning ends '
+                 f'at end_step = {e:,}: the network ends at sparsity {reached:.3f}, not '
+                 f'{config.sparsity:g} (last pruning step {pruned_at:,}).')
+    elif config.method in ('set', 'rigl'):
+      if b > last:
+        out.append(f'{where}: the run takes {gradient_steps:,} gradient steps and the first '
+                   f'{config.method} mask update is at begin_step = {b:,}: the masks never '
+                   f'change (a static run).')
+      elif e > last:
+        out.append(f'{where}: end_step = {e:,} is past the run\'s last gradient step '
+                   f'({last:,}): {config.method} mask updates go on to the end of the run '
+                   f'(the paper stops them at 75-80% of training).')
+  return out
 
 
 # ------------------------------------------------------------------------------ parsing
