@@ -1,8 +1,8 @@
 r"""Entry point: Dopamine's train script with the sparse agents available.
 
     python -m sparse_dopamine.train --base_dir=/tmp/run \
-        --gin_files=gin_configs/dopamine/dqn_cartpole.gin \
-        --gin_files=gin_configs/dopamine/rigl.gin
+        --gin_files=sparse_dopamine/gin_configs/dqn_cartpole.gin \
+        --gin_files=sparse_dopamine/gin_configs/rigl.gin
 
 As `dopamine.discrete_domains.train` / `dopamine.continuous_domains.train`: gin files and
 bindings are loaded with Dopamine's `load_gin_configs`, then the runner of

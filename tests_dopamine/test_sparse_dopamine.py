@@ -29,8 +29,7 @@ import numpy as np  # noqa: E402
 import sparse_rl  # noqa: E402
 from sparse_rl import tree as tree_lib  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GIN = os.path.join(ROOT, 'gin_configs', 'dopamine')
+GIN = sparse_dopamine.GIN_DIR
 SPARSITY = 0.9
 
 DQN_BINDINGS = [
@@ -91,8 +90,8 @@ def parse(agent_file, method, bindings, num_iterations=1):
   runner = 'ContinuousRunner' if agent_file.startswith('sac') else 'Runner'
   run_experiment.load_gin_configs(
       [os.path.join(GIN, agent_file), os.path.join(GIN, f'{method}.gin')],
-      bindings + [f'SparsityConfig.sparsity = {SPARSITY}',
-                  f'{runner}.num_iterations = {num_iterations}'])
+      bindings + [f'{runner}.num_iterations = {num_iterations}']
+      + ([] if method == 'dense' else [f'SparsityConfig.sparsity = {SPARSITY}']))
 
 
 def dqn_runner(base_dir):
@@ -246,4 +245,55 @@ def test_sac_networks_are_solved_separately():
         params, [('params/_actor', actor),
                  ('params/_critic1', sparse_rl.SparsityConfig(method='static', sparsity=0.5,
                                                               update_interval=7))])
+  gin.clear_config()
+
+
+@pytest.mark.parametrize('method', ['dense', 'static', 'prune', 'set', 'rigl'])
+@pytest.mark.parametrize('agent_file', ['dqn_cartpole.gin', 'sac_halfcheetah.gin'])
+def test_every_method_file_builds_the_agent(agent_file, method):
+  """Each agent file + method file pair parses and builds the agent with that method."""
+  parse(agent_file, method, [])
+  from dopamine.discrete_domains import gym_lib
+  env = gym_lib.create_gym_environment()
+  if agent_file.startswith('dqn'):
+    agent = sparse_dopamine.create_sparse_agent(None, env)
+    assert isinstance(agent, sparse_dopamine.SparseJaxDQNAgent)
+  else:
+    agent = sparse_dopamine.create_sparse_continuous_agent(env)
+    assert isinstance(agent, sparse_dopamine.SparseJaxSACAgent)
+  assert agent.sparse_optimizer.config.method == method
+  masks = jax.tree_util.tree_leaves(sparse_dopamine.sparse_state(agent).masks)
+  if method == 'dense':
+    assert masks == []
+  else:
+    expected = 0.0 if method == 'prune' else SPARSITY  # pruning starts dense
+    assert agent.sparsity_metrics()['sparsity'] == pytest.approx(expected, abs=2e-3)
+  gin.clear_config()
+
+
+def test_pong_nature_cnn_rigl_trains_sparse():
+  """dqn_pong.gin + rigl.gin: the Nature CNN at 90% ERK through a few real Pong steps."""
+  parse('dqn_pong.gin', 'rigl', ['JaxDQNAgent.min_replay_history = 40',
+                                 'JaxDQNAgent.update_period = 1',
+                                 'ReplayBuffer.batch_size = 4',
+                                 'SparsityConfig.update_interval = 5'])
+  from dopamine.discrete_domains import atari_lib
+  env = atari_lib.create_atari_environment()
+  agent = recording(sparse_dopamine.SparseJaxDQNAgent)(num_actions=env.action_space.n, seed=0)
+  paths = [p for p, m in tree_lib.leaves_with_paths(sparse_dopamine.sparse_state(agent).masks,
+                                                    is_leaf=tree_lib.is_none) if m is not None]
+  assert paths == ['params/Conv_0/kernel', 'params/Conv_1/kernel', 'params/Conv_2/kernel',
+                   'params/Dense_0/kernel', 'params/Dense_1/kernel']
+  action = agent.begin_episode(env.reset())
+  for _ in range(52):
+    obs, reward, terminal, _ = env.step(action)
+    action = agent.step(reward, obs)
+  log = agent.log
+  assert [e['step'] for e in log] == list(range(1, len(log) + 1)) and len(log) >= 10
+  assert all(e['online_zero'] and e['target_zero'] for e in log)
+  assert agent.sparsity_metrics()['sparsity'] == pytest.approx(SPARSITY, abs=2e-3)
+  # skip_step: the update at 0-based index 5 replaces that step's optimizer step.
+  changed = [e['step'] for prev, e in zip(log, log[1:])
+             if any(np.any(a != b) for a, b in zip(prev['masks'], e['masks']))]
+  assert changed == [s for s in range(2, len(log) + 1) if (s - 1) % 5 == 0]
   gin.clear_config()
