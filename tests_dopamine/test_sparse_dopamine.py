@@ -297,3 +297,22 @@ def test_pong_nature_cnn_rigl_trains_sparse():
              if any(np.any(a != b) for a, b in zip(prev['masks'], e['masks']))]
   assert changed == [s for s in range(2, len(log) + 1) if (s - 1) % 5 == 0]
   gin.clear_config()
+
+
+@pytest.mark.parametrize('extra,expected', [
+    (['--gin_bindings', "SparsityConfig.method = 'rigel'"], "Unknown sparse training method 'rigel'"),
+    (['--gin_bindings', 'SparsityConfig.sparsity = 1.5'], 'SparsityConfig.sparsity'),
+    (['--gin_bindings', 'SparseJaxDQNAgent.sparsity = 0.9'], 'must be a SparsityConfig'),
+    (['--gin_files', 'no_such_file.gin'], "gin file 'no_such_file.gin' does not exist"),
+])
+def test_train_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys, extra, expected):
+  from sparse_dopamine import train
+  base_dir = tmp_path / 'run'
+  code = train.main(['--base_dir', str(base_dir),
+                     '--gin_files', os.path.join(GIN, 'dqn_cartpole.gin'),
+                     '--gin_files', os.path.join(GIN, 'rigl.gin')] + extra)
+  err = capsys.readouterr().err.strip()
+  gin.clear_config()
+  assert code == 2
+  assert len(err.splitlines()) == 1 and err.startswith('error: ') and expected in err, err
+  assert not base_dir.exists()
