@@ -43,7 +43,10 @@ import jax
 import numpy as np
 
 import sparse_rl
+from sparse_dopamine import compat
 from sparse_rl import tree as tree_lib
+
+compat.fix_continuous_runner()
 
 PyTree = Any
 

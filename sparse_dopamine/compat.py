@@ -21,6 +21,11 @@ Fixes (measured with dopamine-rl 4.1.2, tensorflow-probability 0.25, jax 0.10.2)
    `dopamine.labs.sac_from_pixels.deepmind_control_lib`, for pixel-based SAC only). When
    dm_control is not installed, a stand-in `deepmind_control_lib` module is registered whose
    environment constructor raises a RuntimeError. The state-based MuJoCo runner needs none of it.
+4. `dopamine.continuous_domains.run_experiment.create_continuous_agent` asserts that the env's
+   spaces are legacy `gym.spaces.Box`, but Dopamine's own `create_gym_environment` makes
+   gymnasium envs, so its 'sac' and 'ppo' agents cannot be created. `fix_continuous_runner()`
+   (called by `sparse_dopamine.agents` once Dopamine is imported) binds that module's `spaces`
+   to `gymnasium.spaces`. The sparse agents do not go through that function.
 
 Nothing else in Dopamine is changed: its agents, jitted train functions, runners and checkpoint
 format run as shipped.
@@ -84,8 +89,16 @@ def _stub_dm_control() -> None:
   sys.modules.setdefault(name, stub)
 
 
+def fix_continuous_runner() -> None:
+  """Fix 4: Dopamine's continuous runner checks gymnasium spaces (idempotent)."""
+  import gymnasium
+  from dopamine.continuous_domains import run_experiment
+  if run_experiment.spaces is not gymnasium.spaces:
+    run_experiment.spaces = gymnasium.spaces
+
+
 def apply() -> None:
-  """Applies every fix above (idempotent)."""
+  """Applies fixes 1-3 (idempotent); they must run before Dopamine is imported."""
   global _APPLIED
   if _APPLIED:
     return

@@ -316,3 +316,19 @@ def test_train_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys, extra
   assert code == 2
   assert len(err.splitlines()) == 1 and err.startswith('error: ') and expected in err, err
   assert not base_dir.exists()
+
+
+def test_other_agent_names_go_to_dopamine():
+  """Names other than the sparse ones build Dopamine's own agents (compat fix 4 for SAC)."""
+  from dopamine.discrete_domains import gym_lib
+  from dopamine.jax.agents.dqn import dqn_agent
+  from dopamine.jax.agents.sac import sac_agent
+  parse('sac_halfcheetah.gin', 'dense', ['SACAgent.hidden_units = 8'])
+  agent = sparse_dopamine.create_sparse_continuous_agent(gym_lib.create_gym_environment(),
+                                                         agent_name='sac')
+  assert type(agent) is sac_agent.SACAgent
+  parse('dqn_cartpole.gin', 'dense', [])
+  agent = sparse_dopamine.create_sparse_agent(None, gym_lib.create_gym_environment(),
+                                              agent_name='jax_dqn')
+  assert type(agent) is dqn_agent.JaxDQNAgent
+  gin.clear_config()
