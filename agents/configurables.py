@@ -345,7 +345,7 @@ def build_experiment(agent: str | None = None, env_id: str | None = None, seed: 
       'atari_config': _config_dict(atari),
   }
   warnings = schedule_warnings(networks, run_gradient_steps(agent_config, env_id, runner),
-                               scoped=agent in NETWORK_SPARSITY)
+                               scoped=len(networks) > 1)
   return Experiment(make_trainer=make_trainer, runner=runner, info=info,
                     warnings=tuple(warnings))
 
@@ -385,7 +385,8 @@ def schedule_warnings(networks: dict[str, sparse_rl.SparsityConfig], gradient_st
   * set / rigl: `begin_step` at or after the run's end (no mask update: a static run), or
     `end_step` past its last gradient step (mask updates go on to the end, where the paper's
     configs stop them at 75-80% of training, and the drop fraction never decays to 0).
-  Runs whose schedule fits get none. `scoped`: name the network's gin scope (SAC, PPO).
+  Runs whose schedule fits get none. `scoped`: name the network's gin scope (`actor/`,
+  `critic/`: SAC and PPO with two networks; DQN and PPO Atari bind one unscoped config).
   """
   out = []
   last = gradient_steps - 1  # 0-based index of the run's last gradient step

@@ -1,8 +1,9 @@
 """Action distributions of the PPO policies, one class per kind of action space.
 
 The PPO loss and acting code call `log_prob`, `entropy`, `sample` and `mode` without knowing
-which distribution they hold; the class is chosen once, from the env's action space, by
-`for_action_space`:
+which distribution they hold. Each PPO setup names its class once (agents/ppo_setups.py: MuJoCo
+DiagGaussian, classic control and Atari Categorical) and checks the env's action space against
+it; `for_action_space` gives the class an action space calls for:
 
 - `DiagGaussian`: a gymnasium `Box` (continuous actions, MuJoCo). Mean from the actor,
   log std a free parameter (state-independent), independent dimensions.
@@ -85,9 +86,13 @@ class Categorical(flax.struct.PyTreeNode):
 
   Attributes:
     logits: (batch, num_actions), unnormalized log-probabilities.
+    log_p: log_softmax(logits), or None to compute it where needed. `from_output` computes it
+      once, so that `log_prob` and `entropy` in one loss share it (one softmax in the graph,
+      whose gradient then sums in the same order as when PPO computed both from one array).
   """
 
   logits: jax.Array
+  log_p: jax.Array | None = None
 
   policy_kind = 'categorical'  # agents/policy.py: the exported policy acts with the argmax
   action_dtype = np.int32
@@ -95,7 +100,10 @@ class Categorical(flax.struct.PyTreeNode):
   @classmethod
   def from_output(cls, output: jax.Array) -> Categorical:
     """From a network's logits output (agents/networks.py, PPOCategoricalActor)."""
-    return cls(output)
+    return cls(output, jax.nn.log_softmax(output))
+
+  def _log_softmax(self) -> jax.Array:
+    return jax.nn.log_softmax(self.logits) if self.log_p is None else self.log_p
 
   @staticmethod
   def action_size(space: gym.spaces.Discrete) -> int:
@@ -114,12 +122,12 @@ class Categorical(flax.struct.PyTreeNode):
 
   def log_prob(self, action: jax.Array) -> jax.Array:
     """log p(action) of (batch,) integer actions. -> (batch,)"""
-    log_p = jax.nn.log_softmax(self.logits)
+    log_p = self._log_softmax()
     return jnp.take_along_axis(log_p, action[..., None].astype(jnp.int32), axis=-1)[..., 0]
 
   def entropy(self) -> jax.Array:
     """Entropy in nats. -> (batch,)"""
-    log_p = jax.nn.log_softmax(self.logits)
+    log_p = self._log_softmax()
     return -jnp.sum(jnp.exp(log_p) * log_p, axis=-1)
 
   def sample(self, key: jax.Array) -> jax.Array:

@@ -533,9 +533,17 @@ def _env_name(env: gym.Env | gym.vector.VectorEnv) -> str:
 
 
 def env_spec_summary(env: gym.Env | gym.vector.VectorEnv) -> dict[str, Any]:
-  """Observation and action space facts an agent needs to build its networks."""
+  """Observation and action space facts an agent needs to build its networks.
+
+  Raises:
+    ValueError: observations that are not arrays (a gymnasium `Box`): the agents' networks take
+      vectors or images, not Discrete, Tuple or Dict observations.
+  """
   obs_space = getattr(env, "single_observation_space", env.observation_space)
   action_space = getattr(env, "single_action_space", env.action_space)
+  if not isinstance(obs_space, spaces.Box):
+    raise ValueError(f"{_env_name(env)} has {obs_space} observations; the agents take arrays "
+                     "(a gymnasium Box: vectors or images).")
   summary: dict[str, Any] = {
       "env_id": _env_name(env),
       "obs_shape": tuple(obs_space.shape),

@@ -110,9 +110,9 @@ class ActorCriticSetup:
   def check_env(self, envs, env_id: str) -> None:
     spec = envs_lib.env_spec_summary(envs)
     if spec['is_image'] or len(spec['obs_shape']) != 1:
+      hint = '; use PPOAtariConfig for images' if spec['is_image'] else ''
       raise ValueError(f'{self.label} needs flat vector observations, but {env_id} has '
-                       f'observations of shape {spec["obs_shape"]}; use PPOAtariConfig for '
-                       f'images.')
+                       f'observations of shape {spec["obs_shape"]}{hint}.')
     try:
       envs_lib.check_action_space(envs, self.action_kind, self.label)
     except ValueError as e:
@@ -147,7 +147,7 @@ class SharedTrunkSetup:
   def forward(self, nets: dict[str, SparseTrainState], params: dict, obs: jax.Array
               ) -> tuple[distributions.Categorical, jax.Array]:
     logits, value = nets['network'].apply(obs, params=params['network'])
-    return distributions.Categorical(logits), value
+    return distributions.Categorical.from_output(logits), value
 
   def normalizers(self, config, obs_shape: tuple[int, ...]):
     del obs_shape

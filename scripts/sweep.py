@@ -140,15 +140,15 @@ def gpu_memory_defaults(workers: int, environ: dict[str, str] | None = None) -> 
   By default every JAX process preallocates 75% of the GPU's memory at its first operation
   (https://docs.jax.dev/en/latest/gpu_memory_allocation.html), so a second worker on the same
   GPU fails with out-of-memory. With more than one worker, each run preallocates 0.9 / workers
-  of it instead (the variable under its current and its older name). Nothing is set for one
-  worker, or when the environment already sets any of `GPU_MEMORY_VARIABLES` (the user's choice
-  stands). On a CPU-only machine the variables have no effect.
+  of it instead: XLA_CLIENT_MEM_FRACTION only, as jaxlib refuses it next to its deprecated name
+  XLA_PYTHON_CLIENT_MEM_FRACTION. Nothing is set for one worker, or when the environment already
+  sets any of `GPU_MEMORY_VARIABLES` (the user's choice stands). On a CPU-only machine the
+  variable has no effect.
   """
   environ = os.environ if environ is None else environ
   if workers <= 1 or any(name in environ for name in GPU_MEMORY_VARIABLES):
     return {}
-  fraction = f'{0.9 / workers:.3f}'
-  return {'XLA_CLIENT_MEM_FRACTION': fraction, 'XLA_PYTHON_CLIENT_MEM_FRACTION': fraction}
+  return {'XLA_CLIENT_MEM_FRACTION': f'{0.9 / workers:.3f}'}
 
 
 def compile_cache_dir(option: str | None, root: str, backend: str) -> str | None:

@@ -85,8 +85,6 @@ def main(argv=None) -> int:
       bindings.append(f'build_experiment.seed = {args.seed}')
     configurables.parse_config(args.gin_file, bindings)
     experiment = configurables.build_experiment()
-    for line in experiment.warnings:
-      print(f'warning: {line}', file=sys.stderr)
     # Built before anything is written: an unknown env id or an action-space mismatch
     # fails here.
     trainer = experiment.make_trainer()
@@ -100,6 +98,8 @@ def main(argv=None) -> int:
   except (ValueError, OSError, SyntaxError) as e:
     print(f'error: {configurables.error_line(e)}', file=sys.stderr)
     return 2
+  for line in experiment.warnings:  # once the experiment is known to launch
+    print(f'warning: {line}', file=sys.stderr)
   lock = None
   try:
     config = runner.checkpoint_config(experiment.info, experiment.runner)

@@ -211,6 +211,11 @@ _BAD_BINDINGS = [
     ('ppo_classic', ["build_experiment.env_id = 'Pendulum-v1'"],
      'PPO classic control (PPOClassicConfig) needs a discrete action space, but Pendulum-v1 has '
      'Box('),
+    # Observations that are not arrays (the networks take vectors or images).
+    ('ppo_classic', ["build_experiment.env_id = 'FrozenLake-v1'"],
+     'FrozenLake-v1 has Discrete(16) observations; the agents take arrays'),
+    ('dqn', ["build_experiment.env_id = 'Blackjack-v1'"],
+     'Blackjack-v1 has Tuple(Discrete(32), Discrete(11), Discrete(2)) observations'),
     ('ppo_atari', ['PPOAtariConfig.width = 0'], 'PPOAtariConfig.width = 0'),
     ('ppo_atari', ['PPOAtariConfig.weight_decay = -1'], 'PPOAtariConfig.weight_decay = -1'),
     ('ppo_atari', ["PPOAtariConfig.clip_rewards = 'yes'"], 'PPOAtariConfig.clip_rewards'),

@@ -617,3 +617,16 @@ def test_launcher_warns_of_a_pruning_schedule_longer_than_the_run(tmp_path, caps
   with open(os.path.join(run_dir, runner.SUMMARY_FILE)) as f:
     summary = json.load(f)
   assert summary['sparsity/total'] == pytest.approx(0.8 * (1 - 0.5 ** 3), abs=2e-3)
+
+
+@pytest.mark.parametrize('experiment, prefixes', [
+    ('ppo_atari_rigl', ['SparsityConfig: ']),  # one network, bound unscoped
+    ('sac_mujoco_rigl', ['actor/SparsityConfig: ', 'critic/SparsityConfig: ']),
+    ('dqn_classic_prune', ['SparsityConfig: ']),
+])
+def test_schedule_warnings_name_the_binding_to_change(experiment, prefixes):
+  configurables.parse_config([os.path.join(GIN_DIR, 'experiments', f'{experiment}.gin')],
+                             ['RunnerConfig.num_iterations = 2'])
+  warnings = configurables.build_experiment().warnings
+  assert [w[:len(p)] for w, p in zip(warnings, prefixes)] == prefixes
+  assert len(warnings) == len(prefixes)

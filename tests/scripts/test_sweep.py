@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import unittest.mock
 
 import pytest
 
@@ -63,7 +64,7 @@ def test_sweep_finishes_every_run_but_the_broken_one(swept):
   # Two workers on one GPU would each preallocate 75% of it: each gets 0.9 / 2 instead.
   if not any(name in os.environ for name in sweep.GPU_MEMORY_VARIABLES):
     assert spec['env']['XLA_CLIENT_MEM_FRACTION'] == '0.450'
-    assert spec['env']['XLA_PYTHON_CLIENT_MEM_FRACTION'] == '0.450'
+    assert 'XLA_PYTHON_CLIENT_MEM_FRACTION' not in spec['env']  # jaxlib refuses both names
   assert spec['env']['OMP_NUM_THREADS'] == os.environ.get(
       'OMP_NUM_THREADS', str(max(1, sweep.usable_cores() // 2)))
   summary = json.loads(_read(os.path.join(root, 'cartpole/rigl_erk_s0.9/seed_1',
@@ -371,9 +372,12 @@ def test_runs_share_compiled_programs_and_results_do_not_change(tmp_path, monkey
 
 def test_gpu_memory_share_per_worker():
   assert sweep.gpu_memory_defaults(1, {}) == {}
-  assert sweep.gpu_memory_defaults(4, {}) == {'XLA_CLIENT_MEM_FRACTION': '0.225',
-                                              'XLA_PYTHON_CLIENT_MEM_FRACTION': '0.225'}
+  assert sweep.gpu_memory_defaults(4, {}) == {'XLA_CLIENT_MEM_FRACTION': '0.225'}
   assert sweep.gpu_memory_defaults(3, {})['XLA_CLIENT_MEM_FRACTION'] == '0.300'
   # The user's own setting stands: none is added next to it.
   for name in sweep.GPU_MEMORY_VARIABLES:
     assert sweep.gpu_memory_defaults(4, {name: 'false' if 'PREALLOCATE' in name else '0.5'}) == {}
+  # jaxlib's GPU plugin options accept what a worker gets (it refuses both names together).
+  from jaxlib import xla_client
+  with unittest.mock.patch.dict(os.environ, sweep.gpu_memory_defaults(4, {})):
+    assert xla_client.generate_pjrt_gpu_plugin_options()['memory_fraction'] == 0.225
