@@ -37,6 +37,7 @@ import numpy as np
 import optax
 
 import sparse_rl
+from agents import analysis as analysis_lib
 from agents import base
 from agents import envs as envs_lib
 from agents import networks
@@ -464,6 +465,31 @@ class DQNTrainer(base.Trainer):
 
   def sparsity_metrics(self) -> dict[str, float]:
     return train_state_lib.sparsity_metrics({'q': self._state.q})
+
+  def networks(self) -> dict[str, train_state_lib.SparseTrainState]:
+    return {'q': self._state.q}
+
+  def _analysis_batch(self, rng: np.random.Generator, batch_size: int):
+    if self._replay is None or len(self._replay) == 0:
+      return None
+    return self._replay.sample(rng, batch_size)
+
+  def analysis_inputs(self, rng, batch_size):
+    """See `Trainer.analysis_inputs`: observations sampled from the replay."""
+    batch = self._analysis_batch(rng, batch_size)
+    return None if batch is None else {'q': (batch.obs,)}
+
+  def per_example_gradients(self, rng, batch_size):
+    """See `Trainer.per_example_gradients`: the TD loss of each replay sample w.r.t. the Q
+    network (dense gradient, target network as it stands)."""
+    batch = self._analysis_batch(rng, batch_size)
+    if batch is None:
+      return None
+    if getattr(self, '_per_example', None) is None:
+      cfg = self.config
+      self._per_example = jax.jit(lambda q, b: analysis_lib.per_example_grads(
+          lambda p, one: loss(cfg, p, q, one)[0], q.params, b))
+    return {'q': self._per_example(self._state.q, batch)}
 
   def _forward_flops(self) -> float:
     """Forward FLOPs of one observation with the current masks."""

@@ -49,6 +49,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from agents import analysis as analysis_lib
 from agents import base
 from agents import checkpoint as checkpoint_lib
 from agents import envs as envs_lib
@@ -79,6 +80,9 @@ class RunnerConfig:
   progress: bool = True  # print progress lines (steps/s, ETA).
   progress_interval_s: float = 10.0  # seconds between in-iteration progress lines.
   tensorboard: bool = True  # also write TensorBoard event files under run_dir/tb.
+  # Per-iteration analyses in the metrics rows: mask topology, dormant neurons, gradient SNR
+  # (@AnalysisConfig(); agents/analysis.py).
+  analysis: analysis_lib.AnalysisConfig = analysis_lib.AnalysisConfig()
 
   def __post_init__(self):
     for name in ('num_iterations', 'train_steps_per_iteration', 'checkpoint_every',
@@ -91,6 +95,7 @@ class RunnerConfig:
     checks.check_bool(self, 'save_replay', self.save_replay, allow_none=True)
     for name in ('progress', 'tensorboard'):
       checks.check_bool(self, name, getattr(self, name))
+    checks.check_instance(self, 'analysis', self.analysis, analysis_lib.AnalysisConfig)
 
 
 # ------------------------------------------------------------------------------ file helpers
@@ -515,7 +520,10 @@ def _fail(run_dir: str, message: str, info: dict[str, Any], trainer: base.Traine
 
 def _run(trainer: base.Trainer, config: RunnerConfig, run_dir: str,
          info: dict[str, Any], ckpt_config: dict[str, Any]) -> dict[str, Any]:
+  analyzer = analysis_lib.Analyzer(trainer, config.analysis)  # before the resume: initial masks
   start, partial, eval_returns, pending_train = _resume(trainer, run_dir, config, ckpt_config)
+  if start or partial:
+    analyzer.resumed()
   total_steps = config.num_iterations * config.train_steps_per_iteration
   label = f"{trainer.name} {info.get('env_id', '')}".strip()
   progress = _Progress(config, label, total_steps, trainer.env_steps)
@@ -585,6 +593,7 @@ def _run(trainer: base.Trainer, config: RunnerConfig, run_dir: str,
             **train_metrics,
             **eval_metrics,
             **trainer.sparsity_metrics(),
+            **analyzer.metrics(iteration, last=iteration + 1 == config.num_iterations),
             'flops/training': trainer.training_flops(),
             'time/steps_per_second': steps / max(t_train, 1e-9),
             'time/train_seconds': t_train,
