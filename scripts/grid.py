@@ -304,7 +304,7 @@ def validate(grid: dict[str, Any], where: str = 'grid') -> dict[str, Any]:
       'description': grid.get('description', ''),
       'bindings': _str_list(grid.get('bindings', []), f'{where}.bindings'),
       'methods': list(METHODS), 'sparsities': [0.9], 'distributions': ['erk'],
-      'extra_points': [], 'seeds': [0], 'widths': None, 'actor_critic_sparsities': None,
+      'extra_points': [], 'seeds': [0],
   }
   out.update(_axes(grid, where))
   axes = dict(DEFAULT_AXES)
@@ -341,7 +341,7 @@ def validate(grid: dict[str, Any], where: str = 'grid') -> dict[str, Any]:
     entry = {'name': exp_name, 'gin_files': gin_files,
              'bindings': _str_list(exp.get('bindings', []), f'{here}.bindings')}
     for key in _AXIS_KEYS:
-      entry[key] = out[key]
+      entry[key] = out.get(key)  # widths and actor_critic_sparsities: None if not given
     entry.update(_axes(exp, here))
     if 'small_dense' in entry['methods'] and not axes['width']:
       raise GridError(f'{here}: small_dense needs [axes] width bindings, e.g. '
