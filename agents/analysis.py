@@ -5,7 +5,7 @@ The runner builds one `Analyzer` per run, before resuming, and after each iterat
 `metrics()` to the metrics.jsonl row (and so to TensorBoard). It only uses three trainer hooks
 (`base.Trainer`): `networks()` (the `SparseTrainState`s by name), `analysis_inputs()` (a batch
 of network inputs: replay samples for DQN/SAC, the last rollout for PPO) and
-`per_example_gradients()`. None of them changes the training state or its RNGs: the batches
+`gradient_snr()` (per-parameter SNRs of per-example gradients). None of them changes the training state or its RNGs: the batches
 come from the analyzer's own generator, seeded by the run seed and the iteration, so a run
 trains the same with the analyses on or off, and a resumed run logs what the uninterrupted one
 logged (topology's `previous` masks after a resume mid-iteration excepted: they are then the
@@ -17,8 +17,8 @@ Keys (net: 'q', 'actor', 'critic', 'network'; path: a param path such as 'Dense_
   topology/<net>/<path>/previous  the same against the masks of the previous iteration's row
   topology/<net>/previous         (churn over the iteration = 1 - it)
   topology/<net>/mask_updates     mask-update steps in the iteration (its churn spans them)
-  snr/<net>/<path>                gradient SNR of each kernel, and pooled over the net's
-  snr/<net>/total                 kernels
+  snr/<net>/<path>                gradient SNR of each kernel (mean over its weights), and
+  snr/<net>/mean, snr/<net>/std   the mean and std over all the network's parameters
   dormant/<net>/<layer>           tau-dormant fraction of each hidden layer's neurons, and of
   dormant/<net>/total             all the net's hidden neurons together
 """
@@ -69,20 +69,6 @@ class AnalysisConfig:
     checks.check_int(self, 'every', self.every, minimum=1)
 
 
-def per_example_grads(loss_fn: Callable[..., jax.Array], params: PyTree, batch: PyTree,
-                      *args) -> PyTree:
-  """Gradients of `loss_fn(params, example_batch, *args)` for each example of `batch`.
-
-  Each example is passed as a batch of one (leaves (1, ...)), so a loss that averages over its
-  batch gives the example's own gradient. Returns the gradient tree with leaves
-  (B, *param shape). Jittable.
-  """
-  def one(example):
-    single = jax.tree_util.tree_map(lambda x: x[None], example)
-    return jax.grad(loss_fn)(params, single, *args)
-  return jax.vmap(one)(batch)
-
-
 def _activation_fn(module) -> Callable[[np.ndarray], np.ndarray]:
   """The hidden activation of an agents/networks.py module: its `activation` field if it has
   one, tanh for the PPO MuJoCo actor, else ReLU."""
@@ -129,17 +115,12 @@ def _kernel_paths(params: PyTree) -> list[str]:
   return [p for p, _ in tree_lib.leaves_with_paths(params) if p.endswith('kernel')]
 
 
-def _snr_metrics(net: str, grads: PyTree) -> dict[str, float]:
-  snr = analysis.gradient_snr(grads)
-  kernels = _kernel_paths(grads)
-  out = {f'snr/{net}/{p}': snr[p] for p in kernels}
-  flat = dict(tree_lib.leaves_with_paths(jax.device_get(grads)))
-  signal = noise = 0.0
-  for p in kernels:
-    g = np.asarray(flat[p], np.float64).reshape(flat[p].shape[0], -1)
-    signal += float(np.sum(np.mean(g, axis=0) ** 2))
-    noise += float(np.sum(np.var(g, axis=0)))
-  out[f'snr/{net}/total'] = signal / noise if noise > 0 else float('nan')
+def _snr_metrics(net: str, snr: PyTree) -> dict[str, float]:
+  """snr/<net>/<kernel path> (mean over the kernel) and snr/<net>/mean, /std over all the
+  network's parameters, biases included (the paper's code: all trainable variables)."""
+  per_leaf, mean, std = analysis.snr_tree_metrics(snr)
+  out = {f'snr/{net}/{p}': per_leaf[p] for p in _kernel_paths(snr)}
+  out[f'snr/{net}/mean'], out[f'snr/{net}/std'] = mean, std
   return out
 
 
@@ -184,9 +165,9 @@ class Analyzer:
                                                cfg.dormant_tau)
         out.update({f'dormant/{net}/{k}': v for k, v in fractions.items()})
     if cfg.snr_batch_size:
-      grads = trainer.per_example_gradients(rng, cfg.snr_batch_size)
-      for net, g in (grads or {}).items():
-        out.update(_snr_metrics(net, g))
+      snrs = trainer.gradient_snr(rng, cfg.snr_batch_size)
+      for net, snr in (snrs or {}).items():
+        out.update(_snr_metrics(net, snr))
     return out
 
   def _topology(self, nets) -> dict[str, float]:

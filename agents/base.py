@@ -228,12 +228,11 @@ class Trainer(abc.ABC):
     None when there is nothing to draw from yet. Must not change the training state."""
     return None
 
-  def per_example_gradients(self, rng: np.random.Generator, batch_size: int
-                            ) -> dict[str, Any] | None:
-    """{network name: gradient tree with leaves (batch_size, *param shape)}: the gradient of
-    the network's training loss on each of `batch_size` examples drawn with `rng`, at the
-    current params. None when there is nothing to draw from yet. Must not change the
-    training state."""
+  def gradient_snr(self, rng: np.random.Generator, batch_size: int) -> dict[str, Any] | None:
+    """{network name: tree like its params of per-parameter gradient SNRs}
+    (`sparse_rl.analysis.per_example_snr`): from the gradients of the network's training loss
+    on each of `batch_size` examples drawn with `rng`, at the current params. None when there
+    is nothing to draw from yet. Must not change the training state."""
     return None
 
   def close(self) -> None:

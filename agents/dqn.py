@@ -37,13 +37,13 @@ import numpy as np
 import optax
 
 import sparse_rl
-from agents import analysis as analysis_lib
 from agents import base
 from agents import envs as envs_lib
 from agents import networks
 from agents import policy as policy_lib
 from agents import replay as replay_lib
 from agents import train_state as train_state_lib
+from sparse_rl import analysis as analysis_lib
 from sparse_rl import checks
 from sparse_rl import flops as flops_lib
 
@@ -479,15 +479,15 @@ class DQNTrainer(base.Trainer):
     batch = self._analysis_batch(rng, batch_size)
     return None if batch is None else {'q': (batch.obs,)}
 
-  def per_example_gradients(self, rng, batch_size):
-    """See `Trainer.per_example_gradients`: the TD loss of each replay sample w.r.t. the Q
+  def gradient_snr(self, rng, batch_size):
+    """See `Trainer.gradient_snr`: the TD loss of each replay sample w.r.t. the Q
     network (dense gradient, target network as it stands)."""
     batch = self._analysis_batch(rng, batch_size)
     if batch is None:
       return None
     if getattr(self, '_per_example', None) is None:
       cfg = self.config
-      self._per_example = jax.jit(lambda q, b: analysis_lib.per_example_grads(
+      self._per_example = jax.jit(lambda q, b: analysis_lib.per_example_snr(
           lambda p, one: loss(cfg, p, q, one)[0], q.params, b))
     return {'q': self._per_example(self._state.q, batch)}
 

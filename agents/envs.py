@@ -447,8 +447,9 @@ class ObservationNoise:
   standard deviation of the env's observations (`observation_std`), so `std` is in units of
   each dimension's spread.
 
-  Graesser et al. 2022 (Sec. 5) evaluate trained dense and sparse agents under Gaussian
-  observation noise of increasing standard deviation.
+  The paper's Atari code adds such noise to every step's observation in training and
+  evaluation alike (google-research/rigl rigl/rl/run_experiment.py, `observation_noise`);
+  here it is applied when evaluating a trained run (scripts/evaluate.py --obs_noise).
   """
 
   std: float

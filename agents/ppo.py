@@ -35,7 +35,6 @@ import numpy as np
 import optax
 
 import sparse_rl
-from agents import analysis as analysis_lib
 from agents import envs as envs_lib
 from agents import policy as policy_lib
 from agents import rollout as rollout_lib
@@ -44,6 +43,7 @@ from agents.base import (ProgressFn, Trainer, episode_metrics, eval_seeds, resto
 from agents.networks import PPOActor, PPOAtariNetwork, PPOCritic
 from agents.sac import gaussian_log_prob
 from agents.train_state import SparseTrainState, forward_flops, sparsity_metrics
+from sparse_rl import analysis as analysis_lib
 from sparse_rl import checks
 
 _ATARI_PREFIX = 'ALE/'
@@ -634,8 +634,8 @@ class PPOTrainer(Trainer):
     obs = obs[rng.integers(len(obs), size=batch_size)]
     return {name: (obs,) for name in self._state.nets}
 
-  def per_example_gradients(self, rng, batch_size):
-    """See `Trainer.per_example_gradients`: the PPO loss of examples of the last rollout
+  def gradient_snr(self, rng, batch_size):
+    """See `Trainer.gradient_snr`: the PPO loss of examples of the last rollout
     w.r.t. every network, advantages normalized over the whole rollout. Only right after an
     update (no rollout in progress, so GAE is over one rollout); None otherwise."""
     if self._t != 0 or not self._gradient_steps:
@@ -650,7 +650,7 @@ class PPOTrainer(Trainer):
     mb = Minibatch(flat(buf.obs)[idx], flat(buf.action)[idx], flat(buf.log_prob)[idx],
                    flat(buf.value)[idx], adv[idx], ret[idx])
     if getattr(self, '_per_example', None) is None:
-      self._per_example = jax.jit(lambda nets, mb: analysis_lib.per_example_grads(
+      self._per_example = jax.jit(lambda nets, mb: analysis_lib.per_example_snr(
           lambda p, one: example_loss(p, nets, one, config),
           {name: net.params for name, net in nets.items()}, mb))
     return self._per_example(self._state.nets, mb)

@@ -31,7 +31,6 @@ import numpy as np
 import optax
 
 import sparse_rl
-from agents import analysis as analysis_lib
 from agents import envs as envs_lib
 from agents import policy as policy_lib
 from agents.base import (ProgressFn, Trainer, episode_metrics, eval_seeds, restore_env,
@@ -39,6 +38,7 @@ from agents.base import (ProgressFn, Trainer, episode_metrics, eval_seeds, resto
 from agents.networks import SACActor, TwinCritic
 from agents.replay import Batch, ReplayBuffer
 from agents.train_state import SparseTrainState, forward_flops, sparsity_metrics
+from sparse_rl import analysis as analysis_lib
 from sparse_rl import checks
 
 # Env ids (base names) that get 10k initial random steps in the paper; others get 1k.
@@ -496,8 +496,8 @@ class SACTrainer(Trainer):
     return None if batch is None else {'actor': (batch.obs,),
                                        'critic': (batch.obs, batch.action)}
 
-  def per_example_gradients(self, rng, batch_size):
-    """See `Trainer.per_example_gradients`: per replay sample, the critic loss (TD target of
+  def gradient_snr(self, rng, batch_size):
+    """See `Trainer.gradient_snr`: per replay sample, the critic loss (TD target of
     the whole batch, as in `update`) w.r.t. the critics and the actor loss w.r.t. the actor
     (its action sample keyed by the example's index)."""
     batch = self._analysis_batch(rng, batch_size)
@@ -511,11 +511,11 @@ class SACTrainer(Trainer):
         critic_key, actor_key = jax.random.split(key)
         target = jax.lax.stop_gradient(td_target(state, batch, alpha, critic_key, config.gamma,
                                                   config.reward_scale))
-        critic = analysis_lib.per_example_grads(
+        critic = analysis_lib.per_example_snr(
             lambda p, one: critic_loss(p, state, one[0], one[1], config.critic_loss_weight)[0],
             state.critic.params, (batch, target))
         keys = jax.random.split(actor_key, batch.obs.shape[0])
-        actor = analysis_lib.per_example_grads(
+        actor = analysis_lib.per_example_snr(
             lambda p, one: actor_loss(p, state, one[0], alpha, one[1][0])[0],
             state.actor.params, (batch.obs, keys))
         return {'actor': actor, 'critic': critic}

@@ -9,17 +9,15 @@ nothing knows about RL. Keys are param paths as in `sparse_rl.sparsity_stats`
     active weights of the current mask that are also active in a reference mask (the initial
     mask, or an earlier one). 1 means no weight of the current mask is new; one minus it is
     the churn: the fraction of the current connections grown since the reference.
-  * Gradient signal-to-noise ratio, per layer, from per-example gradients g_1..g_B of a batch
-    (Graesser et al. 2022 explain the closeness of RigL and SET by the low SNR of gradients in
-    deep RL, which makes RigL's gradient-based growth little better than SET's random one):
-        SNR = ||mean_b g_b||^2 / sum_j Var_b(g_bj),
-    the squared norm of the batch-mean gradient over the total variance of the per-example
-    gradients (the trace of their covariance; population variance, 1/B). It is the
-    layer-level counterpart of the per-parameter GSNR mean^2 / variance of Liu et al. 2020,
-    "Understanding why neural networks generalize well through GSNR of parameters"; summing
-    numerator and denominator over the layer keeps it finite when a single weight's gradient
-    does not vary. Gradients are the dense ones (every position, active or not), which is what
-    RigL grows with.
+  * Gradient signal-to-noise ratio (Graesser et al. 2022 explain the closeness of RigL and SET
+    by the low SNR of gradients in deep RL, which makes RigL's gradient-based growth little
+    better informed than SET's random one). As the paper's code computes it
+    (google-research/rigl rigl/rl/tfagents/tf_sparse_utils.py `log_snr`): from per-example
+    gradients g_1..g_B of a batch, each parameter j has
+        snr_j = |mean_b g_bj| / (std_b g_bj + 1e-10)   (population std, 1/B),
+    and a network's SNR is the mean (and the spread: std) of snr_j over all its parameters.
+    Here also per leaf (the mean over the leaf's parameters). Gradients are the dense ones
+    (every position, active or not), what RigL grows with.
   * Dormant neurons (Sokar, Agarwal, Castro, Evci 2023, "The dormant neuron phenomenon in deep
     reinforcement learning"): the score of neuron i of a layer with activations h (batch,
     ..., units) is s_i = E_x|h_i(x)| / (1/N sum_k E_x|h_k(x)|), expectations over the batch
@@ -80,8 +78,59 @@ def overlap_total(current: PyTree, reference: PyTree) -> float:
   return 1.0 if active == 0 else shared / active
 
 
+SNR_EPS = 1e-10  # added to the std, as in the paper's code
+
+
+def parameter_snr(per_example_grads: Any) -> np.ndarray:
+  """|mean_b g_bj| / (std_b g_bj + 1e-10) of each parameter j of one leaf (module doc).
+
+  Args:
+    per_example_grads: (B, *param shape) with B >= 2.
+
+  Returns:
+    float64 array of the param shape.
+
+  Raises:
+    ValueError: for a batch smaller than 2.
+  """
+  g = np.asarray(per_example_grads, np.float64)
+  if g.ndim == 0 or g.shape[0] < 2:
+    raise ValueError(f'the SNR needs per-example gradients with a batch axis of at least 2, '
+                     f'got shape {g.shape}')
+  return np.abs(g.mean(axis=0)) / (g.std(axis=0) + SNR_EPS)
+
+
+def per_example_snr(loss_fn, params: PyTree, batch: PyTree, *args) -> PyTree:
+  """`parameter_snr` of the per-example gradients of `loss_fn(params, example, *args)`,
+  computed in JAX (jittable): only a params-sized tree leaves the device, not B of them.
+
+  Each example of `batch` (leaves with a leading batch axis B >= 2) is passed as a batch of one
+  (leaves (1, ...)), so a loss that averages over its batch gives the example's own gradient.
+
+  Returns:
+    a tree like `params` of float32 SNRs.
+  """
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+
+  def one(example):
+    single = jax.tree_util.tree_map(lambda x: x[None], example)
+    return jax.grad(loss_fn)(params, single, *args)
+  grads = jax.vmap(one)(batch)
+  return jax.tree_util.tree_map(
+      lambda g: jnp.abs(jnp.mean(g, axis=0)) / (jnp.std(g, axis=0) + SNR_EPS), grads)
+
+
+def snr_tree_metrics(snr: PyTree) -> tuple[dict[str, float], float, float]:
+  """({leaf path: mean SNR over the leaf}, mean, std over every parameter) of a tree of
+  per-parameter SNRs (`per_example_snr`)."""
+  leaves = [(p, np.asarray(v, np.float64)) for p, v in
+            tree_lib.leaves_with_paths(jax.device_get(snr))]
+  flat = np.concatenate([v.reshape(-1) for _, v in leaves])
+  return {p: float(v.mean()) for p, v in leaves}, float(flat.mean()), float(flat.std())
+
+
 def gradient_snr(per_example_grads: PyTree, masks: PyTree | None = None) -> dict[str, float]:
-  """Per leaf, ||mean_b g_b||^2 / sum_j Var_b(g_bj) of per-example gradients (module doc).
+  """Per leaf, the mean over its parameters of `parameter_snr`.
 
   Args:
     per_example_grads: a gradient tree whose leaves have a leading batch axis B >= 2, e.g.
@@ -90,27 +139,23 @@ def gradient_snr(per_example_grads: PyTree, masks: PyTree | None = None) -> dict
       reported. Without it, every leaf is.
 
   Returns:
-    {param path: SNR >= 0}; inf where the gradients do not vary but their mean is not 0,
-    nan where both are 0.
+    {param path: mean SNR >= 0}.
 
   Raises:
     ValueError: for a batch smaller than 2.
   """
   keep = None if masks is None else set(_masked_leaves(masks))
-  out = {}
-  for path, g in tree_lib.leaves_with_paths(jax.device_get(per_example_grads)):
-    if keep is not None and path not in keep:
-      continue
-    g = np.asarray(g, np.float64)
-    if g.ndim == 0 or g.shape[0] < 2:
-      raise ValueError(f'gradient_snr needs per-example gradients with a batch axis of at '
-                       f'least 2; {path} has shape {g.shape}')
-    g = g.reshape(g.shape[0], -1)
-    signal = float(np.sum(np.mean(g, axis=0) ** 2))
-    noise = float(np.sum(np.var(g, axis=0)))
-    with np.errstate(divide='ignore', invalid='ignore'):
-      out[path] = float(np.float64(signal) / np.float64(noise))
-  return out
+  return {path: float(parameter_snr(g).mean())
+          for path, g in tree_lib.leaves_with_paths(jax.device_get(per_example_grads))
+          if keep is None or path in keep}
+
+
+def snr_summary(per_example_grads: PyTree) -> tuple[float, float]:
+  """(mean, std) of `parameter_snr` over every parameter of the tree: the two numbers the
+  paper's code logs (`SNR/mean`, `SNR/std`)."""
+  values = np.concatenate([parameter_snr(g).reshape(-1) for g in
+                           jax.tree_util.tree_leaves(jax.device_get(per_example_grads))])
+  return float(values.mean()), float(values.std())
 
 
 def neuron_scores(activations: Any) -> np.ndarray:

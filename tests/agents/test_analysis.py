@@ -36,7 +36,7 @@ def _check_row(row, nets):
   """Every analysis key is present for every network, with values in range."""
   for net in nets:
     for key in (f'topology/{net}/initial', f'topology/{net}/previous',
-                f'topology/{net}/mask_updates', f'dormant/{net}/total', f'snr/{net}/total'):
+                f'topology/{net}/mask_updates', f'dormant/{net}/total', f'snr/{net}/mean', f'snr/{net}/std'):
       assert key in row, key
   for key, value in row.items():
     kind = key.split('/')[0]
@@ -45,7 +45,7 @@ def _check_row(row, nets):
     elif kind == 'dormant':
       assert 0.0 <= value <= 1.0, (key, value)
     elif kind == 'snr':
-      assert value is None or value >= 0.0, (key, value)  # None: inf / nan in strict JSON
+      assert value >= 0.0 and math.isfinite(value), (key, value)
 
 
 def test_dqn_run_logs_every_analysis_and_trains_the_same_without(tmp_path):

@@ -51,13 +51,22 @@ def _linear_grads(w, x, y):
 def test_gradient_snr_linear_model_by_hand():
   # w = (1, 0); example 1: x = (1, 0), y = 0 -> residual 1, g = (2, 0);
   # example 2: x = (0, 1), y = 1 -> residual -1, g = (0, -2).
-  # mean g = (1, -1): signal 2; per-coordinate variances 1 and 1: noise 2; SNR = 1.
+  # Per weight: mean (1, -1), population std (1, 1): snr = |mean| / std = (1, 1).
   grads = _linear_grads(jnp.array([1.0, 0.0]), jnp.array([[1.0, 0.0], [0.0, 1.0]]),
                         jnp.array([0.0, 1.0]))
   np.testing.assert_allclose(grads, [[2.0, 0.0], [0.0, -2.0]])
+  np.testing.assert_allclose(analysis.parameter_snr(grads), [1.0, 1.0], rtol=1e-6)
   assert analysis.gradient_snr({'w': grads}) == {'w': pytest.approx(1.0)}
-  # The same examples twice more: the mean and the (population) variance do not change.
-  assert analysis.gradient_snr({'w': jnp.concatenate([grads] * 3)})['w'] == pytest.approx(1.0)
+  # A third example x = (1, 1), y = 0 at w = (1, 0): residual 1, g = (2, 2).
+  # weight 0: values (2, 0, 2): mean 4/3, std sqrt(8/9): snr = (4/3) / (2 sqrt(2) / 3) = sqrt(2)
+  # weight 1: values (0, -2, 2): mean 0: snr 0.
+  grads3 = _linear_grads(jnp.array([1.0, 0.0]), jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]),
+                         jnp.array([0.0, 1.0, 0.0]))
+  np.testing.assert_allclose(analysis.parameter_snr(grads3), [math.sqrt(2), 0.0], atol=1e-6)
+  assert analysis.gradient_snr({'w': grads3})['w'] == pytest.approx(math.sqrt(2) / 2, rel=1e-6)
+  mean, std = analysis.snr_summary({'w': grads3, 'b': grads})
+  assert mean == pytest.approx((math.sqrt(2) + 0 + 1 + 1) / 4, rel=1e-6)
+  assert std == pytest.approx(np.std([math.sqrt(2), 0, 1, 1]), rel=1e-6)
 
 
 def test_gradient_snr_matches_a_numpy_reimplementation():
@@ -67,17 +76,18 @@ def test_gradient_snr_matches_a_numpy_reimplementation():
   grads = np.asarray(_linear_grads(jnp.asarray(w, jnp.float32), jnp.asarray(x, jnp.float32),
                                    jnp.asarray(y, jnp.float32)), np.float64)
   expected_g = 2 * (x @ w - y)[:, None] * x
-  np.testing.assert_allclose(grads, expected_g, rtol=1e-4)
-  signal = np.sum(expected_g.mean(0) ** 2)
-  noise = np.sum(((expected_g - expected_g.mean(0)) ** 2).mean(0))
-  assert analysis.gradient_snr({'w': grads})['w'] == pytest.approx(signal / noise, rel=1e-4)
+  np.testing.assert_allclose(grads, expected_g, rtol=1e-4, atol=1e-5)
+  mean = expected_g.sum(0) / 32
+  std = np.sqrt(((expected_g - mean) ** 2).sum(0) / 32)
+  assert analysis.gradient_snr({'w': grads})['w'] == pytest.approx(
+      np.mean(np.abs(mean) / (std + 1e-10)), rel=1e-4)
 
 
 def test_gradient_snr_edge_cases_and_masks():
-  same = np.tile([[1.0, 2.0]], (4, 1))  # no noise: infinite SNR
-  zero = np.zeros((4, 2))
+  same = np.tile([[1.0, 2.0]], (4, 1))  # no noise: |mean| / 1e-10
+  zero = np.zeros((4, 2))  # no signal either: 0
   out = analysis.gradient_snr({'a': same, 'b': zero})
-  assert out['a'] == math.inf and math.isnan(out['b'])
+  assert out['a'] == pytest.approx(1.5e10) and out['b'] == 0.0
   # With masks, only the masked leaves are reported.
   masks = {'a': np.ones(2, bool), 'b': None}
   assert list(analysis.gradient_snr({'a': same, 'b': zero}, masks)) == ['a']
@@ -117,3 +127,21 @@ def test_layer_outputs_are_the_dense_outputs_before_the_activation():
   assert list(out) == ['Dense_0', 'Dense_1']
   np.testing.assert_allclose(out['Dense_0'], [[2.0, -1.5], [-1.0, 1.5]])  # x W + b
   np.testing.assert_allclose(out['Dense_1'], [[2.0], [1.5]])  # relu, then the sum
+
+
+def test_per_example_snr_in_jax_matches_the_numpy_definition():
+  rng = np.random.default_rng(1)
+  x = jnp.asarray(rng.normal(size=(16, 3)), jnp.float32)
+  y = jnp.asarray(rng.normal(size=16), jnp.float32)
+  params = {'w': jnp.asarray(rng.normal(size=3), jnp.float32), 'b': jnp.zeros(())}
+  loss = lambda p, batch: jnp.mean((batch[0] @ p['w'] + p['b'] - batch[1]) ** 2)
+  snr = jax.jit(lambda p, b: analysis.per_example_snr(loss, p, b))(params, (x, y))
+  # By hand: residual r_b = x_b . w + b - y_b; per-example grads 2 r_b x_b and 2 r_b.
+  r = np.asarray(x) @ np.asarray(params['w']) - np.asarray(y)
+  np.testing.assert_allclose(snr['w'], analysis.parameter_snr(2 * r[:, None] * np.asarray(x)),
+                             rtol=1e-4)
+  np.testing.assert_allclose(snr['b'], analysis.parameter_snr(2 * r), rtol=1e-4)
+  per_leaf, mean, std = analysis.snr_tree_metrics(snr)
+  flat = np.concatenate([np.ravel(snr['b']), np.ravel(snr['w'])])
+  assert per_leaf['w'] == pytest.approx(float(np.mean(snr['w'])), rel=1e-6)
+  assert (mean, std) == (pytest.approx(flat.mean(), rel=1e-6), pytest.approx(flat.std(), rel=1e-6))
