@@ -14,7 +14,7 @@ the run itself used for episode i of its evaluation after that iteration
 (`agents.base.eval_seeds`), so with the run's number of episodes the returns are the ones the run
 logged for that iteration; --seed S uses S, S+1, ... instead.
 
-Observation noise (Graesser et al. 2022, Sec. 5, robustness to noisy observations):
+Observation noise (the robustness study of Graesser et al. 2022):
 
     python -m scripts.evaluate --run_dir runs/quickstart --obs_noise 0,0.05,0.1,0.2
 
