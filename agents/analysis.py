@@ -4,12 +4,12 @@ signal-to-noise ratio and dormant neurons (the formulas: sparse_rl/analysis.py).
 The runner builds one `Analyzer` per run, before resuming, and after each iteration adds its
 `metrics()` to the metrics.jsonl row (and so to TensorBoard). It only uses three trainer hooks
 (`base.Trainer`): `networks()` (the `SparseTrainState`s by name), `analysis_inputs()` (a batch
-of network inputs: replay samples for DQN/SAC, the last rollout for PPO) and
-`gradient_snr()` (per-parameter SNRs of per-example gradients). None of them changes the training state or its RNGs: the batches
-come from the analyzer's own generator, seeded by the run seed and the iteration, so a run
+of network inputs: replay samples for DQN/SAC, the last rollout for PPO) and `gradient_snr()`
+(per-parameter SNRs of per-example gradients). None of them changes the training state or its
+RNGs: the batches come from the analyzer's own generator, seeded by the run seed and the
+iteration, so a run
 trains the same with the analyses on or off, and a resumed run logs what the uninterrupted one
-logged (topology's `previous` masks after a resume mid-iteration excepted: they are then the
-masks at the stop).
+logged (the runner's checkpoints keep the masks of the last row, `Analyzer.state_dict`).
 
 Keys (net: 'q', 'actor', 'critic', 'network'; path: a param path such as 'Dense_0/kernel'):
   topology/<net>/<path>/initial   fraction of the layer's active weights also active in its
@@ -124,12 +124,10 @@ def _snr_metrics(net: str, snr: PyTree) -> dict[str, float]:
   return out
 
 
-def _host_masks(state) -> PyTree:
-  return jax.tree_util.tree_map(np.asarray, jax.device_get(state.masks))
-
-
-def _has_masks(masks: PyTree) -> bool:
-  return any(m is not None for m in jax.tree_util.tree_leaves(masks, is_leaf=tree_lib.is_none))
+def _host_masks(state) -> dict[str, np.ndarray]:
+  """{param path: bool array} of a network's masked leaves (dense leaves left out)."""
+  return {p: np.asarray(m, bool) for p, m in tree_lib.leaves_with_paths(
+      jax.device_get(state.masks), is_leaf=tree_lib.is_none) if m is not None}
 
 
 class Analyzer:
@@ -143,10 +141,22 @@ class Analyzer:
     self._previous = None
     self._previous_step = None
 
-  def resumed(self) -> None:
-    """After a resume: the current masks become the `previous` reference."""
-    self._previous = {n: _host_masks(s) for n, s in self.trainer.networks().items()}
-    self._previous_step = self.trainer.gradient_steps
+  def state_dict(self) -> dict[str, Any]:
+    """The `previous` reference (masks of the last row and its gradient step), for the
+    runner's checkpoint: a resumed run then logs what the uninterrupted run logged."""
+    if self._previous is None:
+      return {}
+    return {'previous_step': int(self._previous_step),
+            'previous': {n: {p: m.astype(np.uint8) for p, m in masks.items()}
+                         for n, masks in self._previous.items()}}
+
+  def load_state_dict(self, state: dict[str, Any]) -> None:
+    """Restores `state_dict`. An empty one (saved before the first row, or by a version
+    without the analyses) leaves no reference: the next row has no `previous` keys."""
+    if state:
+      self._previous_step = int(state['previous_step'])
+      self._previous = {n: {p: np.asarray(m).astype(bool) for p, m in masks.items()}
+                        for n, masks in state['previous'].items()}
 
   def metrics(self, iteration: int, last: bool = False) -> dict[str, float]:
     """The analysis keys for the row of iteration `iteration` (0-based)."""
@@ -175,7 +185,7 @@ class Analyzer:
     current = {n: _host_masks(s) for n, s in nets.items()}
     step = self.trainer.gradient_steps
     for name, masks in current.items():
-      if not _has_masks(masks):
+      if not masks:  # a dense network
         continue
       refs = [('initial', self._initial.get(name))]
       if self._previous is not None:

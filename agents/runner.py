@@ -438,7 +438,8 @@ class _Progress:
 
 
 def _resume(trainer: base.Trainer, run_dir: str, config: RunnerConfig,
-            ckpt_config: dict[str, Any]) -> tuple[int, int, list[float]]:
+            ckpt_config: dict[str, Any], analyzer: analysis_lib.Analyzer | None = None
+            ) -> tuple[int, int, list[float]]:
   """Loads the newest usable checkpoint; returns (iterations done, env steps done in the
   partial iteration, eval returns so far, the train statistics of an iteration stopped during
   its evaluation or None) and rewrites metrics.jsonl without later rows or torn lines."""
@@ -449,6 +450,8 @@ def _resume(trainer: base.Trainer, run_dir: str, config: RunnerConfig,
                   history=[math.nan if v is None else float(v) for v in p['eval_returns']],
                   trained={str(k): float(v) for k, v in dict(p['train_metrics']).items()})
     trainer.load_state_dict(p['trainer'])
+    if analyzer is not None:  # the masks of the last row (checkpoints before it: the current)
+      analyzer.load_state_dict(p.get('analysis') or {})
   payload = load_latest_checkpoint(run_dir, ckpt_config, load)
   start, partial, history, trained = 0, 0, [], None
   if payload is not None:
@@ -521,9 +524,8 @@ def _fail(run_dir: str, message: str, info: dict[str, Any], trainer: base.Traine
 def _run(trainer: base.Trainer, config: RunnerConfig, run_dir: str,
          info: dict[str, Any], ckpt_config: dict[str, Any]) -> dict[str, Any]:
   analyzer = analysis_lib.Analyzer(trainer, config.analysis)  # before the resume: initial masks
-  start, partial, eval_returns, pending_train = _resume(trainer, run_dir, config, ckpt_config)
-  if start or partial:
-    analyzer.resumed()
+  start, partial, eval_returns, pending_train = _resume(trainer, run_dir, config, ckpt_config,
+                                                        analyzer)
   total_steps = config.num_iterations * config.train_steps_per_iteration
   label = f"{trainer.name} {info.get('env_id', '')}".strip()
   progress = _Progress(config, label, total_steps, trainer.env_steps)
@@ -545,6 +547,7 @@ def _run(trainer: base.Trainer, config: RunnerConfig, run_dir: str,
         # The finished training statistics of an iteration stopped during its evaluation.
         'train_metrics': dict(trained or {}),
         'trainer': trainer.state_dict(include_replay=config.save_replay),
+        'analysis': analyzer.state_dict(),  # the masks of the last row (topology/*/previous)
     }, config.keep_checkpoints, ckpt_config)
 
   metrics_path = os.path.join(run_dir, METRICS_FILE)
