@@ -3,6 +3,7 @@ layers, the config checks, and that the analyses do not change training."""
 
 import json
 import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -11,11 +12,14 @@ import pytest
 
 import sparse_rl
 from agents import analysis
+from agents import configurables
 from agents import dqn
 from agents import networks
 from agents import ppo
 from agents import runner
 from agents import sac
+from scripts import train
+from sparse_rl import analysis as lib
 
 RIGL = sparse_rl.SparsityConfig(method='rigl', sparsity=0.8, end_step=10_000,
                                 update_interval=50)
@@ -102,7 +106,6 @@ def test_ppo_run_logs_every_analysis(tmp_path):
 def test_hidden_layers_of_the_agents_networks():
   def names(module, *inputs):
     params = module.init(jax.random.PRNGKey(0), *inputs)['params']
-    from sparse_rl import analysis as lib
     return analysis.hidden_layers(list(lib.layer_outputs(module, params, *inputs)))
   obs, act = jnp.zeros((2, 3)), jnp.zeros((2, 1))
   assert names(networks.QNetworkMLP(2, (8, 8)), obs) == ['Dense_0', 'Dense_1']
@@ -142,3 +145,27 @@ def test_config_checks(field, value, message):
     analysis.AnalysisConfig(**{field: value})
   with pytest.raises(ValueError, match='RunnerConfig.analysis'):
     runner.RunnerConfig(analysis={'every': 2})
+
+
+@pytest.mark.parametrize('bindings, message', [
+    (['RunnerConfig.analysis = @AnalysisConfig()', 'AnalysisConfig.snr_batch_size = 1'],
+     'AnalysisConfig.snr_batch_size = 1: must be 0 (off) or an int >= 2'),
+    (['RunnerConfig.analysis = @AnalysisConfig()', 'AnalysisConfig.dormant_tau = -1'],
+     'AnalysisConfig.dormant_tau = -1'),
+    (['RunnerConfig.analysis = 3'], 'RunnerConfig.analysis = 3: must be an AnalysisConfig'),
+])
+def test_bad_analysis_bindings_are_one_line_exit_2_nothing_written(tmp_path, capsys, bindings,
+                                                                   message):
+  run_dir = str(tmp_path / 'run')
+  args = ['--gin_file', 'gin_configs/experiments/quickstart_cartpole_rigl.gin',
+          '--run_dir', run_dir]
+  for b in bindings:
+    args += ['--gin_binding', b]
+  configurables.clear_config()
+  try:
+    assert train.main(args) == 2
+  finally:
+    configurables.clear_config()
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith('error: ') and message in err[0], err
+  assert not os.path.exists(run_dir)
