@@ -1,7 +1,9 @@
 """The training runner: iterations, logging, checkpoints and resumption for any `Trainer`.
 
 One iteration = `train_steps_per_iteration` training env steps, then `eval_episodes` evaluation
-episodes. After each iteration the runner appends one row to `run_dir/metrics.jsonl` (flushed),
+episodes. After each iteration the runner appends one row to `run_dir/metrics.jsonl` (flushed,
+with the analyses of `RunnerConfig.analysis`: mask topology, dormant neurons, gradient SNR;
+agents/analysis.py),
 writes the same scalars to TensorBoard (`run_dir/tb`, global step = env steps) and prints a
 progress line with steps/s and ETA. Every `checkpoint_every` iterations, after the last one and on
 Ctrl-C or SIGTERM, it writes `run_dir/checkpoints/ckpt_<iteration>.msgpack` atomically (temp file
