@@ -40,6 +40,8 @@ PyTree = Any
 # Output layers by name; the networks of agents/networks.py name theirs so, or their head is
 # the last Dense of their scope (`hidden_activations`).
 _HEAD_NAMES = ('projection', 'policy_head', 'value_head')
+# Networks of agents/networks.py whose hidden layers are tanh and that have no `activation`.
+_TANH_MODULES = ('PPOActor', 'PPOCategoricalActor')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,10 +73,10 @@ class AnalysisConfig:
 
 def _activation_fn(module) -> Callable[[np.ndarray], np.ndarray]:
   """The hidden activation of an agents/networks.py module: its `activation` field if it has
-  one, tanh for the PPO MuJoCo actor, else ReLU."""
+  one, tanh for the PPO actors (MuJoCo and classic control), else ReLU."""
   name = getattr(module, 'activation', None)
   if name is None:
-    name = 'tanh' if type(module).__name__ == 'PPOActor' else 'relu'
+    name = 'tanh' if type(module).__name__ in _TANH_MODULES else 'relu'
   if callable(name):
     return lambda x: np.asarray(name(jnp.asarray(x)))
   return {'relu': lambda x: np.maximum(x, 0.0), 'tanh': np.tanh}[name]

@@ -138,8 +138,8 @@ class Trainer(abc.ABC):
     return episode_metrics('eval', returns, lengths)
 
   @abc.abstractmethod
-  def evaluate_episodes(self, seeds: Sequence[int], deterministic: bool | None = None
-                        ) -> tuple[list[float], list[int]]:
+  def evaluate_episodes(self, seeds: Sequence[int], deterministic: bool | None = None,
+                        envs: Sequence[Any] | None = None) -> tuple[list[float], list[int]]:
     """Plays one whole episode per seed on separate eval envs (each reset with its seed; a
     lost Atari life does not end it); returns (unclipped returns, lengths) in seed order.
 
@@ -147,8 +147,30 @@ class Trainer(abc.ABC):
     policy (False), or the agent's configured default (None). Any randomness of the policy
     is keyed by the seeds (DQN and PPO: each episode's; SAC, which steps the episodes
     together: the first seed and the step), so an evaluation depends only on the params and
-    its seeds.
+    its seeds. `envs`: one env per seed to play on instead of the trainer's own eval envs,
+    built by `make_eval_env` (e.g. recording video); the returns are the same.
+
+    Raises:
+      ValueError: `envs` of another length than `seeds`.
     """
+
+  _env_options: dict[str, Any] = {}  # make_env keyword arguments (atari, max_episode_steps)
+
+  def make_eval_env(self, seed: int, video: Any = None):
+    """A fresh env built as this trainer's evaluation envs are (`envs.make_env` with the same
+    id, Atari preprocessing and time limit); `video`: an `envs.VideoConfig` to record its
+    episodes. The caller closes it.
+
+    Raises:
+      ValueError: `video` for an env without 'rgb_array' rendering.
+    """
+    from agents import envs as envs_lib  # pylint: disable=g-import-not-at-top
+    return envs_lib.make_env(self.env_id, seed, video=video, **self._env_options)
+
+  @staticmethod
+  def _check_eval_envs(seeds: Sequence[int], envs: Sequence[Any] | None) -> None:
+    if envs is not None and len(envs) != len(seeds):
+      raise ValueError(f'{len(envs)} envs for {len(seeds)} evaluation seeds')
 
   @abc.abstractmethod
   def sparsity_metrics(self) -> dict[str, float]:

@@ -1,9 +1,9 @@
 """Gin registrations: the only module of the suite that imports gin.
 
-The configs (`DQNConfig`, `SACConfig`, `PPOConfig`, `PPOAtariConfig`, `SparsityConfig`,
-`RunnerConfig`, `AtariConfig`) are registered with `gin.external_configurable`, so only gin
-references such as `@DQNConfig()` see the bindings; a plain `DQNConfig()` elsewhere gets the
-real defaults. `build_experiment` is the one factory a gin file configures:
+The configs (`DQNConfig`, `SACConfig`, `PPOConfig`, `PPOClassicConfig`, `PPOAtariConfig`,
+`SparsityConfig`, `RunnerConfig`, `AtariConfig`) are registered with
+`gin.external_configurable`, so only gin references such as `@DQNConfig()` see the bindings; a
+plain `DQNConfig()` elsewhere gets the real defaults. `build_experiment` is the one factory a gin file configures:
 
     build_experiment.agent = 'dqn'
     build_experiment.env_id = 'CartPole-v1'
@@ -62,6 +62,7 @@ CONFIG_CLASSES = {
     'DQNConfig': dqn.DQNConfig,
     'SACConfig': sac.SACConfig,
     'PPOConfig': ppo.PPOConfig,
+    'PPOClassicConfig': ppo.PPOClassicConfig,
     'PPOAtariConfig': ppo.PPOAtariConfig,
     'SparsityConfig': sparse_rl.SparsityConfig,
     'RunnerConfig': runner_lib.RunnerConfig,
@@ -100,13 +101,15 @@ def _make_ppo(env_id: str, seed: int, agent_config: ppo.PPOBaseConfig,
 
 
 AGENTS: dict[str, TrainerFactory] = {'dqn': _make_dqn, 'sac': _make_sac, 'ppo': _make_ppo,
-                                     'ppo_atari': _make_ppo}
+                                     'ppo_classic': _make_ppo, 'ppo_atari': _make_ppo}
 AGENT_CONFIGS: dict[str, type] = {'dqn': dqn.DQNConfig, 'sac': sac.SACConfig,
-                                  'ppo': ppo.PPOConfig, 'ppo_atari': ppo.PPOAtariConfig}
+                                  'ppo': ppo.PPOConfig, 'ppo_classic': ppo.PPOClassicConfig,
+                                  'ppo_atari': ppo.PPOAtariConfig}
 # Agents whose config holds one SparsityConfig per network: config -> {network: sparsity}.
 NETWORK_SPARSITY: dict[str, Callable[[Any], dict[str, sparse_rl.SparsityConfig]]] = {
     'sac': lambda c: {'actor': c.actor_sparsity, 'critic': c.critic_sparsity},
     'ppo': lambda c: {'actor': c.actor_sparsity, 'critic': c.critic_sparsity},
+    'ppo_classic': lambda c: {'actor': c.actor_sparsity, 'critic': c.critic_sparsity},
     'ppo_atari': lambda c: {'network': c.sparsity},
 }
 
@@ -122,6 +125,8 @@ class Experiment:
   make_trainer: Callable[[], base.Trainer]
   runner: runner_lib.RunnerConfig
   info: dict[str, Any]
+  #: schedules that do not fit the run (`schedule_warnings`); the launcher prints them.
+  warnings: tuple[str, ...] = ()
 
 
 def _config_dict(config: Any) -> dict[str, Any] | None:
@@ -271,8 +276,8 @@ def build_experiment(agent: str | None = None, env_id: str | None = None, seed: 
   """Assembles an experiment from gin-built configs (nothing is constructed yet).
 
   Args:
-    agent: a key of AGENTS ('dqn', 'sac', 'ppo', 'ppo_atari'); required (gin_configs/agents/
-      files bind it).
+    agent: a key of AGENTS ('dqn', 'sac', 'ppo', 'ppo_classic', 'ppo_atari'); required
+      (gin_configs/agents/ files bind it).
     env_id: gymnasium id, e.g. 'CartPole-v1', 'HalfCheetah-v5' or 'ALE/Pong-v5'; required
       (gin_configs/envs/ files bind it).
     seed: seeds everything in the run, an int in [0, 2**32 - 1].
@@ -341,7 +346,74 @@ def build_experiment(agent: str | None = None, env_id: str | None = None, seed: 
                           {name: _config_dict(c) for name, c in networks.items()}),
       'atari_config': _config_dict(atari),
   }
-  return Experiment(make_trainer=make_trainer, runner=runner, info=info)
+  warnings = schedule_warnings(networks, run_gradient_steps(agent_config, env_id, runner),
+                               scoped=agent in NETWORK_SPARSITY)
+  return Experiment(make_trainer=make_trainer, runner=runner, info=info,
+                    warnings=tuple(warnings))
+
+
+def run_gradient_steps(agent_config: Any, env_id: str, runner: runner_lib.RunnerConfig) -> int:
+  """Gradient steps of the whole run (`runner.num_iterations * train_steps_per_iteration` env
+  steps), which is what the sparsity schedules count.
+
+  DQN: one at every multiple of `update_period` from `min_replay_size` env steps on; SAC:
+  `updates_per_step` at every env step from max(initial_random_steps, batch_size) on; PPO:
+  `num_epochs * num_minibatches` per full rollout (an iteration rounds up to whole vector
+  steps). tests/agents/test_configurables.py checks each against a real trainer's count.
+  """
+  steps = runner.num_iterations * runner.train_steps_per_iteration
+  if isinstance(agent_config, dqn.DQNConfig):
+    period, first = agent_config.update_period, max(agent_config.min_replay_size, 1)
+    return max(0, steps // period - (first - 1) // period)
+  if isinstance(agent_config, sac.SACConfig):
+    random_steps = agent_config.initial_random_steps
+    if random_steps is None:
+      random_steps = sac.default_initial_random_steps(env_id)
+    start = max(random_steps, agent_config.batch_size)
+    return max(0, steps - start + 1) * agent_config.updates_per_step
+  vector_steps = runner.num_iterations * -(-runner.train_steps_per_iteration
+                                           // agent_config.num_envs)
+  rollouts = vector_steps // agent_config.num_steps
+  return rollouts * agent_config.num_epochs * agent_config.num_minibatches
+
+
+def schedule_warnings(networks: dict[str, sparse_rl.SparsityConfig], gradient_steps: int,
+                      scoped: bool = True) -> list[str]:
+  """One line per network whose sparsity schedule does not fit a run of `gradient_steps`.
+
+  * prune: the run ends before `end_step`, so the network ends at a fraction of its target
+    sparsity: s_f * (1 - (1 - (L - b) / (e - b))**3) at the last pruning step L of the run
+    (sparse_rl.schedules.cubic_sparsity); none at all if it ends before `begin_step`.
+  * set / rigl: `begin_step` at or after the run's end (no mask update: a static run), or
+    `end_step` past its last gradient step (mask updates go on to the end, where the paper's
+    configs stop them at 75-80% of training, and the drop fraction never decays to 0).
+  Runs whose schedule fits get none. `scoped`: name the network's gin scope (SAC, PPO).
+  """
+  out = []
+  last = gradient_steps - 1  # 0-based index of the run's last gradient step
+  for name, config in networks.items():
+    where = f'{name}/SparsityConfig' if scoped else 'SparsityConfig'
+    b, e, f = config.begin_step, config.end_step, config.update_interval
+    if config.method == 'prune' and gradient_steps < e:
+      if gradient_steps < b:
+        out.append(f'{where}: the run takes {gradient_steps:,} gradient steps and pruning '
+                   f'begins at begin_step = {b:,}: the network stays dense.')
+        continue
+      pruned_at = b + (gradient_steps - b) // f * f  # the last pruning step of the run
+      reached = config.sparsity * (1.0 - (1.0 - (pruned_at - b) / max(e - b, 1)) ** 3)
+      out.append(f'{where}: the run takes {gradient_steps:,} gradient steps but pruning ends '
+                 f'at end_step = {e:,}: the network ends at sparsity {reached:.3f}, not '
+                 f'{config.sparsity:g} (last pruning step {pruned_at:,}).')
+    elif config.method in ('set', 'rigl'):
+      if b > last:
+        out.append(f'{where}: the run takes {gradient_steps:,} gradient steps and the first '
+                   f'{config.method} mask update is at begin_step = {b:,}: the masks never '
+                   f'change (a static run).')
+      elif e > last:
+        out.append(f'{where}: end_step = {e:,} is past the run\'s last gradient step '
+                   f'({last:,}): {config.method} mask updates go on to the end of the run '
+                   f'(the paper stops them at 75-80% of training).')
+  return out
 
 
 # ------------------------------------------------------------------------------ parsing

@@ -310,10 +310,10 @@ class DQNTrainer(base.Trainer):
                sparsity: sparse_rl.SparsityConfig = sparse_rl.SparsityConfig(),
                atari: envs_lib.AtariConfig | None = None, max_episode_steps: int | None = None):
     self.env_id, self.seed, self.config, self.sparsity_config = env_id, seed, config, sparsity
-    self._env = envs_lib.make_env(env_id, seed, atari=atari, max_episode_steps=max_episode_steps)
+    self._env_options = {'atari': atari, 'max_episode_steps': max_episode_steps}
+    self._env = envs_lib.make_env(env_id, seed, **self._env_options)
     envs_lib.check_action_space(self._env, 'discrete', 'DQN')
-    self._eval_env = envs_lib.make_env(env_id, seed + 10_000, atari=atari,
-                                       max_episode_steps=max_episode_steps)
+    self._eval_env = self.make_eval_env(seed + 10_000)
     spec = envs_lib.env_spec_summary(self._env)
     self._obs_shape = spec['obs_shape']
     self._is_image = spec['is_image']
@@ -431,20 +431,22 @@ class DQNTrainer(base.Trainer):
       self._nonfinite_step = self._gradient_steps - updates + int(bad[0]) + 1
     return out
 
-  def evaluate_episodes(self, seeds, deterministic: bool | None = None
+  def evaluate_episodes(self, seeds, deterministic: bool | None = None, envs=None
                         ) -> tuple[list[float], list[int]]:
     """See `Trainer.evaluate_episodes`: epsilon-greedy with epsilon_eval (default), greedy
     when deterministic; the exploration key of each episode comes from its seed."""
+    self._check_eval_envs(seeds, envs)
     epsilon = 0.0 if deterministic else self.config.epsilon_eval
     returns, lengths = [], []
-    for seed in seeds:
+    for i, seed in enumerate(seeds):
       key = jax.random.PRNGKey(seed)
 
       def policy(obs):
         nonlocal key
         key, action = self._act_eval(self._state, obs, key, epsilon)
         return int(action)
-      episode_return, length = envs_lib.play_episode(self._eval_env, seed, policy)
+      episode_return, length = envs_lib.play_episode(
+          self._eval_env if envs is None else envs[i], seed, policy)
       returns.append(episode_return)
       lengths.append(length)
     return returns, lengths

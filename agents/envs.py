@@ -328,14 +328,17 @@ def _check_env_id(env_id: str) -> None:
   raise ValueError(f"Unknown environment id {env_id!r}.{hint}")
 
 
-def _make_atari(env_id: str, config: AtariConfig) -> gym.Env:
+def _make_atari(env_id: str, config: AtariConfig, video: VideoConfig | None = None) -> gym.Env:
   env = gym.make(
       env_id,
       frameskip=1,  # the preprocessing repeats actions itself so it can max-pool
       repeat_action_probability=config.sticky_action_prob,
       obs_type="grayscale" if config.grayscale else "rgb",
       max_num_frames_per_episode=None,  # the agent-step TimeLimit below is the only limit
+      render_mode=None if video is None else "rgb_array",
   )
+  if video is not None:  # every raw frame, at the console's 60 frames per second
+    env = _record_video(env_id, env, video, fps=60)
   env = _AtariPreprocess(env, config)
   env = gym.wrappers.TimeLimit(env, max_episode_steps=config.max_agent_steps_per_episode)
   env = EpisodeStats(env)
@@ -353,6 +356,7 @@ def make_env(
     *,
     atari: AtariConfig | None = None,
     max_episode_steps: int | None = None,
+    video: VideoConfig | None = None,
 ) -> gym.Env:
   """Builds one seeded environment: every real reset is seeded (see `EpisodeLog`).
 
@@ -363,20 +367,26 @@ def make_env(
     atari: preprocessing for `ALE/` ids (default `AtariConfig()`); must be None otherwise.
     max_episode_steps: overrides the registered time limit. For Atari it is in agent steps and
       overrides `atari.max_agent_steps_per_episode`.
+    video: record each real episode (a whole game on Atari) to an mp4 file with gymnasium's
+      `RecordVideo`, wrapped around the simulator itself (below the preprocessing), rendered
+      with `render_mode='rgb_array'`. Rendering does not change the dynamics: the episodes are
+      those of the same env without video. Needs the `[video]` extra (moviepy; pygame for
+      classic control) and, for MuJoCo without a display, `MUJOCO_GL=egl`.
 
   Returns:
     The wrapped environment, an `EpisodeLog` (its `get_state`/`set_state` rebuild the episode in
     progress); `info['episode']` carries the unclipped return at episode end.
 
   Raises:
-    ValueError: unknown id (with close matches), or an Atari config for a non-Atari id.
+    ValueError: unknown id (with close matches), an Atari config for a non-Atari id, or
+      `video` for an env without 'rgb_array' rendering.
   """
   _check_env_id(env_id)
   if env_id.startswith(_ATARI_PREFIX):
     config = atari or AtariConfig()
     if max_episode_steps is not None:
       config = dataclasses.replace(config, max_agent_steps_per_episode=max_episode_steps)
-    env = _make_atari(env_id, config)
+    env = _make_atari(env_id, config, video)
   else:
     if atari is not None:
       raise ValueError(f"An AtariConfig was given for {env_id!r}, which is not an ALE/ id.")
@@ -384,10 +394,31 @@ def make_env(
       # CartPole-v0 is the paper's version (200-step episodes), chosen on purpose; gymnasium's
       # "out of date, consider v1" notice would only confuse.
       warnings.filterwarnings('ignore', message='.*CartPole-v0 is out of date')
-      env = gym.make(env_id, max_episode_steps=max_episode_steps)
+      env = gym.make(env_id, max_episode_steps=max_episode_steps,
+                     **({} if video is None else {"render_mode": "rgb_array"}))
+    if video is not None:
+      env = _record_video(env_id, env, video, fps=None)
     env = EpisodeStats(env)
   life_loss = _find_wrapper(env, _LifeLossTerminal)
   return EpisodeLog(env, seed, continues=(lambda: not life_loss.game_over) if life_loss else None)
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoConfig:
+  """Where `make_env` writes episode videos: `<folder>/<name_prefix>-episode-<k>.mp4`, k = 0, 1,
+  ... counting the env's real resets."""
+  folder: str
+  name_prefix: str = "episode"
+
+
+def _record_video(env_id: str, env: gym.Env, video: VideoConfig, fps: int | None) -> gym.Env:
+  modes = env.unwrapped.metadata.get("render_modes", [])
+  if "rgb_array" not in modes:
+    env.close()
+    raise ValueError(f"{env_id} has no 'rgb_array' rendering (its render modes: "
+                     f"{', '.join(modes) or 'none'}), so it cannot be recorded.")
+  return gym.wrappers.RecordVideo(env, video.folder, episode_trigger=lambda _: True,
+                                 name_prefix=video.name_prefix, fps=fps, disable_logger=True)
 
 
 def _find_wrapper(env: gym.Env, cls: type) -> Any:

@@ -297,6 +297,25 @@ class PPOActor(nn.Module):
     return mean, jnp.broadcast_to(log_std, mean.shape)  # (batch, action_dim) each
 
 
+class PPOCategoricalActor(nn.Module):
+  """PPO categorical actor for discrete actions, 2x64 tanh; returns logits (batch, num_actions)
+  (docs/paper_settings.md, "PPO, classic control").
+
+  As the paper's discrete actor (google-research/rigl rigl/rl/tfagents/
+  sparse_ppo_discrete_actor_network.py): hidden kernels orthogonal (gain 1), logits head
+  VarianceScaling(0.1) (fan_in, truncated normal) with zero bias.
+  """
+
+  num_actions: int
+  hidden_sizes: Sequence[int] = (64, 64)
+  width: float = 1.0
+
+  @nn.compact
+  def __call__(self, obs: jax.Array) -> jax.Array:
+    x = _torso(obs, self.hidden_sizes, 'tanh', self.width, PPO_HIDDEN_INIT)
+    return nn.Dense(self.num_actions, kernel_init=PPO_MEAN_HEAD_INIT)(x)  # (batch, num_actions)
+
+
 class PPOCritic(nn.Module):
   """PPO value function, 2x64, orthogonal hidden kernels (gain 1), value head U(-0.03, 0.03)
   (rigl/rl/tfagents/sparse_value_network.py; ppo_train_eval.py passes Orthogonal()).

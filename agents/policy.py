@@ -9,13 +9,14 @@ replay or environment.
 The file has the checkpoint format (agents/checkpoint.py: JSON header with a SHA-256, then a
 flax msgpack payload; never pickle) and holds: the acting network's flax module class (from
 agents/networks.py) and its fields, params (zero at pruned connections), masks, the observation
-normalizer where the agent has one (PPO MuJoCo) and the action bounds. The runner writes
+normalizer where the agent has one (PPO MuJoCo and classic control) and the action bounds. The runner writes
 RUN_DIR/policy.msgpack at the end of a run; `scripts.evaluate --export` writes one for any
 checkpoint.
 
 Actions are the agents' deterministic evaluation actions: DQN argmax Q; SAC tanh(mean) scaled to
 the action bounds; PPO the mean clipped to the bounds (MuJoCo, after the frozen observation
-normalization) or the argmax of the logits (Atari).
+normalization) or the argmax of the logits (classic control, after the frozen observation
+normalization; Atari).
 """
 
 from __future__ import annotations
@@ -129,8 +130,9 @@ class Policy:
     out = self._apply(self.params, obs[None])
     if self.kind == 'q_argmax':
       return np.asarray(jnp.argmax(out[0])).astype(np.int64)
-    if self.kind == 'categorical':  # (logits, value)
-      return np.asarray(jnp.argmax(out[0][0])).astype(np.int64)
+    if self.kind == 'categorical':  # logits (actor) or (logits, value) (actor-critic)
+      logits = out[0] if isinstance(out, tuple) else out
+      return np.asarray(jnp.argmax(logits[0])).astype(np.int64)
     mean = np.asarray(out[0][0])  # (mean, log_std) -> the mean of the one observation
     if self.kind == 'tanh_gaussian':
       return self.action_low + 0.5 * (np.tanh(mean) + 1.0) * (self.action_high - self.action_low)

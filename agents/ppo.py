@@ -1,16 +1,20 @@
-"""Proximal Policy Optimization with sparse networks, on MuJoCo v5 and Atari.
+"""Proximal Policy Optimization with sparse networks, on MuJoCo v5, classic control and Atari.
 
 Schulman et al. 2017, "Proximal Policy Optimization Algorithms" (arXiv 1707.06347), with the
 usual implementation details (Huang et al. 2022, "The 37 Implementation Details of PPO"): GAE,
 clipped surrogate, optional value clipping, advantage normalization per minibatch, Adam with
 linear learning-rate decay to 0, global grad-norm clipping. Sparsity: Graesser et al. 2022.
 
-Two setups share this file (docs/paper_settings.md, "PPO, MuJoCo" and "PPO, Atari";
-the paper has no PPO Atari setting):
+Three setups share this file (docs/paper_settings.md, "PPO, MuJoCo", "PPO, classic control"
+and "PPO, Atari"; the paper has no PPO Atari setting). Each config names its setup
+(`config.setup`, agents/ppo_setups.py: networks, action distribution, normalizers):
 - `PPOConfig`: separate actor (Gaussian, state-independent log std) and critic MLPs, 2x64 tanh,
   each a `SparseTrainState` with its own SparsityConfig; observation and reward normalization.
+- `PPOClassicConfig`: the same with a categorical actor, for discrete actions.
 - `PPOAtariConfig`: one `PPOAtariNetwork` (shared Nature CNN trunk, policy and value heads) as
   one `SparseTrainState`: the distribution covers trunk and heads; rewards sign-clipped.
+The loss and update see only an action distribution (agents/distributions.py: `log_prob`,
+`entropy`, `sample`, `mode`) and a value, whatever the setup.
 
 Reading order: config -> state -> init -> act -> loss -> update -> `PPOTrainer` (host loop).
 Rollouts step host envs (SyncVectorEnv) with one jitted policy call per vector step. The update
@@ -23,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import sys
 from typing import Any, NamedTuple
 
@@ -35,23 +38,21 @@ import numpy as np
 import optax
 
 import sparse_rl
+from agents import distributions
 from agents import envs as envs_lib
 from agents import policy as policy_lib
+from agents import ppo_setups
 from agents import rollout as rollout_lib
 from agents.base import (ProgressFn, Trainer, episode_metrics, eval_seeds, restore_env,
                          restore_tree, rng_state, set_rng_state)
-from agents.networks import PPOActor, PPOAtariNetwork, PPOCritic
-from agents.sac import gaussian_log_prob
 from agents.train_state import SparseTrainState, forward_flops, sparsity_metrics
 from sparse_rl import analysis as analysis_lib
 from sparse_rl import checks
 
-_ATARI_PREFIX = 'ALE/'
-
 
 @dataclasses.dataclass(frozen=True)
 class PPOBaseConfig:
-  """Hyperparameters shared by both PPO setups (defaults: docs/paper_settings.md, "PPO, MuJoCo")."""
+  """Hyperparameters shared by every PPO setup (defaults: docs/paper_settings.md, "PPO, MuJoCo")."""
 
   total_env_steps: int = 1_024_000  # horizon of the linear learning-rate decay, env steps
   # (500 rollouts of 2_048; gin_configs/agents/ppo_mujoco.gin binds the same).
@@ -104,8 +105,9 @@ class PPOBaseConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class PPOConfig(PPOBaseConfig):
-  """PPO on MuJoCo: separate actor and critic MLPs (docs/paper_settings.md, "PPO, MuJoCo")."""
+class PPOActorCriticConfig(PPOBaseConfig):
+  """Separate actor and critic MLPs on vector observations: the fields of `PPOConfig`
+  (MuJoCo) and `PPOClassicConfig` (classic control), which differ in the actor's distribution."""
 
   actor_hidden_sizes: tuple[int, ...] = (64, 64)  # before the width multiplier.
   critic_hidden_sizes: tuple[int, ...] = (64, 64)  # before the width multiplier.
@@ -135,6 +137,21 @@ class PPOConfig(PPOBaseConfig):
 
 
 @dataclasses.dataclass(frozen=True)
+class PPOConfig(PPOActorCriticConfig):
+  """PPO on MuJoCo: Gaussian actor, continuous actions (docs/paper_settings.md, "PPO, MuJoCo")."""
+
+  setup = ppo_setups.MUJOCO
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOClassicConfig(PPOActorCriticConfig):
+  """PPO on classic control (CartPole, Acrobot): categorical actor, discrete actions
+  (docs/paper_settings.md, "PPO, classic control")."""
+
+  setup = ppo_setups.CLASSIC
+
+
+@dataclasses.dataclass(frozen=True)
 class PPOAtariConfig(PPOBaseConfig):
   """PPO on Atari: shared Nature CNN trunk (the usual PPO Atari setup, CleanRL/baselines)."""
 
@@ -152,6 +169,8 @@ class PPOAtariConfig(PPOBaseConfig):
   weight_decay: float = 0.0  # L2 rate on the network's kernels.
   clip_rewards: bool = True  # learn from sign(reward); logged returns stay unclipped.
 
+  setup = ppo_setups.ATARI
+
   def __post_init__(self):
     super().__post_init__()
     checks.check_float(self, 'width', self.width, above=0.0)
@@ -164,7 +183,8 @@ class PPOAtariConfig(PPOBaseConfig):
 
 
 class PPOState(flax.struct.PyTreeNode):
-  """nets: {'actor', 'critic'} (MuJoCo) or {'network'} (Atari); key: minibatch shuffling."""
+  """nets: {'actor', 'critic'} (MuJoCo, classic control) or {'network'} (Atari); key:
+  minibatch shuffling."""
   nets: dict[str, SparseTrainState]
   key: jax.Array
 
@@ -180,67 +200,28 @@ def make_optimizer(config: PPOBaseConfig) -> optax.GradientTransformation:
 
 def init(config: PPOBaseConfig, obs_shape: tuple[int, ...], obs_dtype, action_size: int,
          key: jax.Array) -> PPOState:
-  """Builds the networks (masks drawn) and optimizers. action_size: dims or num actions."""
+  """Builds the setup's networks (masks drawn) and optimizers. action_size: dims or actions."""
   obs = jnp.zeros((1, *obs_shape), obs_dtype)
-  tx = make_optimizer(config)
-  if isinstance(config, PPOAtariConfig):
-    net_key, key = jax.random.split(key)
-    nets = {'network': SparseTrainState.create(
-        PPOAtariNetwork(action_size, config.width), tx, config.sparsity, net_key, obs,
-        weight_decay=config.weight_decay)}
-  else:
-    actor_key, critic_key, key = jax.random.split(key, 3)
-    nets = {
-        'actor': SparseTrainState.create(
-            PPOActor(action_size, config.actor_hidden_sizes, config.actor_width), tx,
-            config.actor_sparsity, actor_key, obs, weight_decay=config.actor_weight_decay),
-        'critic': SparseTrainState.create(
-            PPOCritic(config.critic_hidden_sizes, config.critic_width), tx,
-            config.critic_sparsity, critic_key, obs, weight_decay=config.critic_weight_decay),
-    }
+  nets, key = config.setup.networks(config, obs, action_size, make_optimizer(config), key)
   return PPOState(nets=nets, key=key)
 
 
 # ------------------------------------------------------------------ policy and act
 
 
-def forward(nets: dict[str, SparseTrainState], params: dict, obs: jax.Array):
-  """(distribution params, value): ((mean, log_std) or logits, (batch,))."""
-  if 'network' in nets:
-    return nets['network'].apply(obs, params=params['network'])
-  dist = nets['actor'].apply(obs, params=params['actor'])
-  return dist, nets['critic'].apply(obs, params=params['critic'])
+def forward(config: PPOBaseConfig, nets: dict[str, SparseTrainState], params: dict,
+            obs: jax.Array) -> tuple[distributions.Distribution, jax.Array]:
+  """(action distribution, value (batch,)) of a batch of (normalized) observations."""
+  return config.setup.forward(nets, params, obs)
 
 
-def log_prob_and_entropy(dist, action: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """Log-prob of the actions and entropy, per sample; dist is logits or (mean, log_std)."""
-  if isinstance(dist, tuple):
-    mean, log_std = dist
-    entropy = jnp.sum(log_std + 0.5 * math.log(2 * math.pi * math.e), axis=-1)
-    return gaussian_log_prob(action, mean, log_std), entropy
-  log_p = jax.nn.log_softmax(dist)  # (batch, num_actions)
-  chosen = jnp.take_along_axis(log_p, action[:, None].astype(jnp.int32), axis=-1)[:, 0]
-  return chosen, -jnp.sum(jnp.exp(log_p) * log_p, axis=-1)
-
-
-def sample_action(key: jax.Array, dist, deterministic: bool = False) -> jax.Array:
-  if isinstance(dist, tuple):
-    mean, log_std = dist
-    if deterministic:
-      return mean
-    return mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
-  if deterministic:
-    return jnp.argmax(dist, axis=-1).astype(jnp.int32)
-  return jax.random.categorical(key, dist).astype(jnp.int32)
-
-
-def act(nets: dict[str, SparseTrainState], obs: jax.Array, key: jax.Array,
-        deterministic: bool = False):
+def act(config: PPOBaseConfig, nets: dict[str, SparseTrainState], obs: jax.Array,
+        key: jax.Array, deterministic: bool = False):
   """Returns (action, log_prob, value) for a batch of (normalized) observations."""
   params = {name: net.params for name, net in nets.items()}
-  dist, value = forward(nets, params, obs)
-  action = sample_action(key, dist, deterministic)
-  return action, log_prob_and_entropy(dist, action)[0], value
+  dist, value = forward(config, nets, params, obs)
+  action = dist.mode() if deterministic else dist.sample(key)
+  return action, dist.log_prob(action), value
 
 
 # ------------------------------------------------------------------------ loss and update
@@ -269,10 +250,9 @@ class Rollout(NamedTuple):
 
 def ppo_loss(params: dict, nets: dict[str, SparseTrainState], mb: Minibatch,
              config: PPOBaseConfig) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """Clipped surrogate + value_coef * value loss - entropy_coef * entropy."""
-  dist, value = forward(nets, params, mb.obs)
-  log_prob, entropy = log_prob_and_entropy(dist, mb.action)
-  log_ratio = log_prob - mb.log_prob
+  """Clipped surrogate + value_coef * value loss - entropy_coef * entropy, on one minibatch."""
+  dist, value = forward(config, nets, params, mb.obs)
+  log_ratio = dist.log_prob(mb.action) - mb.log_prob
   ratio = jnp.exp(log_ratio)
   adv = mb.advantage
   if config.normalize_advantages:
@@ -284,7 +264,7 @@ def ppo_loss(params: dict, nets: dict[str, SparseTrainState], mb: Minibatch,
     clipped = mb.value + jnp.clip(value - mb.value, -config.clip_eps, config.clip_eps)
     value_error = jnp.maximum(value_error, (clipped - mb.ret) ** 2)
   value_loss = 0.5 * jnp.mean(value_error)
-  entropy = jnp.mean(entropy)
+  entropy = jnp.mean(dist.entropy())
   loss = policy_loss + config.value_coef * value_loss - config.entropy_coef * entropy
   return loss, {
       'loss/total': loss, 'loss/policy': policy_loss, 'loss/value': value_loss,
@@ -353,30 +333,6 @@ def flat_advantages(config: PPOBaseConfig, rollout: Rollout) -> tuple[jax.Array,
 # ----------------------------------------------------------------------------- trainer
 
 
-def _check_env_id(config: PPOBaseConfig, env_id: str) -> None:
-  if isinstance(config, PPOAtariConfig) and not env_id.startswith(_ATARI_PREFIX):
-    raise ValueError(f"PPO Atari (PPOAtariConfig) needs an Atari env id 'ALE/<Game>-v5', got "
-                     f'{env_id!r}; use PPOConfig for vector-observation continuous control.')
-  if not isinstance(config, PPOAtariConfig) and env_id.startswith(_ATARI_PREFIX):
-    raise ValueError(f'PPO MuJoCo (PPOConfig) needs vector observations and continuous actions, '
-                     f'but {env_id} is an Atari env with image observations and discrete '
-                     f'actions; use PPOAtariConfig.')
-
-
-def _check_env(envs, env_id: str, atari: bool) -> None:
-  spec = envs_lib.env_spec_summary(envs)
-  if atari:
-    envs_lib.check_action_space(envs, 'discrete', 'PPO Atari (PPOAtariConfig)')
-    if not spec['is_image']:
-      raise ValueError(f'PPO Atari (PPOAtariConfig) needs image observations, but {env_id} has '
-                       f'observations of shape {spec["obs_shape"]}.')
-    return
-  if spec['is_image'] or len(spec['obs_shape']) != 1:
-    raise ValueError(f'PPO MuJoCo (PPOConfig) needs flat vector observations, but {env_id} has '
-                     f'observations of shape {spec["obs_shape"]}; use PPOAtariConfig for images.')
-  envs_lib.check_action_space(envs, 'continuous', 'PPO MuJoCo (PPOConfig)')
-
-
 class PPOTrainer(Trainer):
   """PPO on `num_envs` synchronous envs; one jitted policy call per vector step.
 
@@ -385,14 +341,21 @@ class PPOTrainer(Trainer):
   donates the state: arrays taken from `trainer.state` are invalid after the next update.
 
   Args:
-    env_id: MuJoCo-style id (vector obs, Box actions) for PPOConfig, 'ALE/<Game>-v5' for
-      PPOAtariConfig.
+    env_id: MuJoCo-style id (vector obs, Box actions) for PPOConfig, a classic-control id
+      (vector obs, Discrete actions, e.g. 'CartPole-v0') for PPOClassicConfig,
+      'ALE/<Game>-v5' for PPOAtariConfig.
     seed: seeds networks, masks, sampling, shuffling and the envs (env i gets seed + i).
-    config: PPOConfig (MuJoCo) or PPOAtariConfig (Atari), including each network's sparsity.
+    config: PPOConfig (MuJoCo), PPOClassicConfig (classic control) or PPOAtariConfig (Atari),
+      including each network's sparsity.
     sparsity: if given, the sparse training method of every network (replaces
       actor_sparsity and critic_sparsity, or the Atari network's `sparsity`).
     atari: Atari preprocessing (None: the default AtariConfig); Atari only.
     max_episode_steps: overrides the env's time limit (agent steps on Atari).
+
+  Raises:
+    TypeError: config of another type.
+    ValueError: an env that does not fit the config's setup (observations or action space),
+      one line naming both and the config to use; `atari` with a non-Atari config.
   """
 
   name = 'ppo'
@@ -400,47 +363,40 @@ class PPOTrainer(Trainer):
   def __init__(self, env_id: str, seed: int = 0, config: PPOBaseConfig = PPOConfig(),
                sparsity: sparse_rl.SparsityConfig | None = None,
                atari: envs_lib.AtariConfig | None = None, max_episode_steps: int | None = None):
-    if not isinstance(config, (PPOConfig, PPOAtariConfig)):
-      raise TypeError(f'config must be a PPOConfig or PPOAtariConfig, got {type(config)}.')
-    _check_env_id(config, env_id)
-    self.is_atari = isinstance(config, PPOAtariConfig)
+    if not isinstance(config, (PPOConfig, PPOClassicConfig, PPOAtariConfig)):
+      raise TypeError(f'config must be a PPOConfig, PPOClassicConfig or PPOAtariConfig, got '
+                      f'{type(config)}.')
+    setup = config.setup
+    setup.check_env_id(env_id)
+    self.is_atari = isinstance(config, PPOAtariConfig)  # Atari envs and preprocessing
     if atari is not None and not self.is_atari:
       raise ValueError('Atari preprocessing (atari=...) applies to PPOAtariConfig only.')
     if sparsity is not None:
-      config = dataclasses.replace(config, **(
-          {'sparsity': sparsity} if self.is_atari else
-          {'actor_sparsity': sparsity, 'critic_sparsity': sparsity}))
+      config = ppo_setups.with_sparsity(config, sparsity)
     self.env_id, self.config, self.seed = env_id, config, seed
     self._atari_config = (atari or envs_lib.AtariConfig()) if self.is_atari else None
     self._max_episode_steps = max_episode_steps
+    self._env_options = {'atari': self._atari_config, 'max_episode_steps': max_episode_steps}
     self._envs = envs_lib.make_vector_env(env_id, config.num_envs, seed, atari=self._atari_config,
                                           max_episode_steps=max_episode_steps)
     try:
-      _check_env(self._envs, env_id, self.is_atari)
+      setup.check_env(self._envs, env_id)
     except ValueError:
       self._envs.close()
       raise
-    obs_space, space = self._envs.single_observation_space, self._envs.single_action_space
+    obs_space, self._action_space = (self._envs.single_observation_space,
+                                     self._envs.single_action_space)
+    dist = self._dist = setup.distribution
     self.obs_shape = tuple(obs_space.shape)
-    obs_dtype = np.uint8 if self.is_atari else np.float32
-    if self.is_atari:
-      action_size, action_shape, action_dtype = int(space.n), (), np.int32
-    else:
-      action_size = int(np.prod(space.shape))
-      action_shape, action_dtype = (action_size,), np.float32
-      self._low, self._high = space.low, space.high
-    state = init(config, self.obs_shape, obs_dtype, action_size, jax.random.PRNGKey(seed))
+    state = init(config, self.obs_shape, setup.obs_dtype,
+                 dist.action_size(self._action_space), jax.random.PRNGKey(seed))
     self._state = jax.tree_util.tree_map(jnp.array, state)  # own buffers (donated below)
-    self._obs_norm = self._reward_norm = None
-    if not self.is_atari and config.normalize_observations:
-      self._obs_norm = rollout_lib.ObsNormalizer(self.obs_shape, config.obs_clip)
-    if not self.is_atari and config.normalize_rewards:
-      self._reward_norm = rollout_lib.RewardNormalizer(config.num_envs, config.gamma,
-                                                       config.reward_clip)
+    # The reward normalizer is Atari's sign clip there (no state).
+    self._obs_norm, self._reward_norm = setup.normalizers(config, self.obs_shape)
     t, n = config.num_steps, config.num_envs
     self._buffers = Rollout(
-        obs=np.zeros((t, n, *self.obs_shape), obs_dtype),
-        action=np.zeros((t, n, *action_shape), action_dtype),
+        obs=np.zeros((t, n, *self.obs_shape), setup.obs_dtype),
+        action=np.zeros((t, n, *dist.action_shape(self._action_space)), dist.action_dtype),
         **{f: np.zeros((t, n), np.float32) for f in Rollout._fields[2:-1]},
         last_value=np.zeros((n,), np.float32))
     self._rng = np.random.default_rng(seed)
@@ -453,10 +409,10 @@ class PPOTrainer(Trainer):
     self._reset_envs(seed=None)
     self._act = jax.jit(
         lambda nets, obs, key, step, deterministic=False: act(
-            nets, obs, jax.random.fold_in(key, step), deterministic),
+            config, nets, obs, jax.random.fold_in(key, step), deterministic),
         static_argnames='deterministic')
     self._value = jax.jit(lambda nets, obs: forward(
-        nets, {k: v.params for k, v in nets.items()}, obs)[1])
+        config, nets, {k: v.params for k, v in nets.items()}, obs)[1])
     self._update = jax.jit(functools.partial(update, config), donate_argnums=0)
     self._advantages = jax.jit(functools.partial(flat_advantages, config))
     self._minibatch_update = jax.jit(functools.partial(minibatch_update, config),
@@ -465,10 +421,13 @@ class PPOTrainer(Trainer):
   # --- rollouts
 
   def _network_obs(self, obs: np.ndarray, update_stats: bool = True) -> np.ndarray:
-    """Observations as the networks take them: normalized floats (MuJoCo) or raw uint8."""
+    """Observations as the networks take them: normalized or raw floats, or raw uint8."""
     if self._obs_norm is not None:
       return self._obs_norm(obs, update=update_stats)
-    return obs if self.is_atari else np.asarray(obs, np.float32)
+    return np.asarray(obs, self.config.setup.obs_dtype)
+
+  def _env_action(self, action: np.ndarray) -> np.ndarray:
+    return self._dist.env_action(action, self._action_space)
 
   def _reset_envs(self, seed: int | None, update_stats: bool = True) -> None:
     obs, _ = self._envs.reset(seed=seed)
@@ -479,8 +438,7 @@ class PPOTrainer(Trainer):
     obs = self._obs
     action, log_prob, value = jax.device_get(
         self._act(self._state.nets, obs, self._act_key, self._vector_steps))
-    env_action = action if self.is_atari else np.clip(action, self._low, self._high)
-    next_obs, reward, terminated, truncated, info = self._envs.step(env_action)
+    next_obs, reward, terminated, truncated, info = self._envs.step(self._env_action(action))
     done = terminated | truncated
     final_value = np.zeros(self.config.num_envs, np.float32)
     if np.any(truncated & ~terminated):  # bootstrap from V(final obs) at time limits
@@ -491,8 +449,6 @@ class PPOTrainer(Trainer):
                                            self._network_obs(final_obs, update_stats=False)))
     if self._reward_norm is not None:
       reward = self._reward_norm(reward, done)
-    elif self.is_atari and self.config.clip_rewards:
-      reward = np.sign(reward)
     buf.obs[t], buf.action[t], buf.log_prob[t], buf.value[t] = obs, action, log_prob, value
     buf.reward[t], buf.terminated[t], buf.done[t] = reward, terminated, done
     buf.final_value[t] = final_value
@@ -508,7 +464,7 @@ class PPOTrainer(Trainer):
     self._buffers.last_value[:] = np.asarray(self._value(self._state.nets, self._obs))
     config = self.config
     self._gradient_steps += config.num_epochs * config.num_minibatches
-    if not self.is_atari:
+    if config.setup.scan_update:
       self._state, metrics = self._update(self._state, self._buffers)
       return metrics
     adv, ret = jax.device_get(self._advantages(self._buffers._replace(obs=None)))
@@ -555,19 +511,18 @@ class PPOTrainer(Trainer):
     metrics['train/updates'] = float(len(update_metrics))
     return metrics
 
-  def evaluate_episodes(self, seeds, deterministic: bool | None = None
+  def evaluate_episodes(self, seeds, deterministic: bool | None = None, envs=None
                         ) -> tuple[list[float], list[int]]:
     """See `Trainer.evaluate_episodes`: the mean / argmax action or a sample (default:
     config.eval_deterministic), keyed by the episode's seed and step; normalization
     statistics frozen."""
-    if self._eval_env is None:
-      self._eval_env = envs_lib.make_env(self.env_id, self.seed + 10_000,
-                                         atari=self._atari_config,
-                                         max_episode_steps=self._max_episode_steps)
+    self._check_eval_envs(seeds, envs)
+    if self._eval_env is None and envs is None:
+      self._eval_env = self.make_eval_env(self.seed + 10_000)
     if deterministic is None:
       deterministic = self.config.eval_deterministic
     returns, lengths = [], []
-    for seed in seeds:
+    for i, seed in enumerate(seeds):
       key, step = jax.random.PRNGKey(seed), 0
 
       def policy(obs):
@@ -576,9 +531,9 @@ class PPOTrainer(Trainer):
                                  self._network_obs(obs[None], update_stats=False), key, step,
                                  deterministic=deterministic)
         step += 1
-        action = np.asarray(action)[0]
-        return action if self.is_atari else np.clip(action, self._low, self._high)
-      episode_return, length = envs_lib.play_episode(self._eval_env, seed, policy)
+        return self._env_action(np.asarray(action)[0])
+      episode_return, length = envs_lib.play_episode(
+          self._eval_env if envs is None else envs[i], seed, policy)
       returns.append(episode_return)
       lengths.append(length)
     return returns, lengths
@@ -586,33 +541,29 @@ class PPOTrainer(Trainer):
   # --- sparsity and cost
 
   def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-    """See `Trainer.act`: the mean (clipped) / argmax action, or a sample; observation
-    normalization frozen."""
+    """See `Trainer.act`: the distribution's mode (the mean, clipped, or the argmax), or a
+    sample; observation normalization frozen."""
     self._act_calls += 1
     action, _, _ = self._act(self._state.nets,
                              self._network_obs(np.asarray(obs)[None], update_stats=False),
                              jax.random.PRNGKey(self._act_calls), 0,
                              deterministic=deterministic)
-    action = np.asarray(action)[0]
-    return action if self.is_atari else np.clip(action, self._low, self._high)
+    return self._env_action(np.asarray(action)[0])
 
   def export_policy(self, path: str, info: dict[str, Any] | None = None) -> None:
-    """The actor (MuJoCo: its mean, clipped, after the frozen observation normalizer) or the
-    Atari network (argmax of the logits) as a policy file (agents/policy.py)."""
-    if self.is_atari:
-      net = self._state.nets['network']
-      policy_lib.write_policy(path, 'categorical', net.net.module, net.params, net.masks,
-                              self._policy_info(info))
-      return
-    net = self._state.nets['actor']
-    norm = None
+    """The acting network as a policy file (agents/policy.py): the actor (MuJoCo: its mean,
+    clipped; classic control: the argmax of its logits), after the frozen observation
+    normalizer, or the Atari network (argmax of the logits)."""
+    net = self._state.nets[self.config.setup.acting_network]
+    norm = bounds = None
     if self._obs_norm is not None:
       norm = {'mean': self._obs_norm.rms.mean, 'var': self._obs_norm.rms.var,
               'clip': float(self._obs_norm.clip), 'epsilon': float(self._obs_norm.epsilon)}
-    policy_lib.write_policy(path, 'gaussian_mean', net.net.module, net.params, net.masks,
-                            self._policy_info(info), obs_norm=norm,
-                            action_low=np.asarray(self._low, np.float32),
-                            action_high=np.asarray(self._high, np.float32))
+    if self._dist is distributions.DiagGaussian:
+      bounds = {'action_low': np.asarray(self._action_space.low, np.float32),
+                'action_high': np.asarray(self._action_space.high, np.float32)}
+    policy_lib.write_policy(path, self._dist.policy_kind, net.net.module, net.params, net.masks,
+                            self._policy_info(info), obs_norm=norm, **(bounds or {}))
 
   def sparsity_metrics(self) -> dict[str, float]:
     return sparsity_metrics(self._state.nets)
@@ -658,8 +609,7 @@ class PPOTrainer(Trainer):
   def training_flops(self) -> float:
     """Gradient steps of each network (sparse_rl.training_flops on a minibatch) plus one
     forward of every network per env step of the rollouts (acting and values)."""
-    dtype = jnp.uint8 if self.is_atari else jnp.float32
-    obs = jnp.zeros((self.config.minibatch_size, *self.obs_shape), dtype)
+    obs = jnp.zeros((self.config.minibatch_size, *self.obs_shape), self.config.setup.obs_dtype)
     total = 0.0
     for net in self._state.nets.values():
       costs = sparse_rl.layer_costs(net.net.module, obs)

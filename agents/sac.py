@@ -308,8 +308,8 @@ class SACTrainer(Trainer):
     if sparsity is not None:
       config = dataclasses.replace(config, actor_sparsity=sparsity, critic_sparsity=sparsity)
     self.env_id, self.config, self.seed = env_id, config, seed
-    self._max_episode_steps = max_episode_steps
-    self._env = envs_lib.make_env(env_id, seed, max_episode_steps=max_episode_steps)
+    self._env_options = {'max_episode_steps': max_episode_steps}
+    self._env = envs_lib.make_env(env_id, seed, **self._env_options)
     try:
       _check_env(self._env, env_id)
     except ValueError:
@@ -445,14 +445,13 @@ class SACTrainer(Trainer):
       metrics['train/alpha'] = float(jnp.exp(self._state.log_alpha))
     return metrics
 
-  def evaluate_episodes(self, seeds, deterministic: bool | None = None
+  def evaluate_episodes(self, seeds, deterministic: bool | None = None, envs=None
                         ) -> tuple[list[float], list[int]]:
     """See `Trainer.evaluate_episodes`: tanh(mean) actions (default), or samples keyed by the
     first seed and the step; the episodes are stepped together on separate envs."""
-    while len(self._eval_envs) < len(seeds):
-      self._eval_envs.append(envs_lib.make_env(
-          self.env_id, self.seed + 10_000 + len(self._eval_envs),
-          max_episode_steps=self._max_episode_steps))
+    self._check_eval_envs(seeds, envs)
+    while envs is None and len(self._eval_envs) < len(seeds):
+      self._eval_envs.append(self.make_eval_env(self.seed + 10_000 + len(self._eval_envs)))
     actor = self._state.actor
     deterministic = True if deterministic is None else deterministic
     key, step = jax.random.PRNGKey(seeds[0] if len(seeds) else 0), 0
@@ -463,7 +462,8 @@ class SACTrainer(Trainer):
       action = np.asarray(self._act(actor, obs.astype(np.float32),
                                     jax.random.fold_in(key, step), deterministic=deterministic))
       return scale_action(action, self._low, self._high)
-    return envs_lib.run_episodes(self._eval_envs[:len(seeds)], seeds, policy)
+    return envs_lib.run_episodes(self._eval_envs[:len(seeds)] if envs is None else envs,
+                                 seeds, policy)
 
   # --- sparsity and cost
 

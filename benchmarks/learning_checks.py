@@ -8,6 +8,8 @@ below the worst measured seed, far above the untrained return).
   dqn: DQN, RigL ERK 80%, CartPole-v0, 8,000 env steps, (64, 64) MLP.
   sac: SAC, RigL ERK 80% actor and critics, Pendulum-v1, 8,000 env steps, (64, 64) MLPs.
   ppo: PPO, gradual magnitude pruning ERK 80%, InvertedPendulum-v5, 20,480 env steps.
+  ppo_classic: PPO with a categorical actor, RigL ERK 80% actor and critic, CartPole-v0,
+    20,480 env steps (10 rollouts, 3,200 gradient steps).
 
     python -m benchmarks.learning_checks --seeds 0,1,2,3,4
 """
@@ -65,14 +67,24 @@ def _ppo(seed: int) -> base.Trainer:
   return ppo.PPOTrainer('InvertedPendulum-v5', seed, config)
 
 
+def _ppo_classic(seed: int) -> base.Trainer:
+  sparsity = _sparsity(2400, 100)  # mask updates until 75% of the 3,200 gradient steps
+  config = ppo.PPOClassicConfig(total_env_steps=20_480, actor_sparsity=sparsity,
+                                critic_sparsity=sparsity)
+  return ppo.PPOTrainer('CartPole-v0', seed, config)
+
+
 # Thresholds from `python -m benchmarks.learning_checks --seeds 0,1,2,3,4` (dqn) and
 # `--seeds 0,1,2` (sac, ppo) on 2026-11-30 (docs/benchmarks/learning_checks_2026-11-30.txt):
 # dqn 176.0-200.0 after, 9.5-86.8 before; sac -327 to -214 after, -1730 to -1236 before;
-# ppo 390-743 after, 7.7-31.3 before.
+# ppo 390-743 after, 7.7-31.3 before. ppo_classic from `--checks ppo_classic --seeds 0,1,2,3,4`
+# on 2026-11-30 (docs/benchmarks/ppo_classic_learning_check_2026-11-30.txt): 175.1-200.0
+# after, 9.3-121.2 before.
 CHECKS = {
     'dqn': Check('dqn', _dqn, 8_000, threshold=150.0, seed=0),
     'sac': Check('sac', _sac, 8_000, threshold=-500.0, seed=1),
     'ppo': Check('ppo', _ppo, 20_480, threshold=200.0, seed=1),
+    'ppo_classic': Check('ppo_classic', _ppo_classic, 20_480, threshold=150.0, seed=0),
 }
 
 

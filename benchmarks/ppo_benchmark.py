@@ -4,6 +4,7 @@
     python -m benchmarks.ppo_benchmark --steps 8192 --seeds 0 --eval-every 4096 \
         --eval-episodes 1                                    # a quick check
     python -m benchmarks.ppo_benchmark --env ALE/Pong-v5 --steps 4096 ...  # PPOAtariConfig
+    python -m benchmarks.ppo_benchmark --env CartPole-v0 --steps 102400 ...  # PPOClassicConfig
 
 For each method and seed: trains `--steps` env steps, evaluating every `--eval-every` steps;
 the final score is the mean of the last 10% of the evaluation returns (the paper's final score;
@@ -17,7 +18,9 @@ MuJoCo"): dense weight decay 1e-6; RigL weight decay 1e-4, update interval 250, 
 0.3, ERK 0.9 for actor and critic, mask updates until 75% of the gradient steps. PPO Atari is
 not in the paper: weight decay 0 and drop fraction 0.3 as its Nature-CNN DQN row, and a RigL
 interval of 1000 gradient steps (PPO takes ~16 gradient steps per 1024 env steps, far fewer than
-DQN's 5000 interval needs).
+DQN's 5000 interval needs). PPO classic control (an env with discrete actions and vector
+observations: PPOClassicConfig) takes the PPO MuJoCo settings, as its experiment files do
+(docs/paper_settings.md, "PPO, classic control").
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import dataclasses
 import statistics
 import time
 
+import gymnasium as gym
 import jax
 import numpy as np
 
@@ -35,11 +39,21 @@ from benchmarks import common
 from agents import ppo
 
 
+def config_class(env_id: str) -> type[ppo.PPOBaseConfig]:
+  """PPOAtariConfig for ALE ids, else PPOClassicConfig (discrete actions) or PPOConfig."""
+  if env_id.startswith('ALE/'):
+    return ppo.PPOAtariConfig
+  env = gym.make(env_id)
+  discrete = isinstance(env.action_space, gym.spaces.Discrete)
+  env.close()
+  return ppo.PPOClassicConfig if discrete else ppo.PPOConfig
+
+
 def make_config(env_id: str, method: str, steps: int) -> ppo.PPOBaseConfig:
   if method not in ('dense', 'rigl'):
     raise ValueError(f'benchmark methods are dense and rigl, got {method!r}')
   atari = env_id.startswith('ALE/')
-  base = (ppo.PPOAtariConfig if atari else ppo.PPOConfig)(total_env_steps=steps)
+  base = config_class(env_id)(total_env_steps=steps)
   if method == 'dense':
     if atari:
       return base

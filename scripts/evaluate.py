@@ -4,6 +4,7 @@ episodes with the suite's evaluation protocol, print the returns and write eval_
     python -m scripts.evaluate --run_dir runs/quickstart                 # newest checkpoint
     python -m scripts.evaluate --run_dir runs/quickstart --checkpoint 5 --episodes 50 --seed 123
     python -m scripts.evaluate --run_dir runs/quickstart --checkpoint 5 --export  # + policy file
+    python -m scripts.evaluate --run_dir runs/quickstart --episodes 3 --video runs/quickstart/videos
 
 Protocol (every agent): each episode is played to its real end on a separate eval env reset
 with its own seed (a lost Atari life does not end it), with the agent's evaluation policy:
@@ -26,23 +27,33 @@ RUN_DIR/obs_noise_<iteration>.json: {"levels": [{"std", "returns", "mean", "sd"}
 noise of each episode is seeded by its reset seed, so the numbers repeat exactly.
 scripts.compare draws return-vs-noise curves per method from these files.
 
-A run dir without config.gin or checkpoints, an unknown --checkpoint, or a checkpoint of another
-configuration stops it with one line (exit code 2); nothing is written then.
+--video DIR records every episode to DIR/eval_<iteration>_seed_<seed>-episode-0.mp4 with
+gymnasium's RecordVideo (the `[video]` extra: moviepy, and pygame for classic control; MuJoCo
+renders with MUJOCO_GL=egl unless MUJOCO_GL is set). Rendering does not change the episodes; with
+--video they are played one at a time (one episode's frames in memory), which gives the same
+returns except for SAC --stochastic, whose samples are keyed by the first seed of the batch.
+
+A run dir without config.gin or checkpoints, an unknown --checkpoint, a checkpoint of another
+configuration, --video where it cannot record (no rgb rendering, moviepy missing, no OpenGL), or
+a bad --obs_noise stops it with one line (exit code 2); nothing is written then.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
 import sys
+import tempfile
 
 import numpy as np
 
 from agents import base
 from agents import checkpoint as checkpoint_lib
 from agents import configurables
+from agents import envs as envs_lib
 from agents import runner
 
 
@@ -62,6 +73,8 @@ def _parse_args(argv):
                       help='also evaluate under Gaussian observation noise of these standard '
                            'deviations (comma-separated, >= 0); writes obs_noise_<iteration>'
                            '.json')
+  parser.add_argument('--video', metavar='DIR', default=None,
+                      help='record each episode as an mp4 file in DIR (the [video] extra)')
   mode = parser.add_mutually_exclusive_group()
   mode.add_argument('--deterministic', dest='deterministic', action='store_true', default=None,
                     help='greedy / mean actions')
@@ -152,7 +165,6 @@ def evaluate_obs_noise(trainer, info: dict, seeds: list[int], levels: list[float
                        deterministic: bool | None = None) -> list[dict]:
   """[{'std', 'returns', 'lengths', 'mean', 'sd'}] per noise level: the episodes of `seeds`
   played with `envs.ObservationNoise(std, scale, seed=info['seed'])` (module docstring)."""
-  from agents import envs as envs_lib  # pylint: disable=g-import-not-at-top
   probe = envs_lib.make_env(info['env_id'], info['seed'],
                             max_episode_steps=info.get('max_episode_steps'))
   try:
@@ -171,6 +183,48 @@ def evaluate_obs_noise(trainer, info: dict, seeds: list[int], levels: list[float
   return out
 
 
+def check_video(trainer, folder: str) -> None:
+  """Records a one-frame probe episode into a temporary directory, so a missing dependency, an
+  env without rgb rendering or a missing OpenGL shows before anything is written.
+
+  Raises:
+    EvalError: names what is missing.
+  """
+  if os.path.exists(folder) and not os.path.isdir(folder):
+    raise EvalError(f'--video {folder}: exists and is not a directory')
+  if importlib.util.find_spec('moviepy') is None:
+    raise EvalError('--video needs moviepy: pip install -e ".[video]"')
+  with tempfile.TemporaryDirectory() as probe_dir:
+    try:
+      env = trainer.make_eval_env(0, video=envs_lib.VideoConfig(probe_dir, 'probe'))
+      try:
+        env.reset(seed=0)
+      finally:
+        env.close()
+    except Exception as e:  # pylint: disable=broad-except  (gym, pygame, mujoco, moviepy)
+      first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+      raise EvalError(f'--video: {trainer.env_id} cannot be recorded here: {first}') from e
+    if not any(name.endswith('.mp4') for name in os.listdir(probe_dir)):
+      raise EvalError(f'--video: recording {trainer.env_id} wrote no mp4 file')
+
+
+def _evaluate_with_video(trainer, seeds, deterministic, folder: str, done: int):
+  """Plays the episodes one at a time on recording envs; returns (returns, lengths, paths)."""
+  returns, lengths, paths = [], [], []
+  for seed in seeds:
+    prefix = f'eval_{done:06d}_seed_{seed}'
+    env = trainer.make_eval_env(seed, video=envs_lib.VideoConfig(folder, prefix))
+    try:
+      (ret,), (length,) = trainer.evaluate_episodes([seed], deterministic=deterministic,
+                                                    envs=[env])
+    finally:
+      env.close()  # writes the video
+    returns.append(ret)
+    lengths.append(length)
+    paths.append(os.path.join(folder, f'{prefix}-episode-0.mp4'))
+  return returns, lengths, paths
+
+
 def main(argv=None) -> int:
   args = _parse_args(argv)
   try:
@@ -179,14 +233,27 @@ def main(argv=None) -> int:
     if args.seed is not None and not 0 <= args.seed <= 2**32 - 1:
       raise EvalError(f'--seed {args.seed}: must be an int in [0, {2**32 - 1}]')
     levels = None if args.obs_noise is None else parse_noise_levels(args.obs_noise)
+    if args.video is not None:
+      os.environ.setdefault('MUJOCO_GL', 'egl')  # read when the first MuJoCo renderer is made
     trainer, done, path, info = load_trainer(args.run_dir, args.checkpoint)
+    if args.video is not None:
+      try:
+        check_video(trainer, args.video)
+      except EvalError:
+        trainer.close()
+        raise
   except EvalError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
+  videos = []
   try:
     seeds = (base.eval_seeds(info['seed'], max(done - 1, 0), args.episodes)
              if args.seed is None else [args.seed + i for i in range(args.episodes)])
-    returns, lengths = trainer.evaluate_episodes(seeds, deterministic=args.deterministic)
+    if args.video is None:
+      returns, lengths = trainer.evaluate_episodes(seeds, deterministic=args.deterministic)
+    else:
+      returns, lengths, videos = _evaluate_with_video(trainer, seeds, args.deterministic,
+                                                      args.video, done)
     noisy = (None if levels is None else
              evaluate_obs_noise(trainer, info, seeds, levels, args.deterministic))
     if args.export:
@@ -199,13 +266,15 @@ def main(argv=None) -> int:
   result = {'run_dir': args.run_dir, 'checkpoint': path, 'iteration': done,
             'env_steps': trainer.env_steps, 'episodes': args.episodes, 'seeds': seeds,
             'deterministic': args.deterministic, 'returns': returns, 'lengths': lengths,
-            'mean': mean, 'std': std}
+            'mean': mean, 'std': std, 'videos': videos}
   out = os.path.join(args.run_dir, f'eval_{done:06d}.json')
   runner.atomic_write_text(out, json.dumps(result, indent=2) + '\n')
   print(f'{info["agent"]} {info["env_id"]} after iteration {done} '
         f'({trainer.env_steps:,} env steps): return {mean:.1f} +- {std:.1f} over '
         f'{args.episodes} episodes')
   print('returns: ' + ' '.join(f'{r:g}' for r in returns))
+  if videos:
+    print(f'videos: {len(videos)} files in {args.video}')
   print(f'written: {out}')
   if noisy is not None:
     noise_out = os.path.join(args.run_dir, f'obs_noise_{done:06d}.json')

@@ -33,6 +33,9 @@ output in DIR/stdout.log, in a deterministic DIR = ROOT/<experiment>/<cell>/seed
   * Local backend: `--workers` processes at a time (default: the usable cores). Each run gets
     cores // workers threads (OMP/MKL/OpenBLAS; and XLA's single-threaded CPU mode when that is
     1) unless the environment already sets them.
+  * Local backend, GPU: with several workers each run preallocates 0.9 / workers of the GPU's
+    memory (JAX's default is 75% per process), unless the environment sets JAX's memory
+    variables (`gpu_memory_defaults`). sweep.json records the variables each run got.
   * Local backend: runs share a JAX persistent compilation cache in ROOT/.jax_cache (unless
     JAX_COMPILATION_CACHE_DIR is set, or `--compile_cache none`), so the runs of a grid whose
     networks have the same shapes (every sparse method masks the same dense kernels) compile
@@ -125,6 +128,27 @@ def thread_defaults(threads: int) -> dict[str, str]:
   if threads == 1:
     out['XLA_FLAGS'] = '--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1'
   return out
+
+
+GPU_MEMORY_VARIABLES = ('XLA_PYTHON_CLIENT_PREALLOCATE', 'XLA_PYTHON_CLIENT_MEM_FRACTION',
+                        'XLA_CLIENT_MEM_FRACTION', 'XLA_PYTHON_CLIENT_ALLOCATOR')
+
+
+def gpu_memory_defaults(workers: int, environ: dict[str, str] | None = None) -> dict[str, str]:
+  """JAX's GPU memory share of each of `workers` runs sharing one GPU (unless already set).
+
+  By default every JAX process preallocates 75% of the GPU's memory at its first operation
+  (https://docs.jax.dev/en/latest/gpu_memory_allocation.html), so a second worker on the same
+  GPU fails with out-of-memory. With more than one worker, each run preallocates 0.9 / workers
+  of it instead (the variable under its current and its older name). Nothing is set for one
+  worker, or when the environment already sets any of `GPU_MEMORY_VARIABLES` (the user's choice
+  stands). On a CPU-only machine the variables have no effect.
+  """
+  environ = os.environ if environ is None else environ
+  if workers <= 1 or any(name in environ for name in GPU_MEMORY_VARIABLES):
+    return {}
+  fraction = f'{0.9 / workers:.3f}'
+  return {'XLA_CLIENT_MEM_FRACTION': fraction, 'XLA_PYTHON_CLIENT_MEM_FRACTION': fraction}
 
 
 def compile_cache_dir(option: str | None, root: str, backend: str) -> str | None:
@@ -388,12 +412,16 @@ def main(argv=None) -> int:
     spec_json = {**spec.to_json(), 'command': task['command'], 'grid_file':
                  os.path.abspath(args.grid), 'root': root}
     spec_json.pop('width_query')
-    _warn_if_changed(os.path.join(task['run_dir'], SPEC_FILE), spec)
-    backends.write_json(os.path.join(task['run_dir'], SPEC_FILE), spec_json)
     threads = usable_cores() // workers if args.backend == 'local' else args.cpus_per_run
     task['env_defaults'] = thread_defaults(threads)
+    if args.backend == 'local':
+      task['env_defaults'].update(gpu_memory_defaults(workers))
     if cache_dir:
       task['env_defaults']['JAX_COMPILATION_CACHE_DIR'] = cache_dir
+    # What the run's environment holds for each variable the sweep sets by default.
+    spec_json['env'] = {k: os.environ.get(k, v) for k, v in task['env_defaults'].items()}
+    _warn_if_changed(os.path.join(task['run_dir'], SPEC_FILE), spec)
+    backends.write_json(os.path.join(task['run_dir'], SPEC_FILE), spec_json)
 
   results: list[dict[str, Any]] = []
   failures = [{'name': n, 'run_dir': os.path.join(root, n), 'returncode': None,

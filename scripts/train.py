@@ -85,6 +85,8 @@ def main(argv=None) -> int:
       bindings.append(f'build_experiment.seed = {args.seed}')
     configurables.parse_config(args.gin_file, bindings)
     experiment = configurables.build_experiment()
+    for line in experiment.warnings:
+      print(f'warning: {line}', file=sys.stderr)
     # Built before anything is written: an unknown env id or an action-space mismatch
     # fails here.
     trainer = experiment.make_trainer()

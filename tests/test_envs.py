@@ -258,3 +258,39 @@ def test_atari_preprocessing_matches_the_raw_ale_step_by_step():
   assert equal / total > 0.999
   assert any(r != 0 for r in rewards)  # the reward sums were exercised
   env.close()
+
+
+def test_atari_video_records_the_whole_game_and_leaves_it_unchanged(tmp_path):
+  """Recording sits under the preprocessing: every raw frame of the game (lost lives
+  included) goes into one file, and the game is the one played without recording."""
+  iio = pytest.importorskip("imageio.v3")
+  pytest.importorskip("moviepy")
+  config = envs.AtariConfig(terminal_on_life_loss=True, fire_reset=True,
+                            max_agent_steps_per_episode=150)
+  actions = np.random.default_rng(0).integers(0, 4, 400)
+  results, frames_seen = [], []
+  for video in (envs.VideoConfig(str(tmp_path / "v"), "game"), None):
+    env = envs.make_env("ALE/Breakout-v5", seed=3, atari=config, video=video)
+    step = iter(actions)
+    results.append(envs.play_episode(env, 7, lambda obs: int(next(step))))
+    frames_seen.append(env.unwrapped.ale.getEpisodeFrameNumber())
+    env.close()
+  assert results[0] == results[1] and frames_seen[0] == frames_seen[1]
+  assert sorted(p.name for p in (tmp_path / "v").iterdir()) == ["game-episode-0.mp4"]
+  frames = iio.imread(tmp_path / "v" / "game-episode-0.mp4")
+  assert frames.shape[1:] == (210, 160, 3)
+  assert frames_seen[0] > 4 * 100  # a game of several lives (not cut at the first)
+  assert len(frames) == frames_seen[0]  # as many as the ALE's episode frame counter
+
+
+def test_video_of_an_env_without_rgb_rendering_is_refused(tmp_path):
+  import gymnasium as gym
+  from gymnasium.envs.classic_control import CartPoleEnv
+  if "NoRenderEnvs-v0" not in gym.registry:
+    class NoRender(CartPoleEnv):
+      metadata = {"render_modes": ["human"], "render_fps": 50}
+    gym.register("NoRenderEnvs-v0", entry_point=NoRender)
+  with pytest.raises(ValueError, match=r"NoRenderEnvs-v0 has no 'rgb_array' rendering "
+                                       r"\(its render modes: human\)"):
+    envs.make_env("NoRenderEnvs-v0", seed=0, video=envs.VideoConfig(str(tmp_path / "v")))
+  assert not (tmp_path / "v").exists()

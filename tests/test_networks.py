@@ -264,6 +264,25 @@ def test_ppo_actor_log_std_and_orthogonal_init():
   assert networks.count_kernel_params(params) == OBS_DIM * 64 + 64 * 64 + 64 * ACTION_DIM
 
 
+def test_ppo_categorical_actor_logits_and_init():
+  model = networks.PPOCategoricalActor(NUM_ACTIONS, width=2.0)
+  params = model.init(KEY, _obs())
+  p = params['params']
+  assert list(p) == ['Dense_0', 'Dense_1', 'Dense_2']  # no log std: all in kernels and biases
+  # The paper's discrete actor: Orthogonal (gain 1) hidden kernels, logits head
+  # VarianceScaling(0.1) (truncated normal, std sqrt(0.1 / fan_in)), zero bias.
+  _assert_orthogonal_columns(p['Dense_1']['kernel'], 1.0)  # square 128x128 at width 2
+  head = np.asarray(p['Dense_2']['kernel'])
+  assert head.shape == (128, NUM_ACTIONS)
+  assert np.all(np.abs(head) <= 2 * math.sqrt(0.1 / 128) / 0.87962566 + 1e-6)
+  assert np.std(head) == pytest.approx(math.sqrt(0.1 / 128), rel=0.35)
+  np.testing.assert_array_equal(p['Dense_2']['bias'], 0.0)
+  logits = model.apply(params, _obs())
+  assert logits.shape == (BATCH, NUM_ACTIONS)
+  assert networks.count_kernel_params(params) == (OBS_DIM * 128 + 128 * 128
+                                                  + 128 * NUM_ACTIONS)
+
+
 def test_ppo_critic_shape_and_init():
   model = networks.PPOCritic()
   params = model.init(KEY, _obs())

@@ -103,6 +103,18 @@ def test_ppo_run_logs_every_analysis(tmp_path):
   assert rows[-1]['gradient_steps'] == 8
 
 
+def test_ppo_classic_run_logs_every_analysis(tmp_path):
+  config = ppo.PPOClassicConfig(num_envs=2, num_steps=32, minibatch_size=32, num_epochs=2,
+                                actor_hidden_sizes=(16, 16), critic_hidden_sizes=(16, 16),
+                                total_env_steps=128)
+  make = lambda: ppo.PPOTrainer('CartPole-v1', 0, config, RIGL)
+  last = _run(make, tmp_path, steps=64)[-1]
+  _check_row(last, ['actor', 'critic'])
+  # The categorical actor's logits head is an output layer; its tanh layers are hidden.
+  assert {k for k in last if k.startswith('dormant/actor/')} == {
+      'dormant/actor/Dense_0', 'dormant/actor/Dense_1', 'dormant/actor/total'}
+
+
 def test_hidden_layers_of_the_agents_networks():
   def names(module, *inputs):
     params = module.init(jax.random.PRNGKey(0), *inputs)['params']

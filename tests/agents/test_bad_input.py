@@ -18,6 +18,7 @@ FILES = {
     'dqn_atari': os.path.join(GIN_DIR, 'experiments', 'dqn_atari_rigl.gin'),
     'sac': os.path.join(GIN_DIR, 'experiments', 'sac_mujoco_rigl.gin'),  # HalfCheetah-v5
     'ppo': os.path.join(GIN_DIR, 'experiments', 'ppo_mujoco_rigl.gin'),
+    'ppo_classic': os.path.join(GIN_DIR, 'experiments', 'ppo_classic_rigl.gin'),  # CartPole-v0
     'ppo_atari': os.path.join(GIN_DIR, 'experiments', 'ppo_atari_rigl.gin'),
 }
 
@@ -197,6 +198,19 @@ _BAD_BINDINGS = [
     ('ppo', ['RunnerConfig.num_iterations = 1', 'RunnerConfig.train_steps_per_iteration = 100'],
      'PPOConfig.num_steps = 256: a rollout of num_envs * num_steps = 2048 env steps ends after '
      'the whole run of 100 env steps'),
+    ('ppo_classic', ['PPOClassicConfig.minibatch_size = 100'],
+     'PPOClassicConfig.minibatch_size = 100: does not divide the rollout'),
+    ('ppo_classic', ['PPOClassicConfig.actor_width = 0'], 'PPOClassicConfig.actor_width = 0'),
+    ('ppo_classic', ['RunnerConfig.num_iterations = 200'],
+     'PPOClassicConfig.total_env_steps = 1024000: the learning rate decays to 0 there'),
+    ('ppo_classic', ['PPOConfig.actor_width = 0.5'], 'never uses: PPOConfig.actor_width'),
+    # An env that does not fit the PPO config's setup (the envs are made, no network is).
+    ('ppo', ["build_experiment.env_id = 'CartPole-v0'"],
+     'PPO MuJoCo (PPOConfig) needs a continuous action space, but CartPole-v0 has Discrete(2); '
+     'use PPOClassicConfig'),
+    ('ppo_classic', ["build_experiment.env_id = 'Pendulum-v1'"],
+     'PPO classic control (PPOClassicConfig) needs a discrete action space, but Pendulum-v1 has '
+     'Box('),
     ('ppo_atari', ['PPOAtariConfig.width = 0'], 'PPOAtariConfig.width = 0'),
     ('ppo_atari', ['PPOAtariConfig.weight_decay = -1'], 'PPOAtariConfig.weight_decay = -1'),
     ('ppo_atari', ["PPOAtariConfig.clip_rewards = 'yes'"], 'PPOAtariConfig.clip_rewards'),

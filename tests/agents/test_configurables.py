@@ -1,6 +1,7 @@
 """Tests for agents/configurables.py and scripts/train.py: every gin file builds; errors name
 the offending binding; a launcher killed mid-run resumes from the right step."""
 
+import json
 import math
 import os
 import signal
@@ -50,6 +51,7 @@ _CONTEXT = {
     'agents/dqn_atari_impala.gin': ([], ['envs/atari.gin']),
     'agents/sac.gin': ([], ['envs/halfcheetah.gin']),
     'agents/ppo_mujoco.gin': ([], ['envs/hopper.gin']),
+    'agents/ppo_classic.gin': ([], ['envs/acrobot.gin']),
     'agents/ppo_atari.gin': ([], ['envs/atari.gin']),
     'envs/cartpole.gin': (['agents/dqn.gin'], []),
     'envs/cartpole_v1.gin': (['agents/dqn.gin'], []),
@@ -66,7 +68,7 @@ _CONTEXT = {
 }
 # The agent config each agent's bindings go to.
 _CONFIG_NAMES = {'dqn': 'DQNConfig', 'sac': 'SACConfig', 'ppo': 'PPOConfig',
-                 'ppo_atari': 'PPOAtariConfig'}
+                 'ppo_classic': 'PPOClassicConfig', 'ppo_atari': 'PPOAtariConfig'}
 
 
 def _compose(path):
@@ -87,7 +89,8 @@ def _agent(path):
   if not rel.startswith(('agents/', 'experiments/')):
     return None
   name = os.path.basename(rel)
-  for prefix, agent in (('sac', 'sac'), ('ppo_mujoco', 'ppo'), ('ppo_atari', 'ppo_atari')):
+  for prefix, agent in (('sac', 'sac'), ('ppo_mujoco', 'ppo'), ('ppo_classic', 'ppo_classic'),
+                        ('ppo_atari', 'ppo_atari')):
     if name.startswith(prefix):
       return agent
   return 'dqn'
@@ -129,6 +132,7 @@ def test_every_gin_file_parses_and_builds(path):
         assert metrics[f'sparsity/{network}/total'] == pytest.approx(
             0.9 if sparse_at_start else 0.0, abs=1e-3)
     assert f"{_CONFIG_NAMES[info['agent']]}.learning_rate" in configurables.operative_config()
+    assert experiment.warnings == ()  # every shipped schedule fits its run
   finally:
     trainer.close()
 
@@ -297,6 +301,7 @@ def test_killed_launcher_resumes_from_the_right_step(tmp_path):
 
 SAC_RIGL = _gin('experiments', 'sac_mujoco_rigl.gin')
 PPO_RIGL = _gin('experiments', 'ppo_mujoco_rigl.gin')
+PPO_CLASSIC_RIGL = _gin('experiments', 'ppo_classic_rigl.gin')
 
 
 def _sac_gradient_steps(info, total_env_steps):
@@ -327,12 +332,17 @@ _PAPER_SETTINGS = {
     ('ppo', 'dense'): (1e-6, None, None), ('ppo', 'static'): (0.0, None, None),
     ('ppo', 'prune'): (1e-6, 500, None), ('ppo', 'rigl'): (1e-4, 250, 0.3),
     ('ppo', 'set'): (1e-6, 100, 0.0),
+    # PPO classic control: the row "PPO MuJoCo" (the paper has no classic row), except SET's
+    # interval / drop fraction, the paper code's PPO sparse config (250 / 0.3).
+    ('ppo_classic', 'dense'): (1e-6, None, None), ('ppo_classic', 'static'): (0.0, None, None),
+    ('ppo_classic', 'prune'): (1e-6, 500, None), ('ppo_classic', 'rigl'): (1e-4, 250, 0.3),
+    ('ppo_classic', 'set'): (1e-6, 250, 0.3),
 }
 
 
 @pytest.mark.parametrize('agent, method', sorted(_PAPER_SETTINGS))
 def test_sac_and_ppo_experiment_files_have_the_paper_settings(agent, method):
-  prefix = 'sac_mujoco' if agent == 'sac' else 'ppo_mujoco'
+  prefix = {'sac': 'sac_mujoco', 'ppo': 'ppo_mujoco', 'ppo_classic': 'ppo_classic'}[agent]
   configurables.parse_config([_gin('experiments', f'{prefix}_{method}.gin')])
   experiment = configurables.build_experiment()  # parsed and assembled only: no trainer
   info, run = experiment.info, experiment.runner
@@ -407,6 +417,14 @@ def test_per_network_sparsity_bindings_reach_their_network(path):
      ['PPO MuJoCo (PPOConfig) needs a continuous action space', 'CartPole-v1']),
     ([_gin('experiments', 'ppo_atari_rigl.gin'), _gin('envs', 'halfcheetah.gin')], [],
      ['PPO Atari (PPOAtariConfig) needs an Atari env', 'HalfCheetah-v5']),
+    ([PPO_RIGL, _gin('envs', 'cartpole.gin')], [],
+     ['PPO MuJoCo (PPOConfig) needs a continuous action space', 'CartPole-v0',
+      'use PPOClassicConfig']),
+    ([PPO_CLASSIC_RIGL, _gin('envs', 'halfcheetah.gin')], [],
+     ['PPO classic control (PPOClassicConfig) needs a discrete action space', 'HalfCheetah-v5',
+      'use PPOConfig']),
+    ([PPO_CLASSIC_RIGL, _gin('envs', 'atari.gin')], [],
+     ['PPO classic control (PPOClassicConfig) needs vector observations', 'ALE/Pong-v5']),
     ([SAC_RIGL], ['acter/SparsityConfig.sparsity = 0.5'],
      ['never uses: acter/SparsityConfig.sparsity', 'actor/SparsityConfig']),
     ([PPO_RIGL], ['DQNConfig.width = 0.5'], ['never uses: DQNConfig.width']),
@@ -516,3 +534,86 @@ def test_ppo_stopped_from_progress_resumes_exactly(tmp_path):
   rows = runner.read_metrics(run_dir)
   assert [r['env_steps'] for r in rows] == [128, 256]
   assert [r['gradient_steps'] for r in rows] == [8, 16]
+
+
+# --- sparsity schedules against the run's length
+
+
+def _tiny_trainer(agent):
+  import sparse_rl
+  from agents import dqn, ppo, sac
+  if agent == 'dqn':  # learning from env step 10, every 3rd step
+    config = dqn.DQNConfig(hidden_sizes=(8,), min_replay_size=10, update_period=3, batch_size=4)
+    return config, dqn.DQNTrainer('CartPole-v1', 0, config, sparse_rl.SparsityConfig())
+  if agent == 'sac':  # learning from env step 20, two gradient steps per env step
+    config = sac.SACConfig(actor_hidden_sizes=(8,), critic_hidden_sizes=(8,),
+                           initial_random_steps=20, batch_size=4, updates_per_step=2)
+    return config, sac.SACTrainer('Pendulum-v1', 0, config)
+  config = ppo.PPOConfig(actor_hidden_sizes=(8,), critic_hidden_sizes=(8,), num_envs=2,
+                         num_steps=16, minibatch_size=8,
+                         num_epochs=2, total_env_steps=10_000)
+  return config, ppo.PPOTrainer('InvertedPendulum-v5', 0, config)
+
+
+@pytest.mark.parametrize('agent', ['dqn', 'sac', 'ppo'])
+def test_run_gradient_steps_counts_what_the_trainer_does(agent):
+  """3 iterations of 25 env steps (PPO rounds each up to 13 vector steps of 2 envs)."""
+  config, trainer = _tiny_trainer(agent)
+  run = runner.RunnerConfig(num_iterations=3, train_steps_per_iteration=25, progress=False)
+  try:
+    for _ in range(run.num_iterations):
+      trainer.train(run.train_steps_per_iteration)
+    assert configurables.run_gradient_steps(config, trainer.env_id, run) == \
+        trainer.gradient_steps
+  finally:
+    trainer.close()
+  # By hand: DQN at env steps 12, 15, ..., 75 (22); SAC 2 per step at 20..75 (112); PPO
+  # 78 vector steps = 2 rollouts of 16, each 2 epochs x 4 minibatches (16).
+  assert trainer.gradient_steps == {'dqn': 22, 'sac': 112, 'ppo': 16}[agent]
+
+
+def test_schedule_warnings_by_hand():
+  import sparse_rl
+  prune = sparse_rl.SparsityConfig(method='prune', sparsity=0.8, begin_step=100,
+                                   end_step=1100, update_interval=100)
+  # 600 of 1100: last pruning step 600, half way: 0.8 * (1 - 0.5**3) = 0.7.
+  (line,) = configurables.schedule_warnings({'q': prune}, 600, scoped=False)
+  assert line == ('SparsityConfig: the run takes 600 gradient steps but pruning ends at '
+                  'end_step = 1,100: the network ends at sparsity 0.700, not 0.8 (last '
+                  'pruning step 600).')
+  (line,) = configurables.schedule_warnings({'q': prune}, 650, scoped=False)
+  assert 'sparsity 0.700' in line and 'last pruning step 600' in line  # between two steps
+  (line,) = configurables.schedule_warnings({'actor': prune}, 99)
+  assert line.startswith('actor/SparsityConfig:') and 'stays dense' in line
+  assert configurables.schedule_warnings({'q': prune}, 1100) == []
+  rigl = sparse_rl.SparsityConfig(method='rigl', sparsity=0.9, begin_step=0, end_step=750,
+                                  update_interval=100)
+  assert configurables.schedule_warnings({'q': rigl}, 751) == []  # last step index 750
+  (line,) = configurables.schedule_warnings({'critic': rigl}, 750)
+  assert "end_step = 750 is past the run's last gradient step (749)" in line
+  late = sparse_rl.SparsityConfig(method='set', sparsity=0.9, begin_step=500, end_step=750)
+  (line,) = configurables.schedule_warnings({'q': late}, 500)
+  assert 'never change (a static run)' in line
+  static = sparse_rl.SparsityConfig(method='static', sparsity=0.9, end_step=10**9)
+  assert configurables.schedule_warnings({'q': static}, 10) == []
+
+
+def test_launcher_warns_of_a_pruning_schedule_longer_than_the_run(tmp_path, capsys):
+  """The sparsity the warning predicts is the one the run ends at."""
+  run_dir = str(tmp_path / 'run')
+  bindings = TINY + ["SparsityConfig.method = 'prune'", 'SparsityConfig.sparsity = 0.8',
+                     'SparsityConfig.begin_step = 0',
+                     'SparsityConfig.end_step = 500', 'SparsityConfig.update_interval = 50',
+                     'SparsityConfig.sparse_init = False']
+  args = ['--gin_file', QUICKSTART, '--run_dir', run_dir]
+  for b in bindings:
+    args += ['--gin_binding', b]
+  assert train.main(args) == 0
+  err = [l for l in capsys.readouterr().err.splitlines() if l.startswith('warning: ')]
+  # 300 env steps, learning from 50: 251 gradient steps; last pruning step 250 of 500.
+  assert err == ['warning: SparsityConfig: the run takes 251 gradient steps but pruning ends '
+                 'at end_step = 500: the network ends at sparsity 0.700, not 0.8 (last '
+                 'pruning step 250).']
+  with open(os.path.join(run_dir, runner.SUMMARY_FILE)) as f:
+    summary = json.load(f)
+  assert summary['sparsity/total'] == pytest.approx(0.8 * (1 - 0.5 ** 3), abs=2e-3)

@@ -1,6 +1,6 @@
-"""Each agent family learns: a sparse DQN, SAC and PPO agent each beat a return threshold on a
-small task within seconds (the setups and how the thresholds were measured are in
-benchmarks/learning_checks.py). Fixed seeds: deterministic on a given CPU."""
+"""Each agent family learns: a sparse DQN, SAC, PPO (MuJoCo) and PPO classic-control agent each
+beat a return threshold on a small task within seconds (the setups and how the thresholds were
+measured are in benchmarks/learning_checks.py). Fixed seeds: deterministic on a given CPU."""
 
 import pytest
 

@@ -1,4 +1,5 @@
-"""PPO: GAE against a plain loop, normalizers, sparse smoke runs (MuJoCo, Atari), resume, errors."""
+"""PPO: GAE against a plain loop, normalizers, sparse smoke runs (MuJoCo, classic control,
+Atari), resume, errors."""
 
 import math
 
@@ -10,6 +11,7 @@ from flax import serialization
 
 import sparse_rl as sr
 from agents import checkpoint
+from agents import distributions
 from agents import ppo
 from agents import rollout as rollout_lib
 from agents.train_state import masks_match
@@ -108,8 +110,8 @@ def test_reward_normalizer_scales_by_return_std_and_restarts_returns_at_done():
 def test_distributions_log_prob_and_entropy():
   mean, log_std = np.array([[0.5, -1.0]]), np.array([[0.2, -0.3]])
   action = np.array([[0.1, 0.4]])
-  log_p, entropy = ppo.log_prob_and_entropy((jnp.asarray(mean), jnp.asarray(log_std)),
-                                            jnp.asarray(action))
+  dist = distributions.DiagGaussian(jnp.asarray(mean), jnp.asarray(log_std))
+  log_p, entropy = dist.log_prob(jnp.asarray(action)), dist.entropy()
   std = np.exp(log_std[0])
   expected = sum(-0.5 * ((a - m) / s) ** 2 - math.log(s * math.sqrt(2 * math.pi))
                  for a, m, s in zip(action[0], mean[0], std))
@@ -117,7 +119,8 @@ def test_distributions_log_prob_and_entropy():
   assert float(entropy[0]) == pytest.approx(sum(0.5 * math.log(2 * math.pi * math.e * s ** 2)
                                                 for s in std), rel=1e-5)
   logits = jnp.log(jnp.array([[0.2, 0.3, 0.5]]))
-  log_p, entropy = ppo.log_prob_and_entropy(logits, jnp.array([2]))
+  dist = distributions.Categorical(logits)
+  log_p, entropy = dist.log_prob(jnp.array([2])), dist.entropy()
   assert float(log_p[0]) == pytest.approx(math.log(0.5), rel=1e-5)
   assert float(entropy[0]) == pytest.approx(-sum(p * math.log(p) for p in (0.2, 0.3, 0.5)),
                                             rel=1e-5)
@@ -133,11 +136,15 @@ def sparsity(method, target, end_step=24):
                            update_interval=4, drop_fraction=0.5)
 
 
-def mujoco_config(method, **kwargs):
+def mujoco_config(method, config_cls=ppo.PPOConfig, **kwargs):
   kwargs = dict(dict(num_envs=2, num_steps=64, minibatch_size=32, num_epochs=2,
                      total_env_steps=2048, actor_sparsity=sparsity(method, 0.8),
                      critic_sparsity=sparsity(method, 0.6), critic_width=0.5), **kwargs)
-  return ppo.PPOConfig(**kwargs)
+  return config_cls(**kwargs)
+
+
+def classic_config(method, **kwargs):
+  return mujoco_config(method, config_cls=ppo.PPOClassicConfig, **kwargs)
 
 
 def network_sparsity(state):
@@ -176,6 +183,45 @@ def test_smoke_mujoco(method):
   assert trainer.state.nets['actor'].params['Dense_0']['kernel'].shape == (4, 64)
   evaluation = trainer.evaluate(1)
   assert np.isfinite(evaluation['eval/episode_return'])
+  trainer.close()
+
+
+@pytest.mark.parametrize('method', METHODS)
+def test_smoke_classic(method):
+  trainer = ppo.PPOTrainer('CartPole-v0', 0, classic_config(method))
+  initial = jax.device_get(trainer.state.nets['actor'].masks)
+  metrics = trainer.train(512)
+  assert trainer.env_steps == 512 and metrics['train/updates'] == 4
+  assert metrics['train/episodes'] > 0 and metrics['train/episode_return'] >= 8
+  check_smoke(trainer, metrics, method, {'actor': 0.8, 'critic': 0.6})
+  if method != 'dense':
+    changed = not masks_match(initial, trainer.state.nets['actor'].masks)
+    assert changed == (method in ('prune', 'set', 'rigl'))
+  # The categorical actor: a logits head of 2 units (CartPole's actions) and no log std.
+  actor = trainer.state.nets['actor'].params
+  assert actor['Dense_2']['kernel'].shape == (64, 2) and 'log_std' not in actor
+  actions = trainer._buffers.action  # pylint: disable=protected-access
+  assert actions.dtype == np.int32 and set(np.unique(actions)) == {0, 1}
+  # Entropy of a 2-action policy: in (0, log 2].
+  assert 0.0 < metrics['loss/entropy'] <= math.log(2) + 1e-6
+  evaluation = trainer.evaluate(1)
+  assert 8 <= evaluation['eval/episode_return'] <= 200  # CartPole-v0: 200 steps at most
+  trainer.close()
+
+
+def test_classic_rollout_log_probs_are_the_actors_log_softmax():
+  """Before the first update, each stored log-prob is log softmax(actor logits)[action] at
+  the stored (normalized) observation, and Acrobot's 3 actions give a 3-logit head."""
+  trainer = ppo.PPOTrainer('Acrobot-v1', 1, classic_config('static', num_steps=64))
+  trainer.train(2 * 40)  # 40 of 64 vector steps: no update yet
+  buf = trainer._buffers  # pylint: disable=protected-access
+  obs, action = buf.obs[:40].reshape(80, 6), buf.action[:40].reshape(80)
+  logits = np.asarray(trainer.state.nets['actor'].apply(jnp.asarray(obs)), np.float64)
+  assert logits.shape == (80, 3) and set(np.unique(action)) <= {0, 1, 2}
+  log_softmax = logits - logits.max(-1, keepdims=True)
+  log_softmax -= np.log(np.exp(log_softmax).sum(-1, keepdims=True))
+  np.testing.assert_allclose(buf.log_prob[:40].reshape(80), log_softmax[np.arange(80), action],
+                             rtol=1e-5, atol=1e-6)
   trainer.close()
 
 
@@ -236,13 +282,16 @@ def assert_same_state(a, b):
                          serialization.to_state_dict(b))
 
 
-def test_resume_round_trip(tmp_path):
-  config = mujoco_config('rigl')
-  trainer = ppo.PPOTrainer('InvertedPendulum-v5', 5, config)
+@pytest.mark.parametrize('env_id, make_config', [('InvertedPendulum-v5', mujoco_config),
+                                                 ('CartPole-v0', classic_config)],
+                         ids=['mujoco', 'classic'])
+def test_resume_round_trip(tmp_path, env_id, make_config):
+  config = make_config('rigl')
+  trainer = ppo.PPOTrainer(env_id, 5, config)
   trainer.train(300)  # two rollouts and part of a third
   path = str(tmp_path / 'ppo.msgpack')
   checkpoint.write(path, trainer.state_dict(), 0, {})
-  restored = ppo.PPOTrainer('InvertedPendulum-v5', 5, config)
+  restored = ppo.PPOTrainer(env_id, 5, config)
   restored.load_state_dict(checkpoint.read(path)[1])
   assert restored.env_steps == trainer.env_steps
   assert restored.gradient_steps == trainer.gradient_steps
@@ -270,6 +319,11 @@ def test_resume_round_trip(tmp_path):
     ('ALE/Pong-v5', ppo.PPOConfig(), r'PPO MuJoCo \(PPOConfig\) needs vector observations'),
     ('CartPole-v1', ppo.PPOConfig(), 'needs a continuous action space'),
     ('Pendulum-v1', ppo.PPOAtariConfig(), r"PPO Atari \(PPOAtariConfig\) needs an Atari env"),
+    ('Pendulum-v1', ppo.PPOClassicConfig(),
+     r'PPO classic control \(PPOClassicConfig\) needs a discrete action space, but Pendulum-v1 '
+     r'has Box.*; use PPOConfig'),
+    ('ALE/Pong-v5', ppo.PPOClassicConfig(),
+     r'PPO classic control \(PPOClassicConfig\) needs vector observations and discrete'),
 ])
 def test_wrong_env_raises(env_id, config, match):
   with pytest.raises(ValueError, match=match):

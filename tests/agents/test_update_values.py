@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import sparse_rl as sr
+from agents import distributions
 from agents import dqn
 from agents import networks
 from agents import ppo
@@ -147,8 +148,8 @@ def _ppo_forward(n, seed):
   obs = jnp.asarray(rng.normal(size=(n, 3)), jnp.float32)
   action = jnp.asarray(rng.normal(size=(n, 2)), jnp.float32)
   params = {name: net.params for name, net in state.nets.items()}
-  (mean, log_std), value = ppo.forward(state.nets, params, obs)
-  return config, state, rng, obs, action, params, mean, log_std, value
+  dist, value = ppo.forward(config, state.nets, params, obs)
+  return config, state, rng, obs, action, params, dist.mean, dist.log_std, value
 
 
 def test_ppo_loss_on_a_hand_set_minibatch_with_clipping_both_ways():
@@ -184,7 +185,7 @@ def test_ppo_loss_on_a_hand_set_minibatch_with_clipping_both_ways():
 
 def test_ppo_minibatch_update_descends_its_loss():
   config, state, rng, obs, action, params, mean, log_std, value = _ppo_forward(8, 1)
-  log_p = ppo.log_prob_and_entropy((mean, log_std), action)[0]
+  log_p = distributions.DiagGaussian(mean, log_std).log_prob(action)
   mb = ppo.Minibatch(obs, action, log_p, value, jnp.asarray(rng.normal(size=8), jnp.float32),
                      value + jnp.asarray(rng.normal(size=8), jnp.float32))
   before = float(ppo.ppo_loss(params, state.nets, mb, config)[0])

@@ -5,6 +5,7 @@ import json
 import os
 
 import pytest
+from gymnasium.envs.classic_control import CartPoleEnv
 
 from agents import configurables
 from agents import policy
@@ -116,3 +117,69 @@ def test_a_checkpoint_of_another_configuration_is_refused(runs, tmp_path, capsys
   assert evaluate.main(['--run_dir', str(mixed)]) == 2
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and 'another configuration' in err[0] and "'dqn' -> 'sac'" in err[0]
+
+
+# --- video (the [video] extra: moviepy; pygame for classic control; MuJoCo via EGL)
+
+
+@pytest.mark.parametrize('agent', list(_TINY))
+def test_video_records_each_episode_whole_and_keeps_the_returns(runs, agent, tmp_path, capsys):
+  """CartPole (pygame), Pendulum (pygame) and InvertedPendulum (MuJoCo, EGL): one mp4 per
+  episode holding the reset frame and one frame per step, and the same returns as without."""
+  iio = pytest.importorskip('imageio.v3')
+  run_dir, videos = str(runs[agent]), tmp_path / 'videos'
+  assert evaluate.main(['--run_dir', run_dir, '--checkpoint', '2', '--episodes', '2']) == 0
+  with open(os.path.join(run_dir, 'eval_000002.json')) as f:
+    plain = json.load(f)
+  assert evaluate.main(['--run_dir', run_dir, '--checkpoint', '2', '--episodes', '2',
+                        '--video', str(videos)]) == 0
+  with open(os.path.join(run_dir, 'eval_000002.json')) as f:
+    recorded = json.load(f)
+  assert recorded['returns'] == plain['returns'] and recorded['lengths'] == plain['lengths']
+  assert sorted(os.listdir(videos)) == [
+      f'eval_000002_seed_{seed}-episode-0.mp4' for seed in plain['seeds']]
+  for path, length in zip(recorded['videos'], recorded['lengths']):
+    frames = iio.imread(path)
+    assert frames.ndim == 4 and frames.shape[-1] == 3
+    assert len(frames) == length + 1
+    assert frames.std() > 0  # not a blank render
+  assert 'videos: 2 files in' in capsys.readouterr().out
+
+
+class _NoRenderCartPole(CartPoleEnv):
+  metadata = {'render_modes': [], 'render_fps': 50}
+
+
+def test_video_of_an_env_without_rgb_rendering_is_one_line_and_writes_nothing(tmp_path, capsys):
+  import gymnasium as gym
+  if 'NoRenderCartPole-v0' not in gym.registry:
+    gym.register('NoRenderCartPole-v0', entry_point=_NoRenderCartPole, max_episode_steps=50)
+  run_dir = tmp_path / 'run'
+  configurables.clear_config()
+  args = ['--gin_file', _TINY['dqn'][0], '--run_dir', str(run_dir)]
+  for binding in _TINY['dqn'][1:] + ["build_experiment.env_id = 'NoRenderCartPole-v0'",
+                                     'RunnerConfig.num_iterations = 1',
+                                     'RunnerConfig.train_steps_per_iteration = 150',
+                                     'RunnerConfig.eval_episodes = 1',
+                                     'RunnerConfig.progress = False',
+                                     'RunnerConfig.tensorboard = False']:
+    args += ['--gin_binding', binding]
+  assert train.main(args) == 0
+  before = sorted(os.listdir(run_dir))
+  capsys.readouterr()
+  videos = tmp_path / 'videos'
+  assert evaluate.main(['--run_dir', str(run_dir), '--video', str(videos)]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith('error: --video: NoRenderCartPole-v0 cannot be')
+  assert "no 'rgb_array' rendering" in err[0]
+  assert not videos.exists() and sorted(os.listdir(run_dir)) == before
+
+
+def test_video_into_a_file_is_one_line(runs, tmp_path, capsys):
+  target = tmp_path / 'a_file'
+  target.write_text('x')
+  before = sorted(os.listdir(runs['dqn']))
+  assert evaluate.main(['--run_dir', str(runs['dqn']), '--video', str(target)]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and 'exists and is not a directory' in err[0]
+  assert target.read_text() == 'x' and sorted(os.listdir(runs['dqn'])) == before

@@ -60,6 +60,12 @@ def test_sweep_finishes_every_run_but_the_broken_one(swept):
   assert (spec['method'], spec['sparsity'], spec['distribution'], spec['seed']) == (
       'rigl', 0.9, 'erk', 1)
   assert spec['command'][-2:] == ['--seed', '1']
+  # Two workers on one GPU would each preallocate 75% of it: each gets 0.9 / 2 instead.
+  if not any(name in os.environ for name in sweep.GPU_MEMORY_VARIABLES):
+    assert spec['env']['XLA_CLIENT_MEM_FRACTION'] == '0.450'
+    assert spec['env']['XLA_PYTHON_CLIENT_MEM_FRACTION'] == '0.450'
+  assert spec['env']['OMP_NUM_THREADS'] == os.environ.get(
+      'OMP_NUM_THREADS', str(max(1, sweep.usable_cores() // 2)))
   summary = json.loads(_read(os.path.join(root, 'cartpole/rigl_erk_s0.9/seed_1',
                                           'summary.json')))
   assert summary['seed'] == 1 and summary['sparsity/total'] == pytest.approx(0.9, abs=1e-3)
@@ -361,3 +367,13 @@ def test_runs_share_compiled_programs_and_results_do_not_change(tmp_path, monkey
                          for r in rows]
   rows = untimed(_metrics(first / name))
   assert len(rows) == 2 and rows == untimed(_metrics(second / name))
+
+
+def test_gpu_memory_share_per_worker():
+  assert sweep.gpu_memory_defaults(1, {}) == {}
+  assert sweep.gpu_memory_defaults(4, {}) == {'XLA_CLIENT_MEM_FRACTION': '0.225',
+                                              'XLA_PYTHON_CLIENT_MEM_FRACTION': '0.225'}
+  assert sweep.gpu_memory_defaults(3, {})['XLA_CLIENT_MEM_FRACTION'] == '0.300'
+  # The user's own setting stands: none is added next to it.
+  for name in sweep.GPU_MEMORY_VARIABLES:
+    assert sweep.gpu_memory_defaults(4, {name: 'false' if 'PREALLOCATE' in name else '0.5'}) == {}
