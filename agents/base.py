@@ -236,5 +236,26 @@ class Trainer(abc.ABC):
     return {'agent': self.name, 'env_id': getattr(self, 'env_id', None),
             'env_steps': self.env_steps, 'gradient_steps': self.gradient_steps, **(info or {})}
 
+  # --- hooks of the analyses (agents/analysis.py); the defaults opt out of them.
+
+  def networks(self) -> dict[str, Any]:
+    """The agent's `SparseTrainState`s by name, as in its sparsity metrics ('q'; 'actor',
+    'critic'; 'network'). Their buffers may be donated by the next step: read, don't keep."""
+    return {}
+
+  def analysis_inputs(self, rng: np.random.Generator, batch_size: int
+                      ) -> dict[str, tuple[Any, ...]] | None:
+    """{network name: its batched call arguments} for measuring activations: `batch_size`
+    inputs drawn with `rng` (replay samples, or the last rollout), as the networks take them.
+    None when there is nothing to draw from yet. Must not change the training state."""
+    return None
+
+  def gradient_snr(self, rng: np.random.Generator, batch_size: int) -> dict[str, Any] | None:
+    """{network name: tree like its params of per-parameter gradient SNRs}
+    (`sparse_rl.analysis.per_example_snr`): from the gradients of the network's training loss
+    on each of `batch_size` examples drawn with `rng`, at the current params. None when there
+    is nothing to draw from yet. Must not change the training state."""
+    return None
+
   def close(self) -> None:
     """Releases environments."""

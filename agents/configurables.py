@@ -46,6 +46,7 @@ from typing import Any, Callable, Sequence
 import gin
 
 import sparse_rl
+from agents import analysis
 from agents import base
 from agents import dqn
 from agents import envs
@@ -66,6 +67,7 @@ CONFIG_CLASSES = {
     'SparsityConfig': sparse_rl.SparsityConfig,
     'RunnerConfig': runner_lib.RunnerConfig,
     'AtariConfig': envs.AtariConfig,
+    'AnalysisConfig': analysis.AnalysisConfig,
 }
 for _name, _cls in CONFIG_CLASSES.items():
   gin.external_configurable(_cls, name=_name)

@@ -43,6 +43,7 @@ from agents import networks
 from agents import policy as policy_lib
 from agents import replay as replay_lib
 from agents import train_state as train_state_lib
+from sparse_rl import analysis as analysis_lib
 from sparse_rl import checks
 from sparse_rl import flops as flops_lib
 
@@ -466,6 +467,31 @@ class DQNTrainer(base.Trainer):
 
   def sparsity_metrics(self) -> dict[str, float]:
     return train_state_lib.sparsity_metrics({'q': self._state.q})
+
+  def networks(self) -> dict[str, train_state_lib.SparseTrainState]:
+    return {'q': self._state.q}
+
+  def _analysis_batch(self, rng: np.random.Generator, batch_size: int):
+    if self._replay is None or len(self._replay) == 0:
+      return None
+    return self._replay.sample(rng, batch_size)
+
+  def analysis_inputs(self, rng, batch_size):
+    """See `Trainer.analysis_inputs`: observations sampled from the replay."""
+    batch = self._analysis_batch(rng, batch_size)
+    return None if batch is None else {'q': (batch.obs,)}
+
+  def gradient_snr(self, rng, batch_size):
+    """See `Trainer.gradient_snr`: the TD loss of each replay sample w.r.t. the Q
+    network (dense gradient, target network as it stands)."""
+    batch = self._analysis_batch(rng, batch_size)
+    if batch is None:
+      return None
+    if getattr(self, '_per_example', None) is None:
+      cfg = self.config
+      self._per_example = jax.jit(lambda q, b: analysis_lib.per_example_snr(
+          lambda p, one: loss(cfg, p, q, one)[0], q.params, b))
+    return {'q': self._per_example(self._state.q, batch)}
 
   def _forward_flops(self) -> float:
     """Forward FLOPs of one observation with the current masks."""

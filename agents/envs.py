@@ -26,6 +26,7 @@ steps = 108k frames); the ALE's own frame limit is switched off so this is the o
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import warnings
@@ -465,6 +466,75 @@ def episode_result(info: dict[str, Any]) -> tuple[float, int] | None:
   return float(episode["r"]), int(episode["l"])
 
 
+@dataclasses.dataclass(frozen=True)
+class ObservationNoise:
+  """Gaussian noise added to every observation an evaluation policy sees (not to what the
+  env simulates): obs + std * scale * N(0, 1), drawn from a generator seeded by the
+  episode's reset seed and `seed`, so an evaluation under noise is as deterministic as one
+  without (the same episodes get the same noise, in any order or batching).
+
+  Pixel observations (uint8): `scale` is 1, so `std` is in pixel units (0-255); the noisy
+  frame is rounded and clipped to [0, 255]. Vector observations: `scale` is the per-dimension
+  standard deviation of the env's observations (`observation_std`), so `std` is in units of
+  each dimension's spread.
+
+  The paper's Atari code adds such noise to every step's observation in training and
+  evaluation alike (google-research/rigl rigl/rl/run_experiment.py, `observation_noise`);
+  here it is applied when evaluating a trained run (scripts/evaluate.py --obs_noise).
+  """
+
+  std: float
+  scale: Any = 1.0  # float or (obs_dim,) array
+  seed: int = 0
+
+  def rng(self, episode_seed: int) -> np.random.Generator:
+    return np.random.default_rng([int(episode_seed), int(self.seed), 0x0B5])
+
+  def apply(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    obs = np.asarray(obs)
+    if self.std == 0:
+      return obs
+    noise = rng.standard_normal(obs.shape) * self.std * np.asarray(self.scale)
+    if obs.dtype == np.uint8:
+      return np.clip(np.rint(obs + noise), 0, 255).astype(np.uint8)
+    return (obs + noise).astype(obs.dtype)
+
+
+_EVAL_NOISE: ObservationNoise | None = None
+
+
+@contextlib.contextmanager
+def observation_noise(noise: ObservationNoise | None):
+  """Within the block, `play_episode` and `run_episodes` (every trainer's evaluation) give
+  their policies noisy observations (`ObservationNoise`); None: no noise."""
+  global _EVAL_NOISE
+  previous, _EVAL_NOISE = _EVAL_NOISE, noise
+  try:
+    yield
+  finally:
+    _EVAL_NOISE = previous
+
+
+def observation_std(env_id: str, steps: int = 1_000, seed: int = 0,
+                    max_episode_steps: int | None = None) -> np.ndarray:
+  """Per-dimension standard deviation of a vector env's observations over `steps` steps of a
+  uniformly random policy (env and actions seeded by `seed`): the scale of `ObservationNoise`
+  for vector observations. A dimension that never varies gets 0 (no noise)."""
+  env = make_env(env_id, seed, max_episode_steps=max_episode_steps)
+  try:
+    env.action_space.seed(seed)
+    obs, _ = env.reset(seed=seed)
+    seen = [np.asarray(obs, np.float64)]
+    for _ in range(steps - 1):
+      obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+      if terminated or truncated:
+        obs, _ = env.reset()
+      seen.append(np.asarray(obs, np.float64))
+  finally:
+    env.close()
+  return np.std(np.stack(seen), axis=0).astype(np.float32)
+
+
 def play_episode(env: gym.Env, seed: int,
                  policy: Callable[[np.ndarray], Any]) -> tuple[float, int]:
   """Plays one whole episode from a reset with `seed`; returns (unclipped return, length).
@@ -474,6 +544,11 @@ def play_episode(env: gym.Env, seed: int,
   action for one observation.
   """
   obs, _ = env.reset(seed=int(seed))
+  noise = _EVAL_NOISE
+  if noise is not None:
+    rng = noise.rng(seed)
+    inner = policy
+    policy = lambda o: inner(noise.apply(o, rng))
   while True:
     obs, _, terminated, truncated, info = env.step(policy(obs))
     result = episode_result(info)
@@ -504,8 +579,12 @@ def run_episodes(envs: Sequence[gym.Env], seeds: Sequence[int],
     return [], []
   results: list[tuple[float, int] | None] = [None] * len(envs)
   obs = np.stack([np.asarray(env.reset(seed=int(seed))[0]) for env, seed in zip(envs, seeds)])
+  noise = _EVAL_NOISE
+  rngs = None if noise is None else [noise.rng(seed) for seed in seeds]
   while any(r is None for r in results):
-    actions = np.asarray(policy(obs))
+    seen = obs if noise is None else np.stack(
+        [noise.apply(o, rng) for o, rng in zip(obs, rngs)])
+    actions = np.asarray(policy(seen))
     for i, env in enumerate(envs):
       if results[i] is not None:
         continue

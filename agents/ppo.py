@@ -46,6 +46,7 @@ from agents import rollout as rollout_lib
 from agents.base import (ProgressFn, Trainer, episode_metrics, eval_seeds, restore_env,
                          restore_tree, rng_state, set_rng_state)
 from agents.train_state import SparseTrainState, forward_flops, sparsity_metrics
+from sparse_rl import analysis as analysis_lib
 from sparse_rl import checks
 
 
@@ -271,6 +272,14 @@ def ppo_loss(params: dict, nets: dict[str, SparseTrainState], mb: Minibatch,
       'train/clip_fraction': jnp.mean((jnp.abs(ratio - 1.0) > config.clip_eps)
                                       .astype(jnp.float32)),
   }
+
+
+def example_loss(params: dict, nets: dict[str, SparseTrainState], mb: Minibatch,
+                 config: PPOBaseConfig) -> jax.Array:
+  """`ppo_loss` of a minibatch whose advantages are already normalized (as over a whole
+  batch), so that it holds for a minibatch of one example (the per-example gradients of the
+  gradient SNR, agents/analysis.py)."""
+  return ppo_loss(params, nets, mb, dataclasses.replace(config, normalize_advantages=False))[0]
 
 
 def minibatch_update(config: PPOBaseConfig, state: PPOState, mb: Minibatch
@@ -558,6 +567,44 @@ class PPOTrainer(Trainer):
 
   def sparsity_metrics(self) -> dict[str, float]:
     return sparsity_metrics(self._state.nets)
+
+  def networks(self) -> dict[str, SparseTrainState]:
+    return dict(self._state.nets)
+
+  def _filled_rows(self) -> int:
+    """Rollout rows holding observations: all once a rollout has completed."""
+    return self.config.num_steps if self._gradient_steps else self._t
+
+  def analysis_inputs(self, rng, batch_size):
+    """See `Trainer.analysis_inputs`: observations of the rollout buffer (the last complete
+    rollout and the current one's first steps), as the networks take them."""
+    rows = self._filled_rows()
+    if rows == 0:
+      return None
+    obs = self._buffers.obs[:rows].reshape((-1, *self.obs_shape))
+    obs = obs[rng.integers(len(obs), size=batch_size)]
+    return {name: (obs,) for name in self._state.nets}
+
+  def gradient_snr(self, rng, batch_size):
+    """See `Trainer.gradient_snr`: the PPO loss of examples of the last rollout
+    w.r.t. every network, advantages normalized over the whole rollout. Only right after an
+    update (no rollout in progress, so GAE is over one rollout); None otherwise."""
+    if self._t != 0 or not self._gradient_steps:
+      return None
+    config = self.config
+    adv, ret = jax.device_get(self._advantages(self._buffers._replace(obs=None)))
+    if config.normalize_advantages:
+      adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    flat = lambda x: x.reshape((-1, *x.shape[2:]))
+    buf = self._buffers
+    idx = rng.integers(config.rollout_size, size=batch_size)
+    mb = Minibatch(flat(buf.obs)[idx], flat(buf.action)[idx], flat(buf.log_prob)[idx],
+                   flat(buf.value)[idx], adv[idx], ret[idx])
+    if getattr(self, '_per_example', None) is None:
+      self._per_example = jax.jit(lambda nets, mb: analysis_lib.per_example_snr(
+          lambda p, one: example_loss(p, nets, one, config),
+          {name: net.params for name, net in nets.items()}, mb))
+    return self._per_example(self._state.nets, mb)
 
   def training_flops(self) -> float:
     """Gradient steps of each network (sparse_rl.training_flops on a minibatch) plus one

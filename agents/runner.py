@@ -1,7 +1,9 @@
 """The training runner: iterations, logging, checkpoints and resumption for any `Trainer`.
 
 One iteration = `train_steps_per_iteration` training env steps, then `eval_episodes` evaluation
-episodes. After each iteration the runner appends one row to `run_dir/metrics.jsonl` (flushed),
+episodes. After each iteration the runner appends one row to `run_dir/metrics.jsonl` (flushed,
+with the analyses of `RunnerConfig.analysis`: mask topology, dormant neurons, gradient SNR;
+agents/analysis.py),
 writes the same scalars to TensorBoard (`run_dir/tb`, global step = env steps) and prints a
 progress line with steps/s and ETA. Every `checkpoint_every` iterations, after the last one and on
 Ctrl-C or SIGTERM, it writes `run_dir/checkpoints/ckpt_<iteration>.msgpack` atomically (temp file
@@ -49,6 +51,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from agents import analysis as analysis_lib
 from agents import base
 from agents import checkpoint as checkpoint_lib
 from agents import envs as envs_lib
@@ -79,6 +82,9 @@ class RunnerConfig:
   progress: bool = True  # print progress lines (steps/s, ETA).
   progress_interval_s: float = 10.0  # seconds between in-iteration progress lines.
   tensorboard: bool = True  # also write TensorBoard event files under run_dir/tb.
+  # Per-iteration analyses in the metrics rows: mask topology, dormant neurons, gradient SNR
+  # (@AnalysisConfig(); agents/analysis.py).
+  analysis: analysis_lib.AnalysisConfig = analysis_lib.AnalysisConfig()
 
   def __post_init__(self):
     for name in ('num_iterations', 'train_steps_per_iteration', 'checkpoint_every',
@@ -91,6 +97,7 @@ class RunnerConfig:
     checks.check_bool(self, 'save_replay', self.save_replay, allow_none=True)
     for name in ('progress', 'tensorboard'):
       checks.check_bool(self, name, getattr(self, name))
+    checks.check_instance(self, 'analysis', self.analysis, analysis_lib.AnalysisConfig)
 
 
 # ------------------------------------------------------------------------------ file helpers
@@ -433,7 +440,8 @@ class _Progress:
 
 
 def _resume(trainer: base.Trainer, run_dir: str, config: RunnerConfig,
-            ckpt_config: dict[str, Any]) -> tuple[int, int, list[float]]:
+            ckpt_config: dict[str, Any], analyzer: analysis_lib.Analyzer | None = None
+            ) -> tuple[int, int, list[float]]:
   """Loads the newest usable checkpoint; returns (iterations done, env steps done in the
   partial iteration, eval returns so far, the train statistics of an iteration stopped during
   its evaluation or None) and rewrites metrics.jsonl without later rows or torn lines."""
@@ -444,6 +452,8 @@ def _resume(trainer: base.Trainer, run_dir: str, config: RunnerConfig,
                   history=[math.nan if v is None else float(v) for v in p['eval_returns']],
                   trained={str(k): float(v) for k, v in dict(p['train_metrics']).items()})
     trainer.load_state_dict(p['trainer'])
+    if analyzer is not None:  # the masks of the last row (checkpoints before it: the current)
+      analyzer.load_state_dict(p.get('analysis') or {})
   payload = load_latest_checkpoint(run_dir, ckpt_config, load)
   start, partial, history, trained = 0, 0, [], None
   if payload is not None:
@@ -515,7 +525,9 @@ def _fail(run_dir: str, message: str, info: dict[str, Any], trainer: base.Traine
 
 def _run(trainer: base.Trainer, config: RunnerConfig, run_dir: str,
          info: dict[str, Any], ckpt_config: dict[str, Any]) -> dict[str, Any]:
-  start, partial, eval_returns, pending_train = _resume(trainer, run_dir, config, ckpt_config)
+  analyzer = analysis_lib.Analyzer(trainer, config.analysis)  # before the resume: initial masks
+  start, partial, eval_returns, pending_train = _resume(trainer, run_dir, config, ckpt_config,
+                                                        analyzer)
   total_steps = config.num_iterations * config.train_steps_per_iteration
   label = f"{trainer.name} {info.get('env_id', '')}".strip()
   progress = _Progress(config, label, total_steps, trainer.env_steps)
@@ -537,6 +549,7 @@ def _run(trainer: base.Trainer, config: RunnerConfig, run_dir: str,
         # The finished training statistics of an iteration stopped during its evaluation.
         'train_metrics': dict(trained or {}),
         'trainer': trainer.state_dict(include_replay=config.save_replay),
+        'analysis': analyzer.state_dict(),  # the masks of the last row (topology/*/previous)
     }, config.keep_checkpoints, ckpt_config)
 
   metrics_path = os.path.join(run_dir, METRICS_FILE)
@@ -585,6 +598,7 @@ def _run(trainer: base.Trainer, config: RunnerConfig, run_dir: str,
             **train_metrics,
             **eval_metrics,
             **trainer.sparsity_metrics(),
+            **analyzer.metrics(iteration, last=iteration + 1 == config.num_iterations),
             'flops/training': trainer.training_flops(),
             'time/steps_per_second': steps / max(t_train, 1e-9),
             'time/train_seconds': t_train,

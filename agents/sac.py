@@ -38,6 +38,7 @@ from agents.base import (ProgressFn, Trainer, episode_metrics, eval_seeds, resto
 from agents.networks import SACActor, TwinCritic
 from agents.replay import Batch, ReplayBuffer
 from agents.train_state import SparseTrainState, forward_flops, sparsity_metrics
+from sparse_rl import analysis as analysis_lib
 from sparse_rl import checks
 
 # Env ids (base names) that get 10k initial random steps in the paper; others get 1k.
@@ -482,6 +483,45 @@ class SACTrainer(Trainer):
 
   def sparsity_metrics(self) -> dict[str, float]:
     return sparsity_metrics({'actor': self._state.actor, 'critic': self._state.critic})
+
+  def networks(self) -> dict[str, SparseTrainState]:
+    return {'actor': self._state.actor, 'critic': self._state.critic}
+
+  def _analysis_batch(self, rng: np.random.Generator, batch_size: int) -> Batch | None:
+    return self._replay.sample(rng, batch_size) if len(self._replay) else None
+
+  def analysis_inputs(self, rng, batch_size):
+    """See `Trainer.analysis_inputs`: replay observations (and actions, for the critics)."""
+    batch = self._analysis_batch(rng, batch_size)
+    return None if batch is None else {'actor': (batch.obs,),
+                                       'critic': (batch.obs, batch.action)}
+
+  def gradient_snr(self, rng, batch_size):
+    """See `Trainer.gradient_snr`: per replay sample, the critic loss (TD target of
+    the whole batch, as in `update`) w.r.t. the critics and the actor loss w.r.t. the actor
+    (its action sample keyed by the example's index)."""
+    batch = self._analysis_batch(rng, batch_size)
+    if batch is None:
+      return None
+    if getattr(self, '_per_example', None) is None:
+      config = self.config
+
+      def grads(state, batch, key):
+        alpha = jnp.exp(state.log_alpha)
+        critic_key, actor_key = jax.random.split(key)
+        target = jax.lax.stop_gradient(td_target(state, batch, alpha, critic_key, config.gamma,
+                                                  config.reward_scale))
+        critic = analysis_lib.per_example_snr(
+            lambda p, one: critic_loss(p, state, one[0], one[1], config.critic_loss_weight)[0],
+            state.critic.params, (batch, target))
+        keys = jax.random.split(actor_key, batch.obs.shape[0])
+        actor = analysis_lib.per_example_snr(
+            lambda p, one: actor_loss(p, state, one[0], alpha, one[1][0])[0],
+            state.actor.params, (batch.obs, keys))
+        return {'actor': actor, 'critic': critic}
+      self._per_example = jax.jit(grads)
+    key = jax.random.PRNGKey(int(rng.integers(2**31)))
+    return self._per_example(self._state, batch, key)
 
   def training_flops(self) -> float:
     """Gradient steps of actor and critics, plus the extra forwards of SAC and acting.

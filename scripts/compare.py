@@ -16,6 +16,10 @@ Normalization, per suite (grid) and environment:
     Without the shift, Acrobot's negative returns would make a worse run score higher.
   * Others (MuJoCo): score / dense, as in the paper.
 Aggregates across environments: IQM with a 95% stratified-bootstrap CI (scripts/stats.py).
+Observation noise: where runs hold obs_noise_<iteration>.json files (`python -m scripts.evaluate
+--run_dir R --obs_noise 0,0.05,...`; the newest per run is used), the report adds, per env, a
+table and a plot of the mean evaluation return vs the noise standard deviation, per cell (mean
+over seeds of each run's mean return, ± standard error over seeds).
 Runs that are not finished (failed, partial, never started) and cells with fewer seeds than
 planned are listed in the report; none is dropped silently.
 
@@ -33,6 +37,7 @@ import argparse
 import collections
 import dataclasses
 import datetime
+import json
 import math
 import os
 import shlex
@@ -421,6 +426,77 @@ def _cost_panels(suite: Suite, key: str, dist: str | None, reps: int, seed: int)
   return panels
 
 
+def noise_results(suite: Suite) -> dict[str, dict[Cell, dict[float, list[float]]]]:
+  """{experiment: {cell: {noise std: [mean return of each run]}}} from the newest
+  obs_noise_*.json of each finished run (scripts/evaluate.py --obs_noise)."""
+  out: dict[str, dict[Cell, dict[float, list[float]]]] = {}
+  for r in suite.runs:
+    if r.status != 'finished' or not os.path.isdir(r.run_dir):
+      continue
+    files = sorted(f for f in os.listdir(r.run_dir)
+                   if f.startswith('obs_noise_') and f.endswith('.json'))
+    if not files:
+      continue
+    try:
+      with open(os.path.join(r.run_dir, files[-1])) as f:
+        levels = json.load(f)['levels']
+      values = {float(level['std']): float(level['mean']) for level in levels}
+    except (OSError, ValueError, KeyError, TypeError):
+      continue  # unreadable: the run is left out of the noise table
+    cells = out.setdefault(r.experiment, {}).setdefault(r.cell, {})
+    for std, mean in values.items():
+      cells.setdefault(std, []).append(mean)
+  return out
+
+
+def noise_table(results: dict[Cell, dict[float, list[float]]]) -> list[str]:
+  """Markdown rows: per cell, mean return ± s.e. over seeds at each noise std (n runs)."""
+  levels = sorted({std for per_std in results.values() for std in per_std})
+  lines = ['| cell | ' + ' | '.join(f'std {std:g}' for std in levels) + ' |',
+           '|' + '---|' * (len(levels) + 1)]
+  for cell in _sort_cells(results):
+    values = []
+    for std in levels:
+      v = results[cell].get(std, [])
+      se = float(np.std(v) / math.sqrt(len(v))) if len(v) > 1 else 0.0
+      values.append(f'{np.mean(v):.1f} ± {se:.1f} ({len(v)})' if v else '—')
+    label = _cell_label(cell) + ('' if cell[0] == 'dense' else f' s={cell[2]:g}')
+    lines.append(f'| {label} | ' + ' | '.join(values) + ' |')
+  return lines
+
+
+def noise_section(suite: Suite, out_dir: str, prefix: str) -> list[str]:
+  """The report's observation-noise tables and plot (empty without obs_noise files)."""
+  results = noise_results(suite)
+  if not results:
+    return []
+  lines = ['### Return vs observation noise', '',
+           'Mean evaluation return under Gaussian observation noise of each standard deviation '
+           '(scripts/evaluate.py --obs_noise: pixel units on Atari; units of each observation '
+           "dimension's standard deviation under random play on vector envs), ± s.e. over "
+           'seeds (runs).', '']
+  panels = {}
+  for exp in suite.experiments:
+    if exp not in results:
+      continue
+    lines += [f'#### {exp} ({suite.env_ids[exp]})', '', *noise_table(results[exp]), '']
+    panel = {}
+    methods = collections.Counter(cell[0] for cell in results[exp])
+    for cell, per_std in results[exp].items():
+      # The method's name (and colour) when it has one cell here, else the full cell label.
+      label = cell[0] if methods[cell[0]] == 1 else f'{_cell_label(cell)} {cell[2]:g}'
+      panel[label] = [(std, float(np.mean(v)),
+                       float(np.std(v) / math.sqrt(len(v))) if len(v) > 1 else 0.0)
+                      for std, v in sorted(per_std.items())]
+    panels[exp] = panel
+  name = f'{prefix}{suite.name}_obs_noise.png'
+  plot.training_curves(panels, f'{suite.name}: eval return vs observation noise\n'
+                       '(mean ± s.e. over seeds)', os.path.join(out_dir, name),
+                       xlabel='observation noise std')
+  lines += [f'![Return vs observation noise]({name})', '']
+  return lines
+
+
 # --------------------------------------------------------------------------------- main
 
 
@@ -493,6 +569,7 @@ def write_report(suites: list[Suite], out_path: str, roots: list[str], fixed_spa
                 *env_table(suite, exp), '']
     for caption, name in make_plots(suite, out_dir, prefix, fixed_sparsity, reps, seed):
       lines += [f'![{caption}]({name})', '']
+    lines += noise_section(suite, out_dir, prefix)
   lines += ['## Missing, failed and partial runs', '', *missing_section(suites), '']
   os.makedirs(out_dir, exist_ok=True)
   return fileio.write_text(out_path, '\n'.join(lines))

@@ -15,6 +15,18 @@ the run itself used for episode i of its evaluation after that iteration
 (`agents.base.eval_seeds`), so with the run's number of episodes the returns are the ones the run
 logged for that iteration; --seed S uses S, S+1, ... instead.
 
+Observation noise (the robustness study of Graesser et al. 2022):
+
+    python -m scripts.evaluate --run_dir runs/quickstart --obs_noise 0,0.05,0.1,0.2
+
+also plays the same episodes (the same seeds) once per standard deviation with Gaussian noise
+added to every observation the policy sees (agents.envs.ObservationNoise: pixel units for
+Atari frames; for vector observations, units of each dimension's standard deviation over
+1,000 uniformly random steps of the env, seeded by the run's seed), and writes
+RUN_DIR/obs_noise_<iteration>.json: {"levels": [{"std", "returns", "mean", "sd"}, ...]}. The
+noise of each episode is seeded by its reset seed, so the numbers repeat exactly.
+scripts.compare draws return-vs-noise curves per method from these files.
+
 --video DIR records every episode to DIR/eval_<iteration>_seed_<seed>-episode-0.mp4 with
 gymnasium's RecordVideo (the `[video]` extra: moviepy, and pygame for classic control; MuJoCo
 renders with MUJOCO_GL=egl unless MUJOCO_GL is set). Rendering does not change the episodes; with
@@ -22,8 +34,8 @@ renders with MUJOCO_GL=egl unless MUJOCO_GL is set). Rendering does not change t
 returns except for SAC --stochastic, whose samples are keyed by the first seed of the batch.
 
 A run dir without config.gin or checkpoints, an unknown --checkpoint, a checkpoint of another
-configuration, or --video where it cannot record (no rgb rendering, moviepy missing, no OpenGL)
-stops it with one line (exit code 2); nothing is written then.
+configuration, --video where it cannot record (no rgb rendering, moviepy missing, no OpenGL), or
+a bad --obs_noise stops it with one line (exit code 2); nothing is written then.
 """
 
 from __future__ import annotations
@@ -57,6 +69,10 @@ def _parse_args(argv):
   parser.add_argument('--export', action='store_true',
                       help="also write the checkpoint's policy as RUN_DIR/policy_<iteration>"
                            '.msgpack (agents.policy.load_policy reads it)')
+  parser.add_argument('--obs_noise', default=None, metavar='STD,STD,...',
+                      help='also evaluate under Gaussian observation noise of these standard '
+                           'deviations (comma-separated, >= 0); writes obs_noise_<iteration>'
+                           '.json')
   parser.add_argument('--video', metavar='DIR', default=None,
                       help='record each episode as an mp4 file in DIR (the [video] extra)')
   mode = parser.add_mutually_exclusive_group()
@@ -127,6 +143,46 @@ def load_trainer(run_dir: str, iteration: int | None = None):
   return trainer, done, path, experiment.info
 
 
+NOISE_STD_STEPS = 1_000  # random-policy steps that measure a vector env's observation std
+
+
+def parse_noise_levels(text: str) -> list[float]:
+  """'0,0.05,0.1' -> [0.0, 0.05, 0.1]. Raises EvalError for anything but finite numbers >= 0."""
+  levels = []
+  for part in text.split(','):
+    try:
+      value = float(part)
+    except ValueError:
+      value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+      raise EvalError(f'--obs_noise {text!r}: {part.strip()!r} is not a number >= 0 (give '
+                      'comma-separated standard deviations, e.g. 0,0.05,0.1)')
+    levels.append(value)
+  return list(dict.fromkeys(levels))
+
+
+def evaluate_obs_noise(trainer, info: dict, seeds: list[int], levels: list[float],
+                       deterministic: bool | None = None) -> list[dict]:
+  """[{'std', 'returns', 'lengths', 'mean', 'sd'}] per noise level: the episodes of `seeds`
+  played with `envs.ObservationNoise(std, scale, seed=info['seed'])` (module docstring)."""
+  probe = envs_lib.make_env(info['env_id'], info['seed'],
+                            max_episode_steps=info.get('max_episode_steps'))
+  try:
+    pixels = np.asarray(probe.observation_space.sample()).dtype == np.uint8
+  finally:
+    probe.close()
+  scale = 1.0 if pixels else envs_lib.observation_std(
+      info['env_id'], NOISE_STD_STEPS, info['seed'], info.get('max_episode_steps'))
+  out = []
+  for std in levels:
+    noise = envs_lib.ObservationNoise(std, scale, seed=info['seed'])
+    with envs_lib.observation_noise(noise):
+      returns, lengths = trainer.evaluate_episodes(seeds, deterministic=deterministic)
+    out.append({'std': std, 'returns': returns, 'lengths': lengths,
+                'mean': float(np.mean(returns)), 'sd': float(np.std(returns))})
+  return out
+
+
 def check_video(trainer, folder: str) -> None:
   """Records a one-frame probe episode into a temporary directory, so a missing dependency, an
   env without rgb rendering or a missing OpenGL shows before anything is written.
@@ -176,6 +232,7 @@ def main(argv=None) -> int:
       raise EvalError(f'--episodes {args.episodes}: must be >= 1')
     if args.seed is not None and not 0 <= args.seed <= 2**32 - 1:
       raise EvalError(f'--seed {args.seed}: must be an int in [0, {2**32 - 1}]')
+    levels = None if args.obs_noise is None else parse_noise_levels(args.obs_noise)
     if args.video is not None:
       os.environ.setdefault('MUJOCO_GL', 'egl')  # read when the first MuJoCo renderer is made
     trainer, done, path, info = load_trainer(args.run_dir, args.checkpoint)
@@ -197,6 +254,8 @@ def main(argv=None) -> int:
     else:
       returns, lengths, videos = _evaluate_with_video(trainer, seeds, args.deterministic,
                                                       args.video, done)
+    noisy = (None if levels is None else
+             evaluate_obs_noise(trainer, info, seeds, levels, args.deterministic))
     if args.export:
       policy_path = os.path.join(args.run_dir, f'policy_{done:06d}.msgpack')
       trainer.export_policy(policy_path, {'iteration': done})
@@ -217,6 +276,14 @@ def main(argv=None) -> int:
   if videos:
     print(f'videos: {len(videos)} files in {args.video}')
   print(f'written: {out}')
+  if noisy is not None:
+    noise_out = os.path.join(args.run_dir, f'obs_noise_{done:06d}.json')
+    runner.atomic_write_text(noise_out, json.dumps(
+        {'run_dir': args.run_dir, 'checkpoint': path, 'iteration': done, 'seeds': seeds,
+         'deterministic': args.deterministic, 'levels': noisy}, indent=2) + '\n')
+    for level in noisy:
+      print(f'obs noise std {level["std"]:g}: return {level["mean"]:.1f} +- {level["sd"]:.1f}')
+    print(f'written: {noise_out}')
   return 0 if all(math.isfinite(r) for r in returns) else 1
 
 

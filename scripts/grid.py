@@ -16,6 +16,9 @@ seeds. Example (gin_configs/sweeps/*.toml hold real ones):
     distribution = ["SparsityConfig.distribution = '{distribution}'"]  # (the default)
     width = ["DQNConfig.width = {width}"]                          # needed for small_dense
 
+    widths = [0.5, 1, 2]                 # optional: the width scaling study (see below)
+    actor_critic_sparsities = [[0.95, 0.8]]  # optional, SAC/PPO: per-network sparsities
+
     [method_bindings]                    # per method, e.g. schedules for a shorter run
     prune = ["SparsityConfig.begin_step = 2_000"]
 
@@ -39,6 +42,20 @@ Rules:
   * Templates: `{method}`, `{sparsity}`, `{distribution}`, `{width}` and `{seed}` are replaced in
     gin file paths and bindings; other braces are left alone.
 
+  * `widths` (grid or experiment): every run of the experiment is repeated at each width
+    multiplier, with the [axes] width bindings (`{width}`), as experiment `<name>_w<width>`
+    (e.g. `cartpole_w0.5`): each width is its own experiment, with its own dense runs, so the
+    comparison report (scripts/compare.py) normalizes each width by the dense network of that
+    width and prints one table per width. Not with small_dense (which picks its own width).
+  * `actor_critic_sparsities` (grid or experiment; SAC and PPO): pairs [actor, critic] of
+    sparsities in [0, 1); each pair is experiment `<name>_a<actor>_c<critic>`, whose sparse runs
+    get the [axes] actor_sparsity / critic_sparsity bindings (default
+    `actor/SparsityConfig.sparsity = {actor_sparsity}` and the critic's), which override the
+    sparsity axis for that network (a scoped gin binding beats the unscoped one); its cells
+    keep the sparsity axis's label `s`, so list one sparsity. Dense runs are repeated per pair
+    (each experiment's normalizer); small_dense is not allowed. With `widths` too, each width
+    is crossed with each pair (`<name>_w<width>_a<actor>_c<critic>`).
+
 Run dirs: <root>/<experiment>/<cell>/seed_<seed>, with cell `dense`, `small_dense_s0.9` or
 `rigl_erk_s0.9`. The name depends only on these labels, so rerunning a grid finds its runs.
 """
@@ -59,12 +76,16 @@ DEFAULT_AXES = {
     'sparsity': ['SparsityConfig.sparsity = {sparsity}'],
     'distribution': ["SparsityConfig.distribution = '{distribution}'"],
     'width': [],
+    'actor_sparsity': ['actor/SparsityConfig.sparsity = {actor_sparsity}'],
+    'critic_sparsity': ['critic/SparsityConfig.sparsity = {critic_sparsity}'],
 }
-_AXIS_KEYS = ('methods', 'sparsities', 'distributions', 'extra_points', 'seeds')
+_AXIS_KEYS = ('methods', 'sparsities', 'distributions', 'extra_points', 'seeds', 'widths',
+              'actor_critic_sparsities')
 _TOP_KEYS = {'name', 'root', 'description', 'bindings', 'axes', 'method_bindings',
              'small_dense_reference', 'experiments', *_AXIS_KEYS}
 _EXPERIMENT_KEYS = {'name', 'gin_files', 'bindings', *_AXIS_KEYS}
-_TEMPLATE = re.compile(r'\{(method|sparsity|distribution|width|seed)\}')
+_TEMPLATE = re.compile(
+    r'\{(method|sparsity|distribution|width|seed|actor_sparsity|critic_sparsity)\}')
 _SAFE_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
 
 
@@ -137,7 +158,9 @@ def render(template: str, **values: Any) -> str:
     if key not in values or values[key] is None:
       raise GridError(f'{template!r} uses {{{key}}}, which has no value here.')
     value = values[key]
-    return format_sparsity(value) if key == 'sparsity' else str(value)
+    if key in ('sparsity', 'actor_sparsity', 'critic_sparsity'):
+      return format_sparsity(value)
+    return str(value)
   return _TEMPLATE.sub(replace, template)
 
 
@@ -245,6 +268,26 @@ def _axes(table: dict[str, Any], where: str) -> dict[str, Any]:
       raise GridError(f'{where}.seeds must be a positive count or a list of ints >= 0, '
                       f'got {table["seeds"]!r}.')
     out['seeds'] = list(dict.fromkeys(seeds))
+  if 'widths' in table:
+    values = table['widths']
+    if not isinstance(values, list) or not all(
+        isinstance(w, (int, float)) and not isinstance(w, bool) and 0.0 < w < 1e6
+        for w in values):
+      raise GridError(f'{where}.widths must be a list of numbers > 0, got {values!r}.')
+    _not_empty(values, f'{where}.widths')
+    out['widths'] = list(dict.fromkeys(float(w) for w in values))
+  if 'actor_critic_sparsities' in table:
+    values = table['actor_critic_sparsities']
+    ok = isinstance(values, list) and all(
+        isinstance(p, list) and len(p) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v < 1.0
+            for v in p) for p in values)
+    if not ok:
+      raise GridError(f'{where}.actor_critic_sparsities must be a list of [actor, critic] '
+                      f'pairs of sparsities in [0, 1), got {values!r}.')
+    _not_empty(values, f'{where}.actor_critic_sparsities')
+    out['actor_critic_sparsities'] = list(dict.fromkeys((float(a), float(c))
+                                                        for a, c in values))
   return out
 
 
@@ -298,12 +341,39 @@ def validate(grid: dict[str, Any], where: str = 'grid') -> dict[str, Any]:
     entry = {'name': exp_name, 'gin_files': gin_files,
              'bindings': _str_list(exp.get('bindings', []), f'{here}.bindings')}
     for key in _AXIS_KEYS:
-      entry[key] = out[key]
+      entry[key] = out.get(key)  # widths and actor_critic_sparsities: None if not given
     entry.update(_axes(exp, here))
     if 'small_dense' in entry['methods'] and not axes['width']:
       raise GridError(f'{here}: small_dense needs [axes] width bindings, e.g. '
                       '["DQNConfig.width = {width}"].')
+    if entry['widths'] is not None and not axes['width']:
+      raise GridError(f'{here}: widths needs [axes] width bindings, e.g. '
+                      '["DQNConfig.width = {width}"].')
+    for key in ('widths', 'actor_critic_sparsities'):
+      if entry[key] is not None and 'small_dense' in entry['methods']:
+        raise GridError(f'{here}: {key} cannot be crossed with small_dense (it sizes its own '
+                        'network); list it in another experiment.')
     out['experiments'].append(entry)
+  return out
+
+
+def _variants(grid: dict[str, Any], exp: dict[str, Any]) -> list[dict[str, Any]]:
+  """The experiment once per width x actor:critic pair: (name, bindings for every run,
+  bindings for sparse runs only) as a dict."""
+  widths = exp['widths'] or [None]
+  pairs = exp['actor_critic_sparsities'] or [None]
+  out = []
+  for width in widths:
+    for pair in pairs:
+      name, every, sparse = exp['name'], [], []
+      if width is not None:
+        name += f'_w{format_sparsity(width)}'
+        every = [render(t, width=format_sparsity(width)) for t in grid['axes']['width']]
+      if pair is not None:
+        name += f'_a{format_sparsity(pair[0])}_c{format_sparsity(pair[1])}'
+        sparse = [*(render(t, actor_sparsity=pair[0]) for t in grid['axes']['actor_sparsity']),
+                  *(render(t, critic_sparsity=pair[1]) for t in grid['axes']['critic_sparsity'])]
+      out.append({'name': name, 'every': every, 'sparse': sparse, 'width': width})
   return out
 
 
@@ -318,47 +388,57 @@ def expand(grid: dict[str, Any]) -> list[RunSpec]:
   """All runs of a validated grid, in a stable order (experiment, cell, seed)."""
   specs: list[RunSpec] = []
   axes, suite = grid['axes'], grid['name']
-  for exp in grid['experiments']:
-    base = [*grid['bindings'], *exp['bindings']]
-    points = [(s, d) for s in exp['sparsities'] for d in exp['distributions']]
-    points += [p for p in exp['extra_points'] if p not in points]
+  for exp_entry in grid['experiments']:
+    for variant in _variants(grid, exp_entry):
+      specs.extend(_expand_experiment(grid, {**exp_entry, 'name': variant['name']}, variant))
+  return specs
 
-    def sparse_bindings(method, sparsity, distribution, seed):
-      values = dict(method=method, sparsity=sparsity, distribution=distribution, seed=seed)
-      return tuple(render(b, **values) for b in
-                   [*base, *grid['method_bindings'].get(method, []),
-                    *axes['sparsity'], *axes['distribution']])
 
-    for method in exp['methods']:
-      for seed in exp['seeds']:
-        if method == 'dense':
-          cells = [(0.0, None)]
-        elif method == 'small_dense':
-          cells = [(s, None) for s in exp['sparsities']]
+def _expand_experiment(grid: dict[str, Any], exp: dict[str, Any], variant: dict[str, Any]
+                       ) -> list[RunSpec]:
+  """The runs of one experiment (one width x actor:critic variant of a grid experiment)."""
+  specs: list[RunSpec] = []
+  axes, suite = grid['axes'], grid['name']
+  base = [*grid['bindings'], *exp['bindings'], *variant['every']]
+  points = [(s, d) for s in exp['sparsities'] for d in exp['distributions']]
+  points += [p for p in exp['extra_points'] if p not in points]
+
+  def sparse_bindings(method, sparsity, distribution, seed):
+    values = dict(method=method, sparsity=sparsity, distribution=distribution, seed=seed)
+    return tuple(render(b, **values) for b in
+                 [*base, *grid['method_bindings'].get(method, []),
+                  *axes['sparsity'], *axes['distribution']]) + tuple(variant['sparse'])
+
+  for method in exp['methods']:
+    for seed in exp['seeds']:
+      if method == 'dense':
+        cells = [(0.0, None)]
+      elif method == 'small_dense':
+        cells = [(s, None) for s in exp['sparsities']]
+      else:
+        cells = points
+      for sparsity, distribution in cells:
+        values = dict(method=method, sparsity=sparsity, distribution=distribution, seed=seed)
+        name = f"{exp['name']}/{cell_name(method, sparsity, distribution)}/seed_{seed}"
+        query = None
+        if method in ('dense', 'small_dense'):
+          files = _files(exp['gin_files'], 'dense')
+          bindings = tuple(render(b, **values) for b in
+                           [*base, *grid['method_bindings'].get(method, [])])
+          if method == 'small_dense':
+            ref = grid['small_dense_reference']
+            query = WidthQuery(
+                sparse_gin_files=_files(exp['gin_files'], ref),
+                sparse_bindings=sparse_bindings(ref, sparsity, exp['distributions'][0], seed),
+                dense_gin_files=files, dense_bindings=bindings,
+                width_templates=tuple(axes['width']))
         else:
-          cells = points
-        for sparsity, distribution in cells:
-          values = dict(method=method, sparsity=sparsity, distribution=distribution, seed=seed)
-          name = f"{exp['name']}/{cell_name(method, sparsity, distribution)}/seed_{seed}"
-          query = None
-          if method in ('dense', 'small_dense'):
-            files = _files(exp['gin_files'], 'dense')
-            bindings = tuple(render(b, **values) for b in
-                             [*base, *grid['method_bindings'].get(method, [])])
-            if method == 'small_dense':
-              ref = grid['small_dense_reference']
-              query = WidthQuery(
-                  sparse_gin_files=_files(exp['gin_files'], ref),
-                  sparse_bindings=sparse_bindings(ref, sparsity, exp['distributions'][0], seed),
-                  dense_gin_files=files, dense_bindings=bindings,
-                  width_templates=tuple(axes['width']))
-          else:
-            files = _files(exp['gin_files'], method)
-            bindings = sparse_bindings(method, sparsity, distribution, seed)
-          specs.append(RunSpec(suite=suite, experiment=exp['name'], method=method,
-                               sparsity=float(sparsity), distribution=distribution, seed=seed,
-                               gin_files=files, bindings=bindings, name=name,
-                               width_query=query))
+          files = _files(exp['gin_files'], method)
+          bindings = sparse_bindings(method, sparsity, distribution, seed)
+        specs.append(RunSpec(suite=suite, experiment=exp['name'], method=method,
+                             sparsity=float(sparsity), distribution=distribution, seed=seed,
+                             gin_files=files, bindings=bindings, name=name,
+                             width_query=query, width=variant['width']))
   return specs
 
 

@@ -83,8 +83,9 @@ def score_vs_sparsity(series: dict[str, dict[float, Triple]], dense: Triple | No
 
 
 def training_curves(panels: dict[str, dict[str, list[tuple[float, float, float]]]],
-                    title: str, path: str) -> str:
-  """Eval return vs env steps: one panel per key of `panels`, one line per method.
+                    title: str, path: str, xlabel: str = 'env steps') -> str:
+  """Eval return vs env steps (or vs `xlabel`): one panel per key of `panels`, one line per
+  method.
 
   Args:
     panels: {panel title: {method: [(env_steps, mean, standard error)]}}.
@@ -103,7 +104,7 @@ def training_curves(panels: dict[str, dict[str, list[tuple[float, float, float]]
       ax.fill_between(xs, [m - e for _, m, e in points], [m + e for _, m, e in points],
                       color=_color(method), alpha=0.15)
     ax.set_title(panel, fontsize=9)
-    ax.set_xlabel('env steps')
+    ax.set_xlabel(xlabel)
     ax.grid(alpha=0.3)
   for ax in axes.ravel()[len(panels):]:
     ax.axis('off')

@@ -390,8 +390,9 @@ def main(argv=None) -> int:
                   'cwd': REPO_ROOT, 'spec': spec})
   if args.dry_run:
     for spec in specs:
-      extra = f' width={spec.width} ({spec.params} vs {spec.matched_params} params)' \
-          if spec.width is not None else ''
+      extra = '' if spec.width is None else f' width={spec.width}'
+      if spec.params is not None:
+        extra += f' ({spec.params} vs {spec.matched_params} params)'
       print(f'  {statuses[spec.name]:8s} {spec.name}{extra}')
     for task in tasks:
       print('  $ ' + shlex.join(task['command']))

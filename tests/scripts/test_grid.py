@@ -157,3 +157,68 @@ def test_missing_gin_files_are_listed(tmp_path):
   missing = grid_lib.missing_gin_files(specs, [str(tmp_path)])
   assert 'exp_dense.gin' not in missing
   assert {'exp_static.gin', 'exp_rigl.gin', 'acrobot.gin'} <= set(missing)
+
+
+def test_width_axis_expands_to_one_experiment_per_width():
+  specs = grid_lib.expand(_grid(methods=['dense', 'rigl'], sparsities=[0.9], extra_points=[],
+                                widths=[0.5, 1, 2], seeds=[0, 1],
+                                experiments=[{'name': 'cp', 'gin_files': ['e_{method}.gin']}]))
+  # 3 widths x (1 dense + 1 rigl cell) x 2 seeds.
+  assert sorted(s.name for s in specs) == sorted(
+      f'cp_w{w}/{cell}/seed_{seed}' for w in ('0.5', '1', '2')
+      for cell in ('dense', 'rigl_erk_s0.9') for seed in (0, 1))
+  by_name = {s.name: s for s in specs}
+  dense = by_name['cp_w0.5/dense/seed_1']
+  assert dense.experiment == 'cp_w0.5' and dense.width == 0.5
+  assert dense.bindings == ('DQNConfig.width = 0.5',)
+  rigl = by_name['cp_w2/rigl_erk_s0.9/seed_0']
+  assert rigl.bindings == ('DQNConfig.width = 2', 'SparsityConfig.sparsity = 0.9',
+                           "SparsityConfig.distribution = 'erk'")
+  # Without `widths` nothing changes: names and bindings as before.
+  plain = grid_lib.expand(_grid(methods=['dense'], experiments=[
+      {'name': 'cp', 'gin_files': ['e_{method}.gin']}]))
+  assert [s.name for s in plain] == ['cp/dense/seed_0', 'cp/dense/seed_1']
+  assert all(s.width is None and s.bindings == () for s in plain)
+
+
+def test_actor_critic_split_axis():
+  specs = grid_lib.expand(_grid(
+      methods=['dense', 'set'], sparsities=[0.9], extra_points=[], seeds=[0],
+      widths=[1, 2], axes={'width': ['SACConfig.actor_width = {width}',
+                                     'SACConfig.critic_width = {width}']},
+      actor_critic_sparsities=[[0.95, 0.8], [0.5, 0.9]],
+      experiments=[{'name': 'hc', 'gin_files': ['sac_{method}.gin']}]))
+  # 2 widths x 2 pairs x (dense + set).
+  assert len(specs) == 8
+  by_name = {s.name: s for s in specs}
+  set_run = by_name['hc_w2_a0.95_c0.8/set_erk_s0.9/seed_0']
+  assert set_run.bindings == (
+      'SACConfig.actor_width = 2', 'SACConfig.critic_width = 2',
+      'SparsityConfig.sparsity = 0.9', "SparsityConfig.distribution = 'erk'",
+      'actor/SparsityConfig.sparsity = 0.95', 'critic/SparsityConfig.sparsity = 0.8')
+  # Dense runs get no sparsity bindings (one per pair: each experiment's normalizer).
+  dense = by_name['hc_w1_a0.5_c0.9/dense/seed_0']
+  assert dense.bindings == ('SACConfig.actor_width = 1', 'SACConfig.critic_width = 1')
+
+
+@pytest.mark.parametrize('override, message', [
+    ({'widths': []}, r'grid\.widths is empty'),
+    ({'widths': [0, 1]}, 'numbers > 0'),
+    ({'widths': ['1']}, 'numbers > 0'),
+    ({'widths': [1], 'methods': ['dense'], 'axes': {}}, 'widths needs'),
+    ({'widths': [1]}, 'cannot be crossed with small_dense'),
+    ({'actor_critic_sparsities': [[0.9]]}, 'pairs'),
+    ({'actor_critic_sparsities': [[0.9, 1.0]]}, 'pairs'),
+    ({'actor_critic_sparsities': [[0.9, 0.5]]}, 'cannot be crossed with small_dense'),
+])
+def test_width_and_split_validation(override, message):
+  with pytest.raises(grid_lib.GridError, match=message):
+    _grid(**override)
+
+
+def test_width_grid_file_expands_to_the_planned_runs():
+  grid = grid_lib.load(os.path.join(SWEEPS, 'width_cartpole.toml'))
+  specs = grid_lib.expand(grid)
+  assert len(specs) == 12
+  assert collections.Counter(s.experiment for s in specs) == {
+      'cartpole_w0.5': 4, 'cartpole_w1': 4, 'cartpole_w2': 4}
