@@ -406,9 +406,12 @@ def make_env(
 @dataclasses.dataclass(frozen=True)
 class VideoConfig:
   """Where `make_env` writes episode videos: `<folder>/<name_prefix>-episode-<k>.mp4`, k = 0, 1,
-  ... counting the env's real resets."""
+  ... counting the env's real resets. `max_frames`: at most this many frames per video (None:
+  the whole episode); the frames of a video are held in memory until it is written (a raw
+  Atari frame is 100 KB, a MuJoCo one 0.7 MB), and the episode itself is not cut."""
   folder: str
   name_prefix: str = "episode"
+  max_frames: int | None = None
 
 
 def _record_video(env_id: str, env: gym.Env, video: VideoConfig, fps: int | None) -> gym.Env:
@@ -417,8 +420,13 @@ def _record_video(env_id: str, env: gym.Env, video: VideoConfig, fps: int | None
     env.close()
     raise ValueError(f"{env_id} has no 'rgb_array' rendering (its render modes: "
                      f"{', '.join(modes) or 'none'}), so it cannot be recorded.")
-  return gym.wrappers.RecordVideo(env, video.folder, episode_trigger=lambda _: True,
-                                 name_prefix=video.name_prefix, fps=fps, disable_logger=True)
+  with warnings.catch_warnings():  # the episodes' file names are distinct: nothing is lost
+    warnings.filterwarnings("ignore", message=".*Overwriting existing videos")
+    # RecordVideo stops once it holds more than video_length frames (0: never).
+    length = 0 if video.max_frames is None else max(video.max_frames - 1, 1)
+    return gym.wrappers.RecordVideo(env, video.folder, episode_trigger=lambda _: True,
+                                   video_length=length, name_prefix=video.name_prefix,
+                                   fps=fps, disable_logger=True)
 
 
 def _find_wrapper(env: gym.Env, cls: type) -> Any:

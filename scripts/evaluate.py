@@ -30,7 +30,8 @@ scripts.compare draws return-vs-noise curves per method from these files.
 --video DIR records every episode to DIR/eval_<iteration>_seed_<seed>-episode-0.mp4 with
 gymnasium's RecordVideo (the `[video]` extra: moviepy, and pygame for classic control; MuJoCo
 renders with MUJOCO_GL=egl unless MUJOCO_GL is set). Rendering does not change the episodes; with
---video they are played one at a time (one episode's frames in memory), which gives the same
+--video they are played one at a time (one episode's frames in memory, at most --video_frames of
+them: longer episodes are played to their end, their video stops there), which gives the same
 returns except for SAC --stochastic, whose samples are keyed by the first seed of the batch.
 
 A run dir without config.gin or checkpoints, an unknown --checkpoint, a checkpoint of another
@@ -75,6 +76,9 @@ def _parse_args(argv):
                            '.json')
   parser.add_argument('--video', metavar='DIR', default=None,
                       help='record each episode as an mp4 file in DIR (the [video] extra)')
+  parser.add_argument('--video_frames', type=int, default=VIDEO_FRAMES,
+                      help='at most this many frames per video (held in memory while '
+                           f'recording; default {VIDEO_FRAMES:,}: 5 minutes of Atari)')
   mode = parser.add_mutually_exclusive_group()
   mode.add_argument('--deterministic', dest='deterministic', action='store_true', default=None,
                     help='greedy / mean actions')
@@ -183,13 +187,21 @@ def evaluate_obs_noise(trainer, info: dict, seeds: list[int], levels: list[float
   return out
 
 
-def check_video(trainer, folder: str) -> None:
+VIDEO_FRAMES = 18_000  # 5 minutes at the ALE's 60 frames/s: ~1.8 GB of raw Atari frames
+
+
+def check_video(trainer, folder: str, max_frames: int) -> None:
   """Records a one-frame probe episode into a temporary directory, so a missing dependency, an
-  env without rgb rendering or a missing OpenGL shows before anything is written.
+  env without rgb rendering or a missing OpenGL shows before anything is written; then makes
+  `folder` (the only thing written here).
 
   Raises:
-    EvalError: names what is missing.
+    EvalError: names what is missing, or a folder that cannot be made or written.
   """
+  if not folder:
+    raise EvalError('--video needs a directory to write the videos to')
+  if max_frames < 2:
+    raise EvalError(f'--video_frames {max_frames}: must be >= 2')
   if os.path.exists(folder) and not os.path.isdir(folder):
     raise EvalError(f'--video {folder}: exists and is not a directory')
   if importlib.util.find_spec('moviepy') is None:
@@ -206,14 +218,21 @@ def check_video(trainer, folder: str) -> None:
       raise EvalError(f'--video: {trainer.env_id} cannot be recorded here: {first}') from e
     if not any(name.endswith('.mp4') for name in os.listdir(probe_dir)):
       raise EvalError(f'--video: recording {trainer.env_id} wrote no mp4 file')
+  try:
+    os.makedirs(folder, exist_ok=True)
+  except OSError as e:
+    raise EvalError(f'--video {folder}: cannot make the directory: {e.strerror}') from e
+  if not os.access(folder, os.W_OK | os.X_OK):
+    raise EvalError(f'--video {folder}: the directory is not writable')
 
 
-def _evaluate_with_video(trainer, seeds, deterministic, folder: str, done: int):
+def _evaluate_with_video(trainer, seeds, deterministic, folder: str, done: int,
+                         max_frames: int):
   """Plays the episodes one at a time on recording envs; returns (returns, lengths, paths)."""
   returns, lengths, paths = [], [], []
   for seed in seeds:
     prefix = f'eval_{done:06d}_seed_{seed}'
-    env = trainer.make_eval_env(seed, video=envs_lib.VideoConfig(folder, prefix))
+    env = trainer.make_eval_env(seed, video=envs_lib.VideoConfig(folder, prefix, max_frames))
     try:
       (ret,), (length,) = trainer.evaluate_episodes([seed], deterministic=deterministic,
                                                     envs=[env])
@@ -235,10 +254,12 @@ def main(argv=None) -> int:
     levels = None if args.obs_noise is None else parse_noise_levels(args.obs_noise)
     if args.video is not None:
       os.environ.setdefault('MUJOCO_GL', 'egl')  # read when the first MuJoCo renderer is made
+      os.environ.setdefault('SDL_VIDEODRIVER', 'dummy')  # pygame draws off-screen, no display
+      os.environ.setdefault('SDL_AUDIODRIVER', 'dummy')
     trainer, done, path, info = load_trainer(args.run_dir, args.checkpoint)
     if args.video is not None:
       try:
-        check_video(trainer, args.video)
+        check_video(trainer, args.video, args.video_frames)
       except EvalError:
         trainer.close()
         raise
@@ -253,7 +274,7 @@ def main(argv=None) -> int:
       returns, lengths = trainer.evaluate_episodes(seeds, deterministic=args.deterministic)
     else:
       returns, lengths, videos = _evaluate_with_video(trainer, seeds, args.deterministic,
-                                                      args.video, done)
+                                                      args.video, done, args.video_frames)
     noisy = (None if levels is None else
              evaluate_obs_noise(trainer, info, seeds, levels, args.deterministic))
     if args.export:

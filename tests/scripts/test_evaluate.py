@@ -123,7 +123,7 @@ def test_a_checkpoint_of_another_configuration_is_refused(runs, tmp_path, capsys
 
 
 @pytest.mark.parametrize('agent', list(_TINY))
-def test_video_records_each_episode_whole_and_keeps_the_returns(runs, agent, tmp_path, capsys):
+def test_video_records_each_episode_whole_and_keeps_the_returns(runs, agent, tmp_path, capfd):
   """CartPole (pygame), Pendulum (pygame) and InvertedPendulum (MuJoCo, EGL): one mp4 per
   episode holding the reset frame and one frame per step, and the same returns as without."""
   iio = pytest.importorskip('imageio.v3')
@@ -143,7 +143,9 @@ def test_video_records_each_episode_whole_and_keeps_the_returns(runs, agent, tmp
     assert frames.ndim == 4 and frames.shape[-1] == 3
     assert len(frames) == length + 1
     assert frames.std() > 0  # not a blank render
-  assert 'videos: 2 files in' in capsys.readouterr().out
+  out, err = capfd.readouterr()  # file descriptors: SDL writes to fd 2 itself
+  assert 'videos: 2 files in' in out
+  assert 'error' not in err.lower() and 'Overwriting' not in err
 
 
 class _NoRenderCartPole(CartPoleEnv):
@@ -175,11 +177,29 @@ def test_video_of_an_env_without_rgb_rendering_is_one_line_and_writes_nothing(tm
   assert not videos.exists() and sorted(os.listdir(run_dir)) == before
 
 
-def test_video_into_a_file_is_one_line(runs, tmp_path, capsys):
+@pytest.mark.parametrize('video, message', [
+    ('a_file', 'exists and is not a directory'),
+    ('a_file/sub', 'cannot make the directory: Not a directory'),
+    ('', '--video needs a directory'),
+])
+def test_video_into_a_file_is_one_line(runs, tmp_path, capsys, video, message):
   target = tmp_path / 'a_file'
   target.write_text('x')
   before = sorted(os.listdir(runs['dqn']))
-  assert evaluate.main(['--run_dir', str(runs['dqn']), '--video', str(target)]) == 2
+  folder = str(tmp_path / video) if video else ''
+  assert evaluate.main(['--run_dir', str(runs['dqn']), '--video', folder]) == 2
   err = capsys.readouterr().err.strip().splitlines()
-  assert len(err) == 1 and 'exists and is not a directory' in err[0]
+  assert len(err) == 1 and err[0].startswith('error: ') and message in err[0]
   assert target.read_text() == 'x' and sorted(os.listdir(runs['dqn'])) == before
+  assert sorted(os.listdir(tmp_path)) == ['a_file']
+
+
+def test_video_frames_caps_the_video_not_the_episode(runs, tmp_path):
+  iio = pytest.importorskip('imageio.v3')
+  run_dir, videos = str(runs['dqn']), tmp_path / 'videos'
+  assert evaluate.main(['--run_dir', run_dir, '--episodes', '1', '--seed', '5',
+                        '--video', str(videos), '--video_frames', '10']) == 0
+  with open(os.path.join(run_dir, 'eval_000002.json')) as f:
+    result = json.load(f)
+  assert result['lengths'][0] > 10  # the episode went on
+  assert len(iio.imread(result['videos'][0])) == 10
