@@ -140,25 +140,33 @@ class Analyzer:
     self.config = config or AnalysisConfig()
     self.trainer = trainer
     self._initial = {n: _host_masks(s) for n, s in trainer.networks().items()}
-    self._previous = None
-    self._previous_step = None
+    self._previous = None  # masks of the last row with topology keys
+    self._row_step = None  # gradient step of the last row (with or without topology keys)
+    self._unknown_start = False  # resumed without knowing the last row's gradient step
 
   def state_dict(self) -> dict[str, Any]:
-    """The `previous` reference (masks of the last row and its gradient step), for the
-    runner's checkpoint: a resumed run then logs what the uninterrupted run logged."""
-    if self._previous is None:
+    """The last row's gradient step and, with mask topology on, its masks (the `previous`
+    reference), for the runner's checkpoint: a resumed run then logs what the uninterrupted
+    run logged."""
+    if self._row_step is None:
       return {}
-    return {'previous_step': int(self._previous_step),
-            'previous': {n: {p: m.astype(np.uint8) for p, m in masks.items()}
-                         for n, masks in self._previous.items()}}
+    out: dict[str, Any] = {'previous_step': int(self._row_step)}
+    if self._previous is not None:
+      out['previous'] = {n: {p: m.astype(np.uint8) for p, m in masks.items()}
+                         for n, masks in self._previous.items()}
+    return out
 
   def load_state_dict(self, state: dict[str, Any]) -> None:
-    """Restores `state_dict`. An empty one (saved before the first row, or by a version
-    without the analyses) leaves no reference: the next row has no `previous` keys."""
+    """Restores `state_dict`. Without a reference (the checkpoint was saved by a version
+    without the analyses) the next row has no `previous` keys, and no `mask_updates` unless
+    the run is still at gradient step 0 (its count would not be the iteration's)."""
     if state:
-      self._previous_step = int(state['previous_step'])
-      self._previous = {n: {p: np.asarray(m).astype(bool) for p, m in masks.items()}
-                        for n, masks in state['previous'].items()}
+      self._row_step = int(state['previous_step'])
+      if 'previous' in state:
+        self._previous = {n: {p: np.asarray(m).astype(bool) for p, m in masks.items()}
+                          for n, masks in state['previous'].items()}
+    else:
+      self._unknown_start = self.trainer.gradient_steps > 0
 
   def metrics(self, iteration: int, last: bool = False) -> dict[str, float]:
     """The analysis keys for the row of iteration `iteration` (0-based)."""
@@ -167,6 +175,7 @@ class Analyzer:
     out: dict[str, float] = {}
     if cfg.mask_topology:
       out.update(self._topology(nets))
+    self._row_step, self._unknown_start = trainer.gradient_steps, False
     if not (last or (iteration + 1) % cfg.every == 0):
       return out
     rng = np.random.default_rng([trainer.seed, iteration, 7])
@@ -198,9 +207,10 @@ class Analyzer:
         for path, value in analysis.mask_overlap(masks, ref).items():
           out[f'topology/{name}/{path}/{label}'] = value
         out[f'topology/{name}/{label}'] = analysis.overlap_total(masks, ref)
-      opt = nets[name].opt
-      start = 0 if self._previous_step is None else self._previous_step
-      out[f'topology/{name}/mask_updates'] = float(sum(
-          opt.is_update_step(s) for s in range(start + 1, step + 1)))
-    self._previous, self._previous_step = current, step
+      if not self._unknown_start:  # mask updates since the last row (or the start)
+        opt = nets[name].opt
+        start = 0 if self._row_step is None else self._row_step
+        out[f'topology/{name}/mask_updates'] = float(sum(
+            opt.is_update_step(s) for s in range(start + 1, step + 1)))
+    self._previous = current
     return out

@@ -148,6 +148,7 @@ def load_trainer(run_dir: str, iteration: int | None = None):
 
 
 NOISE_STD_STEPS = 1_000  # random-policy steps that measure a vector env's observation std
+NOISE_STD_SEED = 0  # their seed: one scale per env, the same for every run, method and seed
 
 
 def parse_noise_levels(text: str) -> list[float]:
@@ -167,8 +168,9 @@ def parse_noise_levels(text: str) -> list[float]:
 
 def evaluate_obs_noise(trainer, info: dict, seeds: list[int], levels: list[float],
                        deterministic: bool | None = None) -> list[dict]:
-  """[{'std', 'returns', 'lengths', 'mean', 'sd'}] per noise level: the episodes of `seeds`
-  played with `envs.ObservationNoise(std, scale, seed=info['seed'])` (module docstring)."""
+  """[{'std', 'returns', 'lengths', 'mean', 'sd', 'obs_scale'}] per noise level: the episodes
+  of `seeds` played with `envs.ObservationNoise(std, scale, seed=info['seed'])` (module
+  docstring); `obs_scale` is the noise unit (1 pixel, or each dimension's random-play std)."""
   probe = envs_lib.make_env(info['env_id'], info['seed'],
                             max_episode_steps=info.get('max_episode_steps'))
   try:
@@ -176,14 +178,15 @@ def evaluate_obs_noise(trainer, info: dict, seeds: list[int], levels: list[float
   finally:
     probe.close()
   scale = 1.0 if pixels else envs_lib.observation_std(
-      info['env_id'], NOISE_STD_STEPS, info['seed'], info.get('max_episode_steps'))
+      info['env_id'], NOISE_STD_STEPS, NOISE_STD_SEED, info.get('max_episode_steps'))
   out = []
   for std in levels:
     noise = envs_lib.ObservationNoise(std, scale, seed=info['seed'])
     with envs_lib.observation_noise(noise):
       returns, lengths = trainer.evaluate_episodes(seeds, deterministic=deterministic)
     out.append({'std': std, 'returns': returns, 'lengths': lengths,
-                'mean': float(np.mean(returns)), 'sd': float(np.std(returns))})
+                'mean': float(np.mean(returns)), 'sd': float(np.std(returns)),
+                'obs_scale': np.asarray(scale, np.float64).tolist()})
   return out
 
 

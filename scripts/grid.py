@@ -276,6 +276,7 @@ def _axes(table: dict[str, Any], where: str) -> dict[str, Any]:
       raise GridError(f'{where}.widths must be a list of numbers > 0, got {values!r}.')
     _not_empty(values, f'{where}.widths')
     out['widths'] = list(dict.fromkeys(float(w) for w in values))
+    _check_labels(out['widths'], f'{where}.widths')
   if 'actor_critic_sparsities' in table:
     values = table['actor_critic_sparsities']
     ok = isinstance(values, list) and all(
@@ -288,7 +289,23 @@ def _axes(table: dict[str, Any], where: str) -> dict[str, Any]:
     _not_empty(values, f'{where}.actor_critic_sparsities')
     out['actor_critic_sparsities'] = list(dict.fromkeys((float(a), float(c))
                                                         for a, c in values))
+    _check_labels(out['actor_critic_sparsities'], f'{where}.actor_critic_sparsities')
   return out
+
+
+def _check_labels(values: list[Any], where: str) -> None:
+  """Values name run dirs through `format_sparsity` (6 decimals): two that print alike would
+  share a run dir, and a width that prints as 0 would bind a zero width."""
+  seen: dict[str, Any] = {}
+  for value in values:
+    parts = value if isinstance(value, tuple) else (value,)
+    label = '_'.join(format_sparsity(v) for v in parts)
+    if label in seen:
+      raise GridError(f'{where}: {seen[label]!r} and {value!r} are the same at 6 decimals '
+                      '(they would share a run dir).')
+    if where.endswith('widths') and float(label) == 0.0:
+      raise GridError(f'{where}: {value!r} is 0 at 6 decimals.')
+    seen[label] = value
 
 
 def validate(grid: dict[str, Any], where: str = 'grid') -> dict[str, Any]:
@@ -353,6 +370,10 @@ def validate(grid: dict[str, Any], where: str = 'grid') -> dict[str, Any]:
       if entry[key] is not None and 'small_dense' in entry['methods']:
         raise GridError(f'{here}: {key} cannot be crossed with small_dense (it sizes its own '
                         'network); list it in another experiment.')
+    if entry['actor_critic_sparsities'] is not None and len(entry['sparsities']) > 1:
+      raise GridError(f'{here}: actor_critic_sparsities sets both networks\' sparsity, so '
+                      f'sparsities must list one value (it labels the cells), got '
+                      f'{entry["sparsities"]!r}.')
     out['experiments'].append(entry)
   return out
 

@@ -77,6 +77,21 @@ def test_dqn_run_logs_every_analysis_and_trains_the_same_without(tmp_path):
         assert on[key] == value, key
 
 
+def test_mask_updates_count_the_iteration_after_a_resume_with_topology_turned_on(tmp_path):
+  """Rows 0-1 run with mask topology off, then the same run dir continues to 3 rows with it
+  on: row 2 counts the mask updates of its own iteration (352..551: 4), not of the run."""
+  make = lambda: dqn.DQNTrainer('CartPole-v1', 0, dqn.DQNConfig(
+      hidden_sizes=(32, 32), min_replay_size=50, batch_size=16), RIGL)
+  off = analysis.AnalysisConfig(mask_topology=False, dormant_batch_size=0)
+  _run(make, tmp_path, off, iterations=2, name='resumed')
+  on = analysis.AnalysisConfig(dormant_batch_size=0)
+  rows = _run(make, tmp_path, on, iterations=3, name='resumed')
+  assert [r['gradient_steps'] for r in rows] == [151, 351, 551]
+  assert 'topology/q/mask_updates' not in rows[1]
+  assert rows[2]['topology/q/mask_updates'] == 4.0  # 401, 451, 501, 551
+  assert 'topology/q/previous' not in rows[2]  # no masks of row 1 to compare with
+
+
 @pytest.mark.slow
 def test_sac_run_logs_every_analysis(tmp_path):
   config = sac.SACConfig(actor_hidden_sizes=(16, 16), critic_hidden_sizes=(16, 16),

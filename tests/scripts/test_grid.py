@@ -210,6 +210,14 @@ def test_actor_critic_split_axis():
     ({'actor_critic_sparsities': [[0.9]]}, 'pairs'),
     ({'actor_critic_sparsities': [[0.9, 1.0]]}, 'pairs'),
     ({'actor_critic_sparsities': [[0.9, 0.5]]}, 'cannot be crossed with small_dense'),
+    # Values that print alike at 6 decimals would share a run dir.
+    ({'widths': [0.1234567, 0.1234568]}, r'0\.1234567 and 0\.1234568 are the same'),
+    ({'widths': [1e-9]}, 'is 0 at 6 decimals'),
+    ({'actor_critic_sparsities': [[0.9, 0.5], [0.9000001, 0.5]], 'methods': ['set']},
+     'are the same at 6 decimals'),
+    # The pair sets both networks: a second sparsity would relabel identical runs.
+    ({'actor_critic_sparsities': [[0.9, 0.5]], 'methods': ['set'], 'sparsities': [0.8, 0.9]},
+     'sparsities must list one value'),
 ])
 def test_width_and_split_validation(override, message):
   with pytest.raises(grid_lib.GridError, match=message):

@@ -87,7 +87,7 @@ def run_dir(tmp_path_factory):
                   'RunnerConfig.progress = False', 'RunnerConfig.tensorboard = False']:
     args += ['--gin_binding', binding]
   configurables.clear_config()
-  assert train.main(args) == 0
+  assert train.main(args + ['--seed', '1']) == 0
   return out
 
 
@@ -107,6 +107,11 @@ def test_evaluate_obs_noise_is_deterministic_and_std_0_is_the_plain_evaluation(r
   assert levels[0]['mean'] == pytest.approx(np.mean(plain['returns']))
   # Noise changes the actions, so the returns.
   assert len({level['mean'] for level in levels}) == 3
+  # The unit is the env's random-play std measured with seed 0, whatever the run's seed (1
+  # here): one scale per env for every run, method and seed.
+  unit = envs.observation_std('Pendulum-v1', steps=evaluate.NOISE_STD_STEPS, seed=0,
+                              max_episode_steps=50)
+  assert levels[1]['obs_scale'] == unit.tolist()
 
 
 @pytest.mark.parametrize('value', ['0,abc', '-0.1', 'nan', ''])
