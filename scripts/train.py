@@ -98,8 +98,6 @@ def main(argv=None) -> int:
   except (ValueError, OSError, SyntaxError) as e:
     print(f'error: {configurables.error_line(e)}', file=sys.stderr)
     return 2
-  for line in experiment.warnings:  # once the experiment is known to launch
-    print(f'warning: {line}', file=sys.stderr)
   lock = None
   try:
     config = runner.checkpoint_config(experiment.info, experiment.runner)
@@ -123,6 +121,8 @@ def main(argv=None) -> int:
       os.close(lock)
     print(f'error: {_os_message(e)}', file=sys.stderr)
     return 2
+  for line in experiment.warnings:  # once the run is sure to start: errors stay one line
+    print(f'warning: {line}', file=sys.stderr)
   try:
     return _run(args, experiment, trainer)
   finally:
