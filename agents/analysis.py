@@ -148,9 +148,8 @@ class Analyzer:
     """The last row's gradient step and, with mask topology on, its masks (the `previous`
     reference), for the runner's checkpoint: a resumed run then logs what the uninterrupted
     run logged."""
-    if self._row_step is None:
-      return {}
-    out: dict[str, Any] = {'previous_step': int(self._row_step)}
+    # -1: no row yet (mask updates then count from gradient step 0).
+    out: dict[str, Any] = {'previous_step': -1 if self._row_step is None else int(self._row_step)}
     if self._previous is not None:
       out['previous'] = {n: {p: m.astype(np.uint8) for p, m in masks.items()}
                          for n, masks in self._previous.items()}
@@ -161,7 +160,8 @@ class Analyzer:
     without the analyses) the next row has no `previous` keys, and no `mask_updates` unless
     the run is still at gradient step 0 (its count would not be the iteration's)."""
     if state:
-      self._row_step = int(state['previous_step'])
+      step = int(state['previous_step'])
+      self._row_step = None if step < 0 else step
       if 'previous' in state:
         self._previous = {n: {p: np.asarray(m).astype(bool) for p, m in masks.items()}
                           for n, masks in state['previous'].items()}
