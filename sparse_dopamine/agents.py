@@ -136,6 +136,23 @@ class _SparseMixin:
   def _restore_counter(self) -> None:
     self.gradient_steps = int(sparse_state(self).sparsity.step)
 
+  def _train_step(self):
+    """Dopamine's own train step (its jitted train function), then the gradient-step count
+    and, on a mask-update step, the target masked by the new masks."""
+    before = self.optimizer_state
+    super()._train_step()
+    self._after_train_step(before)
+
+  def _reinstall_optimizer(self) -> None:
+    """After Dopamine's unbundle: put back the sparse optimizer where it rebuilt its own."""
+
+  def unbundle(self, checkpoint_dir, iteration_number, bundle_dictionary):
+    ok = super().unbundle(checkpoint_dir, iteration_number, bundle_dictionary)
+    self._reinstall_optimizer()
+    if ok and bundle_dictionary is not None:
+      self._restore_counter()
+    return ok
+
   def sparsity_metrics(self) -> dict[str, float]:
     """{'sparsity': zero fraction over the masked kernels, ...} of the online params."""
     masks = sparse_state(self).masks
@@ -187,16 +204,6 @@ class SparseJaxDQNAgent(_SparseMixin, dqn_agent.JaxDQNAgent):
   def _set_target(self, target):
     self.target_network_params = target
 
-  def _train_step(self):
-    before = self.optimizer_state
-    super()._train_step()
-    self._after_train_step(before)
-
-  def unbundle(self, checkpoint_dir, iteration_number, bundle_dictionary):
-    ok = super().unbundle(checkpoint_dir, iteration_number, bundle_dictionary)
-    if ok and bundle_dictionary is not None:
-      self._restore_counter()
-    return ok
 
 
 @gin.configurable
@@ -247,18 +254,9 @@ class SparseJaxSACAgent(_SparseMixin, sac_agent.SACAgent):
   def _set_target(self, target):
     self.target_params = target
 
-  def _train_step(self):
-    before = self.optimizer_state
-    super()._train_step()
-    self._after_train_step(before)
-
-  def unbundle(self, checkpoint_dir, iteration_number, bundle_dictionary):
-    ok = super().unbundle(checkpoint_dir, iteration_number, bundle_dictionary)
+  def _reinstall_optimizer(self) -> None:
     # SACAgent.unbundle rebuilds a plain optimizer; the restored state is a SparseOptState.
     self.network_optimizer = self._sparse_tx
-    if ok and bundle_dictionary is not None:
-      self._restore_counter()
-    return ok
 
 
 @gin.configurable
