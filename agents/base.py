@@ -168,6 +168,22 @@ class Trainer(abc.ABC):
     return envs_lib.make_env(self.env_id, seed, video=video, **self._env_options)
 
   @staticmethod
+  def _play_each(seeds: Sequence[int], envs: Sequence[Any] | None, default_env: Any,
+                 make_policy: Callable[[int], Callable[[np.ndarray], Any]]
+                 ) -> tuple[list[float], list[int]]:
+    """One whole episode per seed, in order (`envs.play_episode`): on `envs[i]`, or on
+    `default_env` when `envs` is None, acting with `make_policy(seed)` (a fresh policy per
+    episode, so its randomness is keyed by that episode's seed)."""
+    from agents import envs as envs_lib  # pylint: disable=g-import-not-at-top
+    returns, lengths = [], []
+    for i, seed in enumerate(seeds):
+      episode_return, length = envs_lib.play_episode(
+          default_env if envs is None else envs[i], seed, make_policy(seed))
+      returns.append(episode_return)
+      lengths.append(length)
+    return returns, lengths
+
+  @staticmethod
   def _check_eval_envs(seeds: Sequence[int], envs: Sequence[Any] | None) -> None:
     if envs is not None and len(envs) != len(seeds):
       raise ValueError(f'{len(envs)} envs for {len(seeds)} evaluation seeds')

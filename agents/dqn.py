@@ -437,19 +437,16 @@ class DQNTrainer(base.Trainer):
     when deterministic; the exploration key of each episode comes from its seed."""
     self._check_eval_envs(seeds, envs)
     epsilon = 0.0 if deterministic else self.config.epsilon_eval
-    returns, lengths = [], []
-    for i, seed in enumerate(seeds):
+
+    def make_policy(seed):
       key = jax.random.PRNGKey(seed)
 
       def policy(obs):
         nonlocal key
         key, action = self._act_eval(self._state, obs, key, epsilon)
         return int(action)
-      episode_return, length = envs_lib.play_episode(
-          self._eval_env if envs is None else envs[i], seed, policy)
-      returns.append(episode_return)
-      lengths.append(length)
-    return returns, lengths
+      return policy
+    return self._play_each(seeds, envs, self._eval_env, make_policy)
 
   def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
     """See `Trainer.act`: argmax Q, or epsilon-greedy with epsilon_eval."""

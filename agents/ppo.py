@@ -521,8 +521,8 @@ class PPOTrainer(Trainer):
       self._eval_env = self.make_eval_env(self.seed + 10_000)
     if deterministic is None:
       deterministic = self.config.eval_deterministic
-    returns, lengths = [], []
-    for i, seed in enumerate(seeds):
+
+    def make_policy(seed):
       key, step = jax.random.PRNGKey(seed), 0
 
       def policy(obs):
@@ -532,11 +532,8 @@ class PPOTrainer(Trainer):
                                  deterministic=deterministic)
         step += 1
         return self._env_action(np.asarray(action)[0])
-      episode_return, length = envs_lib.play_episode(
-          self._eval_env if envs is None else envs[i], seed, policy)
-      returns.append(episode_return)
-      lengths.append(length)
-    return returns, lengths
+      return policy
+    return self._play_each(seeds, envs, self._eval_env, make_policy)
 
   # --- sparsity and cost
 
