@@ -168,17 +168,25 @@ def check_smoke(trainer, metrics, method, targets):
   assert trainer.training_flops() > 0
 
 
-@pytest.mark.parametrize('method', METHODS)
-def test_smoke_mujoco(method):
-  trainer = ppo.PPOTrainer('InvertedPendulum-v5', 0, mujoco_config(method))
+def _smoke_train(env_id, config, method):
+  """512 env steps (4 updates); the actor at 0.8 and the critic at 0.6; the actor's masks
+  change for prune, SET and RigL only. Returns (trainer, metrics)."""
+  trainer = ppo.PPOTrainer(env_id, 0, config)
   initial = jax.device_get(trainer.state.nets['actor'].masks)
   metrics = trainer.train(512)
   assert trainer.env_steps == 512 and metrics['train/updates'] == 4
-  assert metrics['train/episodes'] > 0 and np.isfinite(metrics['train/episode_return'])
+  assert metrics['train/episodes'] > 0
   check_smoke(trainer, metrics, method, {'actor': 0.8, 'critic': 0.6})
   if method != 'dense':
     changed = not masks_match(initial, trainer.state.nets['actor'].masks)
     assert changed == (method in ('prune', 'set', 'rigl'))
+  return trainer, metrics
+
+
+@pytest.mark.parametrize('method', METHODS)
+def test_smoke_mujoco(method):
+  trainer, metrics = _smoke_train('InvertedPendulum-v5', mujoco_config(method), method)
+  assert np.isfinite(metrics['train/episode_return'])
   assert trainer.state.nets['critic'].params['Dense_0']['kernel'].shape == (4, 32)
   assert trainer.state.nets['actor'].params['Dense_0']['kernel'].shape == (4, 64)
   evaluation = trainer.evaluate(1)
@@ -188,15 +196,8 @@ def test_smoke_mujoco(method):
 
 @pytest.mark.parametrize('method', METHODS)
 def test_smoke_classic(method):
-  trainer = ppo.PPOTrainer('CartPole-v0', 0, classic_config(method))
-  initial = jax.device_get(trainer.state.nets['actor'].masks)
-  metrics = trainer.train(512)
-  assert trainer.env_steps == 512 and metrics['train/updates'] == 4
-  assert metrics['train/episodes'] > 0 and metrics['train/episode_return'] >= 8
-  check_smoke(trainer, metrics, method, {'actor': 0.8, 'critic': 0.6})
-  if method != 'dense':
-    changed = not masks_match(initial, trainer.state.nets['actor'].masks)
-    assert changed == (method in ('prune', 'set', 'rigl'))
+  trainer, metrics = _smoke_train('CartPole-v0', classic_config(method), method)
+  assert metrics['train/episode_return'] >= 8
   # The categorical actor: a logits head of 2 units (CartPole's actions) and no log std.
   actor = trainer.state.nets['actor'].params
   assert actor['Dense_2']['kernel'].shape == (64, 2) and 'log_std' not in actor
