@@ -17,6 +17,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from agents import envs as envs_lib
+
 ProgressFn = Callable[[int], None]   # called with env steps just done (for bars/ETA)
 
 
@@ -34,10 +36,11 @@ def episode_metrics(prefix: str, returns: Sequence[float],
 def eval_seeds(seed: int, eval_call: int, num_episodes: int) -> list[int]:
   """Reset seeds of the evaluation episodes of evaluation call `eval_call` (0-based).
 
-  Every agent evaluates episode i of call c from seed + 10_000 + 1000 * c + i, so an evaluation
-  depends only on the params and the call count, never on earlier evaluations or on a resume.
+  Every agent evaluates episode i of call c from `envs.stream_seed(seed, 'eval', c, i)`, so an
+  evaluation depends only on the params and the call count, never on earlier evaluations or on
+  a resume, and runs of different seeds share no evaluation episode.
   """
-  return [seed + 10_000 + 1000 * eval_call + i for i in range(num_episodes)]
+  return [envs_lib.stream_seed(seed, 'eval', eval_call, i) for i in range(num_episodes)]
 
 
 def rng_state(rng: np.random.Generator) -> str:

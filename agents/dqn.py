@@ -311,9 +311,10 @@ class DQNTrainer(base.Trainer):
                atari: envs_lib.AtariConfig | None = None, max_episode_steps: int | None = None):
     self.env_id, self.seed, self.config, self.sparsity_config = env_id, seed, config, sparsity
     self._env_options = {'atari': atari, 'max_episode_steps': max_episode_steps}
-    self._env = envs_lib.make_env(env_id, seed, **self._env_options)
+    self._env = envs_lib.make_env(env_id, envs_lib.stream_seed(seed, 'train', 0),
+                                     **self._env_options)
     envs_lib.check_action_space(self._env, 'discrete', 'DQN')
-    self._eval_env = self.make_eval_env(seed + 10_000)
+    self._eval_env = self.make_eval_env(envs_lib.stream_seed(seed, 'eval_env', 0))
     spec = envs_lib.env_spec_summary(self._env)
     self._obs_shape = spec['obs_shape']
     self._is_image = spec['is_image']

@@ -157,6 +157,36 @@ class EpisodeLog(gym.Wrapper):
     return obs
 
 
+# The purposes a run draws reset seeds for; each gets its own SeedSequence spawn key, so no
+# two (run seed, purpose, index) streams share a seed except by a 32-bit collision.
+SEED_PURPOSES = {'train': 1, 'eval': 2, 'eval_env': 3}
+
+
+def stream_seed(seed: int, purpose: str, *index: int) -> int:
+  """The seed of one random stream of a run: numpy `SeedSequence(seed, spawn_key=(purpose,
+  *index))`, the first 32-bit word of its state.
+
+  Args:
+    seed: the run's seed, an int >= 0.
+    purpose: a key of `SEED_PURPOSES`: 'train' (index: the sub-env; DQN and SAC train on
+      sub-env 0), 'eval' (index: evaluation call, episode), 'eval_env' (index: the eval env).
+    index: ints >= 0.
+
+  Returns:
+    An int in [0, 2**32). Streams of different runs, purposes or indices are independent
+    draws, unlike `seed + i`, where run s's sub-env 1 is run s+1's sub-env 0.
+
+  Raises:
+    ValueError: an unknown purpose, or a negative seed or index.
+  """
+  if purpose not in SEED_PURPOSES:
+    raise ValueError(f"Unknown seed purpose {purpose!r}; choose one of {sorted(SEED_PURPOSES)}.")
+  if int(seed) < 0 or any(int(i) < 0 for i in index):
+    raise ValueError(f"Seeds and stream indices must be >= 0, got seed {seed}, index {index}.")
+  spawn_key = (SEED_PURPOSES[purpose], *(int(i) for i in index))
+  return int(np.random.SeedSequence(int(seed), spawn_key=spawn_key).generate_state(1)[0])
+
+
 def episode_seed(seed: int, episode: int) -> int:
   """The reset seed of episode `episode` (0-based) of an env built with `seed`: `seed` itself
   for the first one, then a SeedSequence draw, so runs with nearby seeds share no episodes."""
@@ -445,7 +475,8 @@ def make_vector_env(
     atari: AtariConfig | None = None,
     max_episode_steps: int | None = None,
 ) -> gym.vector.SyncVectorEnv:
-  """`num_envs` copies of `make_env` (seeds seed, seed+1, ...) in same-step autoreset mode.
+  """`num_envs` copies of `make_env` in same-step autoreset mode; sub-env i is seeded with
+  `stream_seed(seed, 'train', i)`, so no two runs' sub-envs share an episode stream.
 
   SAME_STEP: when sub-env i ends an episode, the step returns the first observation of its next
   episode in `obs[i]`; the real last observation is `info['final_obs'][i]` (valid where
@@ -457,7 +488,8 @@ def make_vector_env(
   _check_env_id(env_id)
   env_fns = [
       lambda i=i: make_env(
-          env_id, seed + i, atari=atari, max_episode_steps=max_episode_steps)
+          env_id, stream_seed(seed, 'train', i), atari=atari,
+          max_episode_steps=max_episode_steps)
       for i in range(num_envs)
   ]
   return gym.vector.SyncVectorEnv(env_fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)

@@ -344,7 +344,8 @@ class PPOTrainer(Trainer):
     env_id: MuJoCo-style id (vector obs, Box actions) for PPOConfig, a classic-control id
       (vector obs, Discrete actions, e.g. 'CartPole-v0') for PPOClassicConfig,
       'ALE/<Game>-v5' for PPOAtariConfig.
-    seed: seeds networks, masks, sampling, shuffling and the envs (env i gets seed + i).
+    seed: seeds networks, masks, sampling, shuffling and the envs (sub-env i:
+        `envs.stream_seed(seed, 'train', i)`).
     config: PPOConfig (MuJoCo), PPOClassicConfig (classic control) or PPOAtariConfig (Atari),
       including each network's sparsity.
     sparsity: if given, the sparse training method of every network (replaces
@@ -518,7 +519,7 @@ class PPOTrainer(Trainer):
     statistics frozen."""
     self._check_eval_envs(seeds, envs)
     if self._eval_env is None and envs is None:
-      self._eval_env = self.make_eval_env(self.seed + 10_000)
+      self._eval_env = self.make_eval_env(envs_lib.stream_seed(self.seed, 'eval_env', 0))
     if deterministic is None:
       deterministic = self.config.eval_deterministic
 

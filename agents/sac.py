@@ -309,7 +309,8 @@ class SACTrainer(Trainer):
       config = dataclasses.replace(config, actor_sparsity=sparsity, critic_sparsity=sparsity)
     self.env_id, self.config, self.seed = env_id, config, seed
     self._env_options = {'max_episode_steps': max_episode_steps}
-    self._env = envs_lib.make_env(env_id, seed, **self._env_options)
+    self._env = envs_lib.make_env(env_id, envs_lib.stream_seed(seed, 'train', 0),
+                                     **self._env_options)
     try:
       _check_env(self._env, env_id)
     except ValueError:
@@ -451,7 +452,8 @@ class SACTrainer(Trainer):
     first seed and the step; the episodes are stepped together on separate envs."""
     self._check_eval_envs(seeds, envs)
     while envs is None and len(self._eval_envs) < len(seeds):
-      self._eval_envs.append(self.make_eval_env(self.seed + 10_000 + len(self._eval_envs)))
+      self._eval_envs.append(self.make_eval_env(
+          envs_lib.stream_seed(self.seed, 'eval_env', len(self._eval_envs))))
     actor = self._state.actor
     deterministic = True if deterministic is None else deterministic
     key, step = jax.random.PRNGKey(seeds[0] if len(seeds) else 0), 0

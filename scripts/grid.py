@@ -8,6 +8,7 @@ seeds. Example (gin_configs/sweeps/*.toml hold real ones):
     sparsities = [0.5, 0.8, 0.9, 0.95]
     distributions = ["erk"]
     extra_points = [{ sparsity = 0.9, distribution = "uniform" }]   # on top of the product
+    # an extra point for some sparse methods only: { ..., methods = ["static", "rigl"] }
     seeds = 5                            # or an explicit list such as [0, 1, 2, 3, 4]
     bindings = ["RunnerConfig.num_iterations = 10"]                # every run
 
@@ -252,12 +253,20 @@ def _axes(table: dict[str, Any], where: str) -> dict[str, Any]:
   if 'extra_points' in table:
     points = []
     for point in table['extra_points']:
-      if not isinstance(point, dict) or set(point) != {'sparsity', 'distribution'}:
-        raise GridError(f'{where}.extra_points entries need exactly sparsity and '
-                        f'distribution, got {point!r}.')
-      sub = _axes({'sparsities': [point['sparsity']],
-                   'distributions': [point['distribution']]}, f'{where}.extra_points')
-      points.append((sub['sparsities'][0], sub['distributions'][0]))
+      if (not isinstance(point, dict)
+          or not {'sparsity', 'distribution'} <= set(point) <= {'sparsity', 'distribution',
+                                                                 'methods'}):
+        raise GridError(f'{where}.extra_points entries need sparsity and distribution '
+                        f'(and optionally methods), got {point!r}.')
+      sub = _axes({'sparsities': [point['sparsity']], 'distributions': [point['distribution']],
+                   **({'methods': point['methods']} if 'methods' in point else {})},
+                  f'{where}.extra_points')
+      methods = tuple(sub.get('methods', SPARSE_METHODS))
+      bad = [m for m in methods if m not in SPARSE_METHODS]
+      if bad:
+        raise GridError(f'{where}.extra_points methods must be sparse methods '
+                        f'{list(SPARSE_METHODS)}, got {bad}.')
+      points.append((sub['sparsities'][0], sub['distributions'][0], methods))
     out['extra_points'] = points
   if 'seeds' in table:
     seeds = table['seeds']
@@ -422,7 +431,7 @@ def _expand_experiment(grid: dict[str, Any], exp: dict[str, Any], variant: dict[
   axes, suite = grid['axes'], grid['name']
   base = [*grid['bindings'], *exp['bindings'], *variant['every']]
   points = [(s, d) for s in exp['sparsities'] for d in exp['distributions']]
-  points += [p for p in exp['extra_points'] if p not in points]
+  extra = [(s, d, m) for s, d, m in exp['extra_points'] if (s, d) not in points]
 
   def sparse_bindings(method, sparsity, distribution, seed):
     values = dict(method=method, sparsity=sparsity, distribution=distribution, seed=seed)
@@ -437,7 +446,7 @@ def _expand_experiment(grid: dict[str, Any], exp: dict[str, Any], variant: dict[
       elif method == 'small_dense':
         cells = [(s, None) for s in exp['sparsities']]
       else:
-        cells = points
+        cells = list(dict.fromkeys(points + [(s, d) for s, d, only in extra if method in only]))
       for sparsity, distribution in cells:
         values = dict(method=method, sparsity=sparsity, distribution=distribution, seed=seed)
         name = f"{exp['name']}/{cell_name(method, sparsity, distribution)}/seed_{seed}"

@@ -74,6 +74,15 @@ class SparsityConfig:
     sparse_init: re-draw the kept weights at init with the unit-scaled
       uniform initializer whose fan_avg is counted through the mask (the
       paper's fixed_sparse_init; rigl/rigl_tf2/init_utils.py).
+    skip_zero_drop: SET/RigL: an update step whose drop fraction d(t) is 0
+      (float32, as computed) leaves the masks as they are. The TF2 code runs
+      an update only under `tf.cond(drop_fraction > 0)`
+      (rigl/rigl_tf2/mask_updaters.py `UpdateSchedule.update`): with the
+      cosine decay that skips the update at end_step when end_step is on the
+      update grid. The TF1 optimizers (rigl/sparse_optimizers_base.py, the
+      Atari DQN code) run it with zero drops: False. A zero-drop update is
+      not a no-op: the lower-index tie rule can move an active weight that
+      is exactly 0 onto a lower-index inactive position.
   """
   method: str = 'dense'
   sparsity: float = 0.0
@@ -88,6 +97,7 @@ class SparsityConfig:
   drop_fraction_decay: str = 'cosine'
   update_order: str = 'masks_first'
   sparse_init: bool = False
+  skip_zero_drop: bool = True
 
   def __post_init__(self):
     if not isinstance(self.method, str) or self.method not in METHODS:
@@ -127,6 +137,7 @@ class SparsityConfig:
                         ('cosine', 'constant'))
     checks.check_choice(self, 'update_order', self.update_order, UPDATE_ORDERS)
     checks.check_bool(self, 'sparse_init', self.sparse_init)
+    checks.check_bool(self, 'skip_zero_drop', self.skip_zero_drop)
 
   def target_sparsities(self, params: PyTree) -> PyTree:
     """Per-leaf final sparsities (None = dense) for these params' shapes."""
@@ -337,7 +348,10 @@ def _dynamic(config: SparsityConfig, grow: str) -> Updater:
         score = jnp.abs(g)
       else:
         score = jax.random.uniform(jax.random.fold_in(sub, i), m.shape)
-      new.append(_grow_largest(kept, score, n_drop, k_max))
+      grown = _grow_largest(kept, score, n_drop, k_max)
+      if config.skip_zero_drop:  # TF2: no update at all when d(t) == 0
+        grown = jnp.where(fraction > 0, grown, m)
+      new.append(grown)
     return jax.tree_util.tree_unflatten(treedef, new), key
 
   return Updater(

@@ -261,13 +261,14 @@ def test_evaluation_steps_the_episodes_together_as_if_one_by_one():
   trainer.train(120)  # past the random warm-up: the actor has been trained a little
   evaluation = trainer.evaluate(3)
   assert evaluation['eval/episodes'] == 3.0 and evaluation['eval/episode_length'] == 30.0
-  # By hand: the same seeds (seed + 10_000 + i on the first call), one episode at a time,
-  # the deterministic action tanh(mean) of a batch of one.
+  # By hand: the same seeds (evaluation stream of seed 3, call 0, episode i: SeedSequence
+  # spawn key (2, 0, i)), one episode at a time, the deterministic action tanh(mean) of a
+  # batch of one.
   low, high = trainer._low, trainer._high
   returns = []
   for i in range(3):
     env = envs.make_env('Pendulum-v1', 0, max_episode_steps=30)
-    obs, _ = env.reset(seed=3 + 10_000 + i)
+    obs, _ = env.reset(seed=int(np.random.SeedSequence(3, spawn_key=(2, 0, i)).generate_state(1)[0]))
     total, done = 0.0, False
     while not done:
       action = np.asarray(trainer._act(trainer.state.actor, obs[None].astype(np.float32),

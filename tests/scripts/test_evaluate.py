@@ -135,13 +135,20 @@ def test_video_records_each_episode_whole_and_keeps_the_returns(runs, agent, tmp
                         '--video', str(videos)]) == 0
   with open(os.path.join(run_dir, 'eval_000002.json')) as f:
     recorded = json.load(f)
-  assert recorded['returns'] == plain['returns'] and recorded['lengths'] == plain['lengths']
-  assert sorted(os.listdir(videos)) == [
-      f'eval_000002_seed_{seed}-episode-0.mp4' for seed in plain['seeds']]
+  # SAC steps the episodes of an evaluation together (a batch of 2 here, of 1 with --video):
+  # its greedy actions may differ in the last float bit between batch sizes.
+  assert recorded['lengths'] == plain['lengths']
+  assert recorded['returns'] == (pytest.approx(plain['returns'], rel=1e-6) if agent == 'sac'
+                                 else plain['returns'])
+  assert sorted(os.listdir(videos)) == sorted(
+      f'eval_000002_seed_{seed}-episode-0.mp4' for seed in plain['seeds'])
   for path, length in zip(recorded['videos'], recorded['lengths']):
     frames = iio.imread(path)
     assert frames.ndim == 4 and frames.shape[-1] == 3
-    assert len(frames) == length + 1
+    # The recorder holds length + 1 frames (reset + one per step); moviepy 2.1 sums the frame
+    # durations in floats and writes int(sum * fps) of them, which drops the last frame for
+    # some lengths (11 frames at 50 fps: 0.21999... s -> 10 frames).
+    assert len(frames) in (length + 1, length)
     assert frames.std() > 0  # not a blank render
   out, err = capfd.readouterr()  # file descriptors: SDL writes to fd 2 itself
   assert 'videos: 2 files in' in out

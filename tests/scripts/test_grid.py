@@ -93,6 +93,10 @@ def test_experiment_overrides():
     ({'typo_key': 1}, 'unknown keys'),
     ({'name': 'a/b'}, 'plain name'),
     ({'extra_points': [{'sparsity': 0.9}]}, 'extra_points'),
+    ({'extra_points': [{'sparsity': 0.9, 'distribution': 'uniform', 'methods': ['dense']}]},
+     'must be sparse methods'),
+    ({'extra_points': [{'sparsity': 0.9, 'distribution': 'uniform', 'methods': ['rigel']}]},
+     'rigel'),
     ({'experiments': []}, 'experiments'),
     ({'experiments': [{'name': 'x', 'gin_files': ['a'], 'seed': 1}]}, 'unknown keys'),
     ({'experiments': [{'name': 'x', 'gin_files': ['a']},
@@ -103,11 +107,24 @@ def test_validation_errors(override, message):
     _grid(**override)
 
 
+def test_extra_points_for_some_methods_only():
+  # The study's ERK-vs-uniform cells: uniform 90% for static and RigL, not for the others.
+  specs = grid_lib.expand(_grid(
+      methods=['dense', 'static', 'prune', 'rigl'], sparsities=[0.9], seeds=[0],
+      extra_points=[{'sparsity': 0.9, 'distribution': 'uniform', 'methods': ['static', 'rigl']},
+                    {'sparsity': 0.9, 'distribution': 'uniform', 'methods': ['rigl']}]))
+  cells = sorted({s.cell for s in specs if s.experiment == 'cp'})
+  assert cells == ['dense', 'prune_erk_s0.9', 'rigl_erk_s0.9', 'rigl_uniform_s0.9',
+                   'static_erk_s0.9', 'static_uniform_s0.9']
+  assert len({s.name for s in specs}) == len(specs) == 12
+
+
 def test_json_and_toml_grids_are_the_same(tmp_path):
   toml_path = os.path.join(SWEEPS, 'dqn_classic.toml')
   grid = grid_lib.load(toml_path)
   raw = {k: v for k, v in grid.items() if k != 'experiments'}
-  raw['extra_points'] = [{'sparsity': s, 'distribution': d} for s, d in grid['extra_points']]
+  raw['extra_points'] = [{'sparsity': s, 'distribution': d, 'methods': list(m)}
+                         for s, d, m in grid['extra_points']]
   raw['experiments'] = [{'name': e['name'], 'gin_files': e['gin_files']}
                         for e in grid['experiments']]
   json_path = tmp_path / 'g.json'

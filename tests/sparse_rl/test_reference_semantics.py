@@ -380,3 +380,49 @@ def test_pruning_schedule_reaches_the_final_sparsity_at_end_step_even_when_it_eq
   assert sr.schedules.cubic_sparsity_host(4, 0.8, 5, 5) == pytest.approx(0.0)
   # And the cubic shape in between, by hand: b 0, e 10, t 5 -> 0.8 * (1 - 0.5**3) = 0.7.
   assert sr.schedules.cubic_sparsity_host(5, 0.8, 0, 10) == pytest.approx(0.7)
+
+
+# ------------------------------------------------------------- zero drop fraction (TF2)
+
+
+def ref_tf2_update(mask, w, grow_score, c, d0, last_update_step):
+  """rigl_tf2 UpdateSchedule.update: the mask update runs only under tf.cond(d(c) > 0)."""
+  d = np.float32(ref_cosine(c, d0, last_update_step))
+  if not d > 0:
+    return mask
+  return ref_mask_update(mask, w, grow_score, d)[0]
+
+
+@pytest.mark.parametrize('skip_zero_drop', [True, False])
+def test_update_at_end_step_with_zero_drop_fraction_is_skipped_as_in_tf2(skip_zero_drop):
+  # 4x4 kernel, positions 8-15 active, active weight 15 exactly 0; cosine decay to end_step
+  # 100 on an update grid of 100: the update at step 100 has d = 0. TF2 skips it (the mask
+  # stays); running it with 0 drops keeps the 8 largest |mask * w| with the lower index among
+  # ties, which moves the zero-valued connection 15 onto inactive position 0 (TF1's behaviour).
+  mask = np.zeros(16, bool)
+  mask[8:] = True
+  w = np.where(mask, np.linspace(0.1, 0.8, 16), 0.0).astype(np.float32)
+  w[15] = 0.0
+  g = np.arange(16, dtype=np.float32)
+  assert ref_cosine(100, 0.5, 100) == 0.0
+  expected_tf2 = ref_tf2_update(mask, w, g, 100, 0.5, 100)
+  np.testing.assert_array_equal(expected_tf2, mask)
+  moved = mask.copy()
+  moved[15], moved[0] = False, True
+  cfg = sr.SparsityConfig(method='rigl', sparsity=0.5, begin_step=0, end_step=100,
+                          update_interval=100, drop_fraction=0.5, distribution='uniform',
+                          skip_zero_drop=skip_zero_drop)
+  opt = sr.SparseOptimizer(optax.sgd(0.0), cfg)
+  assert opt.is_update_step(101)  # step index 100 is on the update grid
+  params = {'l': {'kernel': jnp.asarray(w.reshape(4, 4))}}
+  _, state = opt.init(params, jax.random.PRNGKey(0))
+  state = state.replace(sparsity=state.sparsity.replace(
+      masks={'l': {'kernel': jnp.asarray(mask.reshape(4, 4))}}, step=jnp.int32(100)))
+  _, new_state = opt.step(params, {'l': {'kernel': jnp.asarray(g.reshape(4, 4))}}, state)
+  got = np.asarray(new_state.masks['l']['kernel']).ravel()
+  np.testing.assert_array_equal(got, expected_tf2 if skip_zero_drop else moved)
+  # An update with d > 0 still runs: at step 0 (d = 0.5) 4 of the 8 change.
+  state0 = state.replace(sparsity=state.sparsity.replace(step=jnp.int32(0)))
+  _, after = opt.step(params, {'l': {'kernel': jnp.asarray(g.reshape(4, 4))}}, state0)
+  np.testing.assert_array_equal(np.asarray(after.masks['l']['kernel']).ravel(),
+                                ref_tf2_update(mask, w, g, 0, 0.5, 100))
