@@ -221,7 +221,11 @@ def update(config: SACConfig, alpha_tx: optax.GradientTransformation, target_ent
            state: SACState, batch: Batch) -> tuple[SACState, dict[str, jax.Array]]:
   """One SAC gradient step: critics, then actor (on the new critics), alpha, targets.
 
-  The alpha loss reuses the log-probs of the actor loss (before the actor step), as SB3 does.
+  The alpha loss log_alpha * stop_gradient(-log pi(a|s) - target entropy) is computed, as in
+  the paper's code (rigl/rl/tfagents/sac_train_eval.py `_train` on tf_agents'
+  `SacAgent.alpha_loss`), on a fresh sample a ~ pi(.|s) from the actor after its step and its
+  mask update (the sample is keyed `fold_in(actor_key, 2)`, actor_key the third of
+  `split(state.key, 3)`); the actor loss uses the alpha from before the step.
   """
   key, critic_key, actor_key = jax.random.split(state.key, 3)
   alpha = jnp.exp(state.log_alpha)
@@ -253,8 +257,12 @@ def update(config: SACConfig, alpha_tx: optax.GradientTransformation, target_ent
   actor = state.actor.mask_update_after_step(
       lambda p: jax.grad(actor_loss, has_aux=True)(p, state, batch.obs, alpha,
                                                     jax.random.fold_in(actor_key, 1))[0])
-  # alpha loss -log_alpha * (log pi + target entropy); its gradient w.r.t. log_alpha:
-  entropy_gap = jax.lax.stop_gradient(jnp.mean(log_prob) + target_entropy)
+  # alpha loss -log_alpha * (log pi + target entropy) on a fresh sample from the updated actor;
+  # its gradient w.r.t. log_alpha:
+  new_mean, new_log_std = actor.apply(batch.obs)
+  _, fresh_log_prob = sample_tanh_gaussian(jax.random.fold_in(actor_key, 2), new_mean,
+                                           new_log_std)
+  entropy_gap = jax.lax.stop_gradient(jnp.mean(fresh_log_prob) + target_entropy)
   alpha_updates, alpha_opt_state = alpha_tx.update(-entropy_gap, state.alpha_opt_state)
   log_alpha = optax.apply_updates(state.log_alpha, alpha_updates)
   new_state = state.replace(actor=actor, critic=critic.soft_update_target(config.tau),

@@ -7,6 +7,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import sparse_rl as sr
@@ -107,6 +108,40 @@ def test_sac_temperature_rises_below_the_target_entropy_and_falls_above(target_e
                                     jnp.float32))
   new, metrics = sac.update(config, alpha_tx, target_entropy, state, batch)
   assert np.sign(float(new.log_alpha) - float(state.log_alpha)) == direction
+
+
+def _np_tanh_gaussian_log_pi(mean, log_std, eps):
+  """log pi(tanh(u)), u = mean + std * eps, from the definitions, in float64. -> (batch,)"""
+  u = mean + np.exp(log_std) * eps
+  log_n = np.sum(-0.5 * eps ** 2 - log_std - 0.5 * np.log(2 * np.pi), axis=-1)
+  return log_n - np.sum(np.log(1 - np.tanh(u) ** 2), axis=-1)
+
+
+@pytest.mark.parametrize('method', ['dense', 'rigl'])
+def test_sac_temperature_loss_uses_a_fresh_sample_from_the_updated_actor(method):
+  # tf_agents SacAgent.alpha_loss, called by the paper's SAC `_train` after the actor's step
+  # and mask update: log_alpha * stop_gradient(-log pi(a|s) - H), a ~ pi from the actor as it
+  # is then. With SGD(1) on log_alpha the new value is log_alpha + mean(log pi) + H.
+  sparsity = sr.SparsityConfig(method=method, sparsity=0.0 if method == 'dense' else 0.5,
+                               update_interval=1, end_step=10, update_order='step_first')
+  config = sac.SACConfig(actor_hidden_sizes=(16,), critic_hidden_sizes=(16,), learning_rate=0.05,
+                         actor_sparsity=sparsity, critic_sparsity=sparsity)
+  state, _ = sac.init(config, obs_dim=3, action_dim=2, key=jax.random.PRNGKey(0))
+  rng = np.random.default_rng(6)
+  batch = _batch(rng, 32, 3, action=jnp.asarray(rng.uniform(-1, 1, (32, 2)), jnp.float32))
+  target_entropy = -2.0
+  new, _ = sac.update(config, optax.sgd(1.0), target_entropy, state, batch)
+  _, _, actor_key = jax.random.split(state.key, 3)
+  mean, log_std = (np.asarray(x, np.float64) for x in new.actor.apply(batch.obs))
+  eps = np.asarray(jax.random.normal(jax.random.fold_in(actor_key, 2), mean.shape), np.float64)
+  fresh = _np_tanh_gaussian_log_pi(mean, log_std, eps)
+  expected = float(state.log_alpha) + fresh.mean() + target_entropy
+  assert float(new.log_alpha) == pytest.approx(expected, abs=1e-4)
+  # The log-probs of the actor loss (the actor before its step, the actor key) differ.
+  old_mean, old_log_std = (np.asarray(x, np.float64) for x in state.actor.apply(batch.obs))
+  old_eps = np.asarray(jax.random.normal(actor_key, old_mean.shape), np.float64)
+  stale = _np_tanh_gaussian_log_pi(old_mean, old_log_std, old_eps)
+  assert abs(stale.mean() - fresh.mean()) > 1e-3
 
 
 def test_sac_critic_and_actor_updates_descend_their_losses():
