@@ -9,12 +9,16 @@ the last 10% of iterations), the eval curve from metrics.jsonl, and the planned 
 ROOT/sweep_manifest.json. Writes OUT/report.md (or OUT itself if it ends in .md) and PNGs next
 to it.
 
-Normalization, per suite (grid) and environment:
+Normalization, per suite (grid) and environment (references in scripts/reference_scores.py):
   * Atari (the 15 games of scripts/atari_scores.py): human-normalized.
-  * Environments with a random-policy reference in RANDOM_SCORES (classic control):
+  * Environments with a measured random-policy return (`RANDOM_RETURNS`, classic control):
     (score - random) / (dense - random), dense = mean final score of the dense runs of that env.
     Without the shift, Acrobot's negative returns would make a worse run score higher.
-  * Others (MuJoCo): score / dense, as in the paper.
+  * MuJoCo: score / the paper's dense SAC return of that env (`PAPER_DENSE_SAC`), for SAC and
+    PPO alike, as the paper does; `--dense_reference suite` divides by the suite's own dense
+    runs of the env instead (needed where the paper's value is not recorded, e.g. Hopper).
+  * Any other env is an error (one line, exit 2): a formula is never picked silently.
+  `--baseline none` divides every non-Atari score by the suite's own dense mean.
 Aggregates across environments: IQM with a 95% stratified-bootstrap CI (scripts/stats.py).
 Observation noise: where runs hold obs_noise_<iteration>.json files (`python -m scripts.evaluate
 --run_dir R --obs_noise 0,0.05,...`; the newest per run is used), the report adds, per env, a
@@ -49,13 +53,12 @@ import numpy as np
 from scripts import atari_scores
 from scripts import fileio
 from scripts import plot
+from scripts import reference_scores
 from scripts import stats
 from scripts.runs import Cell, Run, load_runs, load_sweep_info
 
-# Mean return of a uniformly random policy, measured with gymnasium 1.x (CartPole 2000
-# episodes, +-0.3 standard error; Acrobot 300 episodes, +-0.9; MountainCar 100 episodes, all
-# at the time limit).
-RANDOM_SCORES = {'CartPole-v1': 22.1, 'Acrobot-v1': -498.1, 'MountainCar-v0': -200.0}
+MUJOCO_ENVS = ('HalfCheetah', 'Hopper', 'Walker2d', 'Ant', 'Humanoid', 'InvertedPendulum',
+               'InvertedDoublePendulum', 'Reacher', 'Swimmer', 'Pusher', 'HumanoidStandup')
 METHOD_ORDER = ('dense', 'small_dense', 'static', 'prune', 'set', 'rigl')
 # The paper's orderings, as pairs (X, Y) of the probability-of-improvement table P(X > Y):
 # dynamic vs static, RigL vs SET, pruning vs the rest, sparse vs a parameter-matched small dense.
@@ -67,21 +70,51 @@ IMPROVEMENT_PAIRS = (('rigl', 'static'), ('set', 'static'), ('rigl', 'set'),
 # ------------------------------------------------------------------------- normalization
 
 
-def normalizer(env_id: str | None, dense_scores: list[float], random_baseline: bool = True):
+class NormalizationError(ValueError):
+  """An environment without a normalization reference."""
+
+
+def normalizer(env_id: str | None, dense_scores: list[float], random_baseline: bool = True,
+               dense_reference: str = 'paper'):
   """(fn: score -> normalized score or None, description) for one environment.
 
   Args:
     env_id: the gymnasium id (None if unknown).
     dense_scores: final scores of the env's finished dense runs.
-    random_baseline: shift by RANDOM_SCORES where known; False divides by dense only.
+    random_baseline: False divides every non-Atari score by the dense mean (`--baseline none`).
+    dense_reference: MuJoCo: 'paper' (the paper's dense SAC return, `PAPER_DENSE_SAC`) or
+      'suite' (the mean of `dense_scores`).
+
+  Raises:
+    NormalizationError: an env with no reference for its family (no measured random-policy
+      return, a MuJoCo env without the paper's dense SAC return under 'paper', unknown id).
   """
-  if env_id and atari_scores.is_atari(env_id):
+  if env_id is None:  # no run of the env has started
+    return (lambda s: None), 'not normalized: env unknown (no run has started)'
+  if atari_scores.is_atari(env_id):
     return (lambda s: atari_scores.human_normalized(s, env_id)), 'human-normalized'
+  mujoco = reference_scores.env_name(env_id) in MUJOCO_ENVS
+  if random_baseline and mujoco and dense_reference == 'paper':
+    name = reference_scores.env_name(env_id)
+    if name not in reference_scores.PAPER_DENSE_SAC:
+      raise NormalizationError(
+          f"{env_id}: the paper's dense SAC return is not recorded for {name} "
+          f"(scripts/reference_scores.py PAPER_DENSE_SAC has "
+          f"{sorted(reference_scores.PAPER_DENSE_SAC)}); use --dense_reference suite to "
+          f"divide by this suite's dense runs")
+    ref = reference_scores.PAPER_DENSE_SAC[name]
+    return (lambda s: s / ref), f"score / the paper's dense SAC return {ref:.5g}"
+  if random_baseline and not mujoco and env_id not in reference_scores.RANDOM_RETURNS:
+    raise NormalizationError(
+        f'{env_id}: no measured random-policy return to normalize by (scripts/'
+        f'reference_scores.py RANDOM_RETURNS has {sorted(reference_scores.RANDOM_RETURNS)}); '
+        f'measure one with python -m scripts.reference_scores --env {env_id}, or pass '
+        f'--baseline none')
   if not dense_scores:
     return (lambda s: None), 'not normalized: no finished dense runs'
   dense = float(np.mean(dense_scores))
-  if random_baseline and env_id in RANDOM_SCORES:
-    random = RANDOM_SCORES[env_id]
+  if random_baseline and not mujoco:
+    random = reference_scores.RANDOM_RETURNS[env_id].mean
     if dense <= random:
       return (lambda s: None), f'not normalized: dense mean {dense:.4g} <= random {random:.4g}'
     return ((lambda s: (s - random) / (dense - random)),
@@ -115,7 +148,7 @@ def _sort_cells(cells: Iterable[Cell]) -> list[Cell]:
 
 
 def build_suite(name: str, runs: list[Run], reps: int, seed: int,
-                random_baseline: bool = True) -> Suite:
+                random_baseline: bool = True, dense_reference: str = 'paper') -> Suite:
   """Normalizes the finished runs of one suite and aggregates each cell across envs."""
   experiments = list(dict.fromkeys(r.experiment for r in runs))
   env_ids = {e: next((r.env_id for r in runs if r.experiment == e and r.env_id), None)
@@ -126,7 +159,7 @@ def build_suite(name: str, runs: list[Run], reps: int, seed: int,
     done = [r for r in exp_runs if r.status == 'finished' and r.final_score is not None]
     fn, notes[exp] = normalizer(env_ids[exp],
                                 [r.final_score for r in done if r.method == 'dense'],
-                                random_baseline)
+                                random_baseline, dense_reference)
     planned[exp] = collections.Counter(r.cell for r in exp_runs)
     raw[exp], normalized[exp] = collections.defaultdict(list), collections.defaultdict(list)
     for r in done:
@@ -594,6 +627,9 @@ def _parse_args(argv):
   parser.add_argument('--fixed_sparsity', type=float, default=0.9,
                       help='sparsity of the distribution comparison')
   parser.add_argument('--title', default='Sparse training across sparsity levels')
+  parser.add_argument('--dense_reference', choices=('paper', 'suite'), default='paper',
+                      help="MuJoCo: divide by the paper's dense SAC return per env (default) "
+                           "or by this suite's own dense runs of the env")
   parser.add_argument('--baseline', choices=('random', 'none'), default='random',
                       help='non-Atari normalization: (s - random) / (dense - random) where a '
                            'random-policy score is known (default), or s / dense everywhere')
@@ -619,8 +655,13 @@ def main(argv=None) -> int:
   by_suite: dict[str, list[Run]] = collections.defaultdict(list)
   for run in runs:
     by_suite[run.suite].append(run)
-  suites = [build_suite(name, suite_runs, args.reps, args.seed, args.baseline == 'random')
-            for name, suite_runs in by_suite.items()]
+  try:
+    suites = [build_suite(name, suite_runs, args.reps, args.seed, args.baseline == 'random',
+                          args.dense_reference)
+              for name, suite_runs in by_suite.items()]
+  except NormalizationError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
   try:
     write_report(suites, out, args.root, args.fixed_sparsity, args.reps, args.seed,
                  args.title, argv)

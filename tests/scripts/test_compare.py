@@ -11,6 +11,7 @@ import pytest
 
 from scripts import atari_scores
 from scripts import compare
+from scripts import reference_scores
 from scripts import stats
 
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
@@ -84,7 +85,7 @@ def make_root(root, suite='syn'):
 
 def _normalized(exp, values):
   dense = np.mean(SCORES[(exp, 'dense')])
-  random = compare.RANDOM_SCORES[ENVS[exp]]
+  random = reference_scores.RANDOM_RETURNS[ENVS[exp]].mean
   return [(v - random) / (dense - random) for v in values]
 
 
@@ -112,19 +113,61 @@ def test_runs_and_statuses_are_loaded(report):
 
 def test_normalization_by_hand():
   fn, note = compare.normalizer('CartPole-v1', [100.0, 120.0, 140.0])
-  assert fn(120.0) == pytest.approx(1.0) and fn(22.1) == pytest.approx(0.0)
-  assert 'random 22.1' in note
+  assert fn(120.0) == pytest.approx(1.0) and fn(22.26) == pytest.approx(0.0)
+  assert 'random 22.26' in note
+  # CartPole-v0 (the shipped grids' env) has its own measured random return: a run at the
+  # random level scores about 0, not 22.26 / dense (0.11 with dense 200).
+  fn, note = compare.normalizer('CartPole-v0', [200.0])
+  assert fn(22.26) == pytest.approx(0.0) and fn(200.0) == pytest.approx(1.0)
   # Acrobot's returns are negative: the random shift keeps "better" = higher.
   fn, _ = compare.normalizer('Acrobot-v1', [-110.0])
   assert fn(-110.0) == pytest.approx(1.0) and fn(-300.0) < fn(-200.0) < 1.0
-  fn, _ = compare.normalizer('Hopper-v5', [1000.0, 3000.0])
+  # MuJoCo: the paper's dense SAC return (read off its Figure 2), for any agent's runs.
+  fn, note = compare.normalizer('HalfCheetah-v5', [3000.0])
+  assert fn(5600.0) == pytest.approx(0.5) and '11200' in note
+  fn, _ = compare.normalizer('Walker2d-v5', [])
+  assert fn(4950.0) == pytest.approx(1.0)
+  with pytest.raises(compare.NormalizationError, match='--dense_reference suite'):
+    compare.normalizer('Hopper-v5', [1000.0, 3000.0])
+  fn, _ = compare.normalizer('Hopper-v5', [1000.0, 3000.0], dense_reference='suite')
   assert fn(1000.0) == pytest.approx(0.5)
-  fn, note = compare.normalizer('Hopper-v5', [])
+  fn, note = compare.normalizer('Hopper-v5', [], dense_reference='suite')
   assert fn(1.0) is None and 'no finished dense' in note
   fn, note = compare.normalizer('CartPole-v1', [10.0])  # dense below random
   assert fn(50.0) is None and 'random' in note
   fn, _ = compare.normalizer('ALE/Pong-v5', [])  # Atari needs no dense runs
   assert fn(-20.7) == pytest.approx(0.0) and fn(14.6) == pytest.approx(1.0)
+  # An env without a reference is an error, never another formula.
+  with pytest.raises(compare.NormalizationError, match='python -m scripts.reference_scores'):
+    compare.normalizer('Pendulum-v1', [-200.0])
+  fn, _ = compare.normalizer('Pendulum-v1', [100.0, 300.0], random_baseline=False)
+  assert fn(200.0) == pytest.approx(1.0)
+
+
+def test_an_env_without_a_reference_is_one_error_line_and_nothing_written(tmp_path, capsys):
+  root = make_root(str(tmp_path / 'runs'))
+  for path, _, files in os.walk(root):  # the acrobot runs become Pendulum runs
+    for name in files:
+      if name in ('summary.json', 'sweep.json') and 'acrobot' in path:
+        full = os.path.join(path, name)
+        with open(full) as f:
+          data = json.load(f)
+        if 'env_id' in data:
+          data['env_id'] = 'Pendulum-v1'
+        _write(full, data)
+  out = tmp_path / 'docs'
+  assert compare.main(['--root', root, '--out', str(out), '--reps', '100']) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith('error: Pendulum-v1: no measured random-policy')
+  assert not out.exists() or not os.listdir(out)
+
+
+def test_measured_random_return_agrees_with_the_recorded_one():
+  # 300 fresh episodes (seed 1) against the 2000-episode value in the table: within 4 s.e.
+  got = reference_scores.measure_random_return('CartPole-v0', 300, seed=1)
+  recorded = reference_scores.RANDOM_RETURNS['CartPole-v0']
+  assert abs(got.mean - recorded.mean) < 4 * got.sem
+  assert got.episodes == 300 and 'gymnasium' in got.measured
 
 
 def test_aggregate_table_matches_hand_computed_iqm(report):
