@@ -30,6 +30,10 @@ output in DIR/stdout.log, in a deterministic DIR = ROOT/<experiment>/<cell>/seed
     ROOT/param_match.json.
   * Runs start seed by seed (every cell's seed 0 first), so a sweep stopped part-way leaves
     every cell with the same number of seeds.
+  * `--results DIR` (scripts/results.py): DIR holds each finished run's compact files
+    (config.gin, metrics.jsonl, summary.json, sweep.json without machine paths; no
+    checkpoints), added as each run finishes; runs finished in DIR are copied into the root and
+    skipped. Commit DIR and the grid resumes from it on a fresh machine.
   * Local backend: `--workers` processes at a time (default: the usable cores). Each run gets
     cores // workers threads (OMP/MKL/OpenBLAS; and XLA's single-threaded CPU mode when that is
     1) unless the environment already sets them.
@@ -63,6 +67,7 @@ from typing import Any
 
 from scripts import fileio
 from scripts import grid as grid_lib
+from scripts import results as results_lib
 from scripts import sweep_backends as backends
 from scripts.sweep_backends import LOG_FILE, STATUS_FILE, SUMMARY_FILE
 
@@ -297,6 +302,10 @@ def _parse_args(argv):
   parser.add_argument('--gin_binding', action='append', default=[],
                       help='extra binding for every run, after the grid\'s (repeatable); run '
                            'dir names do not change, so use another --root (smoke tests)')
+  parser.add_argument('--results', default=None,
+                      help='a results directory of compact files to keep up to date and to '
+                           'resume from (scripts/results.py): runs finished there are skipped, '
+                           'each run that finishes is added')
   parser.add_argument('--dry_run', action='store_true',
                       help='print the plan (runs, their status and commands) and run nothing '
                            '(small dense networks are still sized, and cached)')
@@ -346,6 +355,11 @@ def main(argv=None) -> int:
   if problem:
     print(f'error: --root {args.root or grid["root"]}: {problem}', file=sys.stderr)
     return 2
+  if args.results:
+    problem = fileio.unwritable_reason(os.path.abspath(args.results), probe=not args.dry_run)
+    if problem:
+      print(f'error: --results {args.results}: {problem}', file=sys.stderr)
+      return 2
   specs = [grid_lib.with_extra_bindings(s, args.gin_binding) for s in grid_lib.expand(grid)]
   planned = specs  # the manifest lists the whole grid, also under --only
   # Runs start seed by seed (stable within a seed): a sweep stopped part-way has every cell
@@ -360,6 +374,15 @@ def main(argv=None) -> int:
           + '\n'.join(lines), file=sys.stderr)
     if not args.dry_run:
       return 2
+  if args.results and not args.dry_run:  # committed results count as finished runs
+    try:
+      imported, exported = results_lib.sync(root, args.results, [s.name for s in planned])
+    except (OSError, results_lib.ResultsError) as e:
+      print(f'error: --results {args.results}: {e}', file=sys.stderr)
+      return 2
+    if imported or exported:
+      print(f'[sweep] results {args.results}: {len(imported)} finished run(s) taken from it, '
+            f'{len(exported)} added to it', flush=True)
   workers = args.workers or usable_cores()
   unusable = {name for runs in missing.values() for name in runs}
   to_size = [s for s in specs if s.width_query is not None and s.name not in unusable
@@ -403,6 +426,8 @@ def main(argv=None) -> int:
   sized_by_name.update({s.name: s for s in specs})
   write_manifest(root, grid, args.grid, [sized_by_name.get(s.name, s) for s in planned],
                  shlex.join(['python', '-m', 'scripts.sweep', *argv]))
+  if args.results:
+    results_lib.export_manifest(root, args.results)
   cache_dir = compile_cache_dir(args.compile_cache, root, args.backend)
   kinds = {}
   for task in tasks:
@@ -440,6 +465,12 @@ def main(argv=None) -> int:
       busy.append(result)
     elif result['status'] == 'finished':
       finished_times.append((kind, result['seconds']))
+      if args.results:
+        try:
+          results_lib.export_run(result['run_dir'], os.path.join(args.results, result['name']))
+        except (OSError, results_lib.ResultsError) as e:
+          print(f"[sweep] warning: {result['name']} not added to {args.results}: {e}",
+                file=sys.stderr, flush=True)
     parallel = workers if args.backend == 'local' else len(tasks)
     print(f"[sweep] {len(results)}/{len(tasks)} {result['status']:11s} {result['name']} "
           f"({result['seconds']:.0f} s); "
