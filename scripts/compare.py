@@ -52,6 +52,7 @@ import numpy as np
 
 from scripts import atari_scores
 from scripts import fileio
+from scripts import paper
 from scripts import plot
 from scripts import reference_scores
 from scripts import stats
@@ -407,6 +408,7 @@ def make_plots(suite: Suite, out_dir: str, prefix: str, fixed_sparsity: float, r
       plot.score_vs_cost(panels, label, f'{suite.name}: normalized score vs {label}\n'
                          '(mean over seeds, 95% bootstrap CI)', os.path.join(out_dir, name))
       figures.append((f'Normalized score vs {label}', name))
+  figures += _rliable_plots(suite, out_dir, prefix, fixed_sparsity, dist)
   _, values = distribution_table(suite, fixed_sparsity)
   dists = sorted({d for v in values.values() for d in v})
   if len(dists) > 1:
@@ -415,6 +417,42 @@ def make_plots(suite: Suite, out_dir: str, prefix: str, fixed_sparsity: float, r
                            f'{fixed_sparsity:g}', 'normalized final score (IQM, 95% CI)',
                            os.path.join(out_dir, name))
     figures.append((f'ERK vs uniform at sparsity {fixed_sparsity:g}', name))
+  return figures
+
+
+def performance_profile(suite: Suite, cell: Cell, taus: Iterable[float]) -> list[float]:
+  """Fraction of the cell's runs whose normalized score exceeds each tau, each env weighted
+  equally (the mean over envs of the per-env fraction), as rliable's performance profiles."""
+  per_env = [np.asarray(suite.normalized[exp][cell]) for exp in suite.experiments
+             if suite.normalized[exp].get(cell)]
+  return [float(np.mean([np.mean(scores > tau) for scores in per_env])) for tau in taus]
+
+
+def _rliable_plots(suite: Suite, out_dir: str, prefix: str, sparsity: float,
+                   dist: str | None) -> list[tuple[str, str]]:
+  """Interval estimates (IQM per method at `sparsity`) and performance profiles, drawn with
+  rliable's plotting; none without rliable (pip install -e '.[report]')."""
+  try:
+    import rliable  # noqa: F401
+  except ImportError:
+    return []
+  cells = [_method_cell(m, dist, sparsity) for m in METHOD_ORDER]
+  cells = [c for c in cells if c in suite.aggregates]
+  if not cells:
+    return []
+  figures = []
+  estimates = {_cell_label(c): tuple(suite.aggregates[c][0]) for c in cells}
+  name = f'{prefix}{suite.name}_iqm_s{sparsity:g}.png'
+  plot.interval_estimates(estimates, f'{suite.name}: sparsity {sparsity:g} ({dist})',
+                          'normalized final score, IQM (95% CI)', os.path.join(out_dir, name))
+  figures.append((f'IQM per method at sparsity {sparsity:g} (rliable interval estimates)', name))
+  scores = [v for c in cells for exp in suite.experiments for v in suite.normalized[exp][c]]
+  taus = np.linspace(min(0.0, min(scores)), max(1.2, max(scores)), 61)
+  profiles = {c[0]: performance_profile(suite, c, taus) for c in cells}
+  name = f'{prefix}{suite.name}_profiles_s{sparsity:g}.png'
+  plot.performance_profiles(profiles, taus, f'{suite.name}: performance profiles, sparsity '
+                            f'{sparsity:g} ({dist})', os.path.join(out_dir, name))
+  figures.append((f'Performance profiles at sparsity {sparsity:g}', name))
   return figures
 
 
@@ -556,8 +594,10 @@ def display_path(path: str) -> str:
 
 
 def write_report(suites: list[Suite], out_path: str, roots: list[str], fixed_sparsity: float,
-                 reps: int, seed: int, title: str, argv: list[str]) -> str:
-  """Writes the markdown report and its figures; returns the report path."""
+                 reps: int, seed: int, title: str, argv: list[str], with_paper: bool = False
+                 ) -> str:
+  """Writes the markdown report and its figures; returns the report path. `with_paper` adds
+  a section per suite beside the paper's Figure 1 and claims (scripts/paper.py)."""
   out_dir = os.path.dirname(os.path.abspath(out_path))
   prefix = '' if os.path.basename(out_path) == 'report.md' else \
       os.path.splitext(os.path.basename(out_path))[0] + '_'
@@ -594,6 +634,8 @@ def write_report(suites: list[Suite], out_path: str, roots: list[str], fixed_spa
                 '(ties count 1/2), averaged over envs; 0.5 = neither ahead. It says how often, '
                 'not by how much (Agarwal et al. 2021). 95% CI: X\'s and Y\'s runs resampled '
                 'independently within each env.', '', *pairs, '']
+    if with_paper:
+      lines += paper_lines(suite, fixed_sparsity, dist, reps, seed)
     dist_lines, values = distribution_table(suite, fixed_sparsity, reps, seed)
     if len({d for v in values.values() for d in v}) > 1:
       lines += [f'### Distributions at sparsity {fixed_sparsity:g}', '', *dist_lines, '']
@@ -606,6 +648,28 @@ def write_report(suites: list[Suite], out_path: str, roots: list[str], fixed_spa
   lines += ['## Missing, failed and partial runs', '', *missing_section(suites), '']
   os.makedirs(out_dir, exist_ok=True)
   return fileio.write_text(out_path, '\n'.join(lines))
+
+
+def paper_lines(suite: Suite, sparsity: float, dist: str | None, reps: int, seed: int
+                ) -> list[str]:
+  """The suite beside the paper: Figure 1 (SAC, PPO on MuJoCo), the ordering, the claims."""
+  lines = [f'### Beside the paper, sparsity {sparsity:g} ({dist or "dense"})', '']
+  figure1 = paper.figure1_table(suite, sparsity, dist)
+  if figure1:
+    lines += ["IQM of the normalized final score; the paper's values are read off its "
+              'Figure 1 (MuJoCo -v2, 1M steps for SAC; normalized by dense SAC per env).', '',
+              *figure1, '']
+  else:
+    lines += ['The paper has no Figure 1 entry for this suite: compare the orderings.', '']
+  order = paper.ordering_line(suite, sparsity, dist)
+  if order:
+    lines += [f'Ordering here (IQM): {order}.', '']
+  claims = paper.claims_table(suite, sparsity, dist, reps, seed)
+  if claims:
+    lines += ["The paper's claims as probabilities of improvement (verdict: the 95% CI above "
+              '0.5 agrees, below disagrees, across 0.5 is inconclusive; for "close", a CI '
+              'containing 0.5 agrees).', '', *claims, '']
+  return lines
 
 
 def out_problem(report_path: str) -> str | None:
@@ -627,6 +691,8 @@ def _parse_args(argv):
   parser.add_argument('--fixed_sparsity', type=float, default=0.9,
                       help='sparsity of the distribution comparison')
   parser.add_argument('--title', default='Sparse training across sparsity levels')
+  parser.add_argument('--paper', action='store_true',
+                      help="add a section per suite beside the paper's Figure 1 and claims")
   parser.add_argument('--dense_reference', choices=('paper', 'suite'), default='paper',
                       help="MuJoCo: divide by the paper's dense SAC return per env (default) "
                            "or by this suite's own dense runs of the env")
@@ -664,7 +730,7 @@ def main(argv=None) -> int:
     return 2
   try:
     write_report(suites, out, args.root, args.fixed_sparsity, args.reps, args.seed,
-                 args.title, argv)
+                 args.title, argv, with_paper=args.paper)
   except OSError as e:  # part-way (disk full, ...): the files written so far are whole
     print(f'error: could not write {e.filename or out}: {e.strerror or e}', file=sys.stderr)
     return 1

@@ -33,11 +33,12 @@ def _color(method: str) -> str:
   return METHOD_COLORS.get(method, 'tab:purple')
 
 
-def _save(fig, path: str) -> str:
+def _save(fig, path: str, tight: bool = True) -> str:
   """Writes the figure to `path` whole or not at all (scripts/fileio.py) and closes it."""
   try:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.tight_layout()
+    if tight:
+      fig.tight_layout()
     fileio.replace_atomically(path, lambda tmp: fig.savefig(tmp, dpi=DPI))
   finally:
     plt.close(fig)
@@ -171,4 +172,52 @@ def distribution_bars(values: dict[str, dict[str, Triple]], distributions: Seque
   handles = [plt.Rectangle((0, 0), 1, 1, facecolor='lightgray', hatch=hatches[j % 4],
                            edgecolor='white') for j in range(len(distributions))]
   ax.legend(handles, list(distributions), fontsize=8)
+  return _save(fig, path)
+
+
+def interval_estimates(estimates: dict[str, Triple], title: str, xlabel: str, path: str
+                       ) -> str:
+  """rliable's interval-estimate plot (the paper's Figure 1 style): one row per method.
+
+  Args:
+    estimates: {label: (point, lower, upper)}; a NaN bound (one seed) draws the point only.
+  """
+  import numpy as np
+  from rliable import plot_utils
+  labels = list(estimates)
+  points = {k: np.array([v[0]]) for k, v in estimates.items()}
+  intervals = {k: np.array([[v[1] if math.isfinite(v[1]) else v[0]],
+                            [v[2] if math.isfinite(v[2]) else v[0]]])
+               for k, v in estimates.items()}
+  colors = {k: _color(k.split(' ')[0]) for k in labels}
+  fig, axes = plot_utils.plot_interval_estimates(
+      points, intervals, metric_names=['IQM'], algorithms=labels, colors=colors,
+      xlabel=xlabel, subfigure_width=6.0, row_height=0.55, xlabel_y_coordinate=0.04)
+  fig.set_size_inches(7.5, 1.4 + 0.55 * len(labels))
+  ax = np.atleast_1d(axes)[0]
+  ax.tick_params(labelsize=10)
+  ax.set_title(title, fontsize=10)
+  for text in fig.texts:
+    text.set_fontsize(10)
+  fig.subplots_adjust(left=0.25, right=0.97, top=0.85, bottom=0.3)
+  return _save(fig, path, tight=False)
+
+
+def performance_profiles(profiles: dict[str, Sequence[float]], taus: Sequence[float],
+                         title: str, path: str) -> str:
+  """rliable's performance-profile plot: fraction of runs above each normalized score tau.
+
+  Args:
+    profiles: {method: fraction of runs > tau, per tau} (in [0, 1]).
+  """
+  import numpy as np
+  from rliable import plot_utils
+  fig, ax = plt.subplots(figsize=(6.4, 4.2))
+  methods = _ordered(profiles)
+  plot_utils.plot_performance_profiles(
+      {m: np.asarray(profiles[m]) for m in methods}, np.asarray(taus), ax=ax,
+      colors={m: _color(m) for m in methods}, xlabel=r'normalized score ($\tau$)',
+      ylabel=r'fraction of runs with score $> \tau$')
+  ax.legend(methods, fontsize=8, loc='lower left')
+  ax.set_title(title, fontsize=10)
   return _save(fig, path)

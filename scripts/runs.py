@@ -32,6 +32,7 @@ class Run:
   status: str = 'not started'  # 'finished', 'failed', 'partial' or 'not started'
   detail: str = ''
   env_id: str | None = None
+  agent: str | None = None  # 'dqn', 'sac', 'ppo', ... (summary.json), None if unknown
   final_score: float | None = None
   params: float | None = None  # active parameters at the end
   training_flops: float | None = None
@@ -115,6 +116,7 @@ def load_run(root: str, name: str, planned: dict | None) -> Run:
   elif summary is not None:
     run.status = 'finished'
     run.env_id = summary.get('env_id')
+    run.agent = summary.get('agent')
     score = summary.get('final_score')
     run.final_score = float(score) if score is not None else None
     if run.final_score is None:

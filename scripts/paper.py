@@ -1,0 +1,127 @@
+"""This suite beside the paper (Graesser et al. 2022): its Figure 1 numbers and its claims.
+
+Used by `scripts.compare --paper`. The Figure 1 values are the IQM of the normalized final
+score at 90% sparsity per method, read off the paper's Figure 1 (SAC and PPO on MuJoCo, both
+normalized by the dense SAC return per env); the paper gives no Figure 1 entry for classic
+control, where this section compares orderings only.
+"""
+
+from __future__ import annotations
+
+import math
+
+from scripts import stats
+
+# Read off Figure 1 of the paper (IQM, 90% sparsity, 5 MuJoCo envs, -v2).
+PAPER_FIGURE1_IQM = {
+    'sac': {'static': 0.23, 'set': 1.03, 'rigl': 1.10, 'prune': 1.16, 'small_dense': 0.90,
+            'dense': 1.12},
+    'ppo': {'static': 0.32, 'set': 0.44, 'rigl': 0.37, 'prune': 0.58, 'small_dense': 0.43,
+            'dense': 0.70},
+}
+FIGURE1_COLUMNS = ('static', 'set', 'rigl', 'prune', 'small_dense', 'dense')
+
+# The paper's claims as P(X > Y) pairs: (claim, X method, X distribution, Y method, Y
+# distribution, expectation). Distribution None: the suite's primary one (ERK). Expectation
+# '>' means the paper finds X ahead; '~' that it finds them close.
+CLAIMS = (
+    ('ERK beats uniform (static)', 'static', 'erk', 'static', 'uniform', '>'),
+    ('ERK beats uniform (RigL)', 'rigl', 'erk', 'rigl', 'uniform', '>'),
+    ('SET beats static', 'set', None, 'static', None, '>'),
+    ('RigL beats static', 'rigl', None, 'static', None, '>'),
+    ('pruning beats static', 'prune', None, 'static', None, '>'),
+    ('pruning beats SET', 'prune', None, 'set', None, '>'),
+    ('pruning beats RigL', 'prune', None, 'rigl', None, '>'),
+    ('RigL and SET are close', 'rigl', None, 'set', None, '~'),
+    ('static beats a parameter-matched small dense', 'static', None, 'small_dense', None, '>'),
+    ('SET beats a parameter-matched small dense', 'set', None, 'small_dense', None, '>'),
+    ('RigL beats a parameter-matched small dense', 'rigl', None, 'small_dense', None, '>'),
+    ('pruning beats a parameter-matched small dense', 'prune', None, 'small_dense', None, '>'),
+)
+
+
+def verdict(interval: stats.Interval, expectation: str) -> str:
+  """'agrees' / 'disagrees' / 'inconclusive' for a P(X > Y) interval against a claim.
+
+  '>': agrees if the CI lies above 0.5, disagrees if it lies below, else inconclusive.
+  '~': agrees if the CI contains 0.5, else disagrees (one method is clearly ahead).
+  """
+  if not (math.isfinite(interval.lower) and math.isfinite(interval.upper)):
+    return 'inconclusive (one seed: no CI)'
+  if expectation == '~':
+    return 'agrees' if interval.lower <= 0.5 <= interval.upper else 'disagrees'
+  if interval.lower > 0.5:
+    return 'agrees'
+  if interval.upper < 0.5:
+    return 'disagrees'
+  return 'inconclusive'
+
+
+def paper_agent(suite) -> str | None:
+  """'sac' / 'ppo' when the suite's finished runs are that agent on MuJoCo, else None."""
+  from scripts import compare  # the suite type lives there; import here to avoid a cycle
+  agents = {r.agent for r in suite.runs if r.status == 'finished'}
+  envs = [e for e in suite.env_ids.values() if e]
+  if len(agents) != 1 or not envs:
+    return None
+  agent = agents.pop()
+  mujoco = all(compare.reference_scores.env_name(e) in compare.MUJOCO_ENVS for e in envs)
+  return agent if agent in PAPER_FIGURE1_IQM and mujoco else None
+
+
+def figure1_table(suite, sparsity: float, distribution: str | None) -> list[str]:
+  """Markdown rows: per method, the paper's Figure 1 IQM beside this suite's [95% CI]."""
+  from scripts import compare
+  agent = paper_agent(suite)
+  if agent is None:
+    return []
+  paper = PAPER_FIGURE1_IQM[agent]
+  lines = ['| | ' + ' | '.join(FIGURE1_COLUMNS) + ' |',
+           '|---|' + '---|' * len(FIGURE1_COLUMNS),
+           '| paper (Figure 1) | ' + ' | '.join(f'{paper[m]:.2f}' for m in FIGURE1_COLUMNS)
+           + ' |']
+  ours = []
+  for method in FIGURE1_COLUMNS:
+    cell = compare._method_cell(method, distribution, sparsity)
+    if cell in suite.aggregates:
+      interval, k = suite.aggregates[cell]
+      n = len(suite.experiments)
+      ours.append(compare._fmt_ci(interval) + (f' ({k}/{n} envs)' if k < n else ''))
+    else:
+      ours.append('—')
+  lines.append('| this suite | ' + ' | '.join(ours) + ' |')
+  return lines
+
+
+def claims_table(suite, sparsity: float, distribution: str | None, reps: int, seed: int
+                 ) -> list[str]:
+  """Markdown rows: each claim of the paper, P(X > Y) [95% CI] here, and the verdict."""
+  from scripts import compare
+  rows = []
+  for claim, xm, xd, ym, yd, expectation in CLAIMS:
+    x = compare._method_cell(xm, xd or distribution, sparsity)
+    y = compare._method_cell(ym, yd or distribution, sparsity)
+    result = compare.improvement(suite, x, y, reps, seed)
+    if result is None:
+      continue
+    interval, k = result
+    n = len(suite.experiments)
+    envs = f' ({k}/{n} envs)' if k < n else ''
+    rows.append(f'| {claim} | P({compare._cell_label(x)} > {compare._cell_label(y)}) = '
+                f'{compare._fmt_ci(interval)}{envs} | {verdict(interval, expectation)} |')
+  if not rows:
+    return []
+  return ['| the paper finds | here, at sparsity %g | verdict |' % sparsity, '|---|---|---|',
+          *rows]
+
+
+def ordering_line(suite, sparsity: float, distribution: str | None) -> str:
+  """The methods ordered by IQM here, e.g. 'prune 1.02 > rigl 0.98 > ...'."""
+  from scripts import compare
+  scored = []
+  for method in FIGURE1_COLUMNS:
+    cell = compare._method_cell(method, distribution, sparsity)
+    if cell in suite.aggregates:
+      scored.append((suite.aggregates[cell][0].point, method))
+  scored.sort(reverse=True)
+  return ' > '.join(f'{m} {compare._fmt(v)}' for v, m in scored)

@@ -1,0 +1,90 @@
+"""The report beside the paper (scripts/paper.py, scripts.compare --paper): verdicts by hand,
+the Figure 1 table on synthetic SAC runs normalized by the paper's dense SAC returns."""
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from scripts import compare
+from scripts import paper
+from scripts import stats
+
+# Final scores of synthetic SAC runs, seeds 0-2, on two MuJoCo envs.
+SAC_SCORES = {
+    ('halfcheetah', 'HalfCheetah-v5', 'dense'): [11200.0, 10080.0, 12320.0],
+    ('halfcheetah', 'HalfCheetah-v5', 'rigl_erk_s0.9'): [5600.0, 6720.0, 7840.0],
+    ('halfcheetah', 'HalfCheetah-v5', 'static_erk_s0.9'): [1120.0, 2240.0, 3360.0],
+    ('walker', 'Walker2d-v5', 'dense'): [4950.0, 4455.0, 5445.0],
+    ('walker', 'Walker2d-v5', 'rigl_erk_s0.9'): [2475.0, 2970.0, 3465.0],
+    ('walker', 'Walker2d-v5', 'static_erk_s0.9'): [495.0, 990.0, 1485.0],
+}
+
+
+def _write(path, data):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path, 'w') as f:
+    json.dump(data, f)
+
+
+def _sac_root(root):
+  for (exp, env_id, cell), scores in SAC_SCORES.items():
+    method = cell.split('_')[0]
+    sparsity, dist = (0.0, None) if method == 'dense' else (0.9, 'erk')
+    for seed, score in enumerate(scores):
+      run_dir = os.path.join(root, exp, cell, f'seed_{seed}')
+      _write(os.path.join(run_dir, 'sweep.json'), {
+          'suite': 'sac', 'experiment': exp, 'method': method, 'sparsity': sparsity,
+          'distribution': dist, 'seed': seed})
+      with open(os.path.join(run_dir, 'metrics.jsonl'), 'w') as f:
+        f.write(json.dumps({'iteration': 0, 'env_steps': 1000,
+                            'eval/episode_return': score}) + '\n')
+      _write(os.path.join(run_dir, 'summary.json'), {
+          'final_score': score, 'env_id': env_id, 'env_steps': 1000, 'agent': 'sac',
+          'method': method, 'seed': seed})
+  return root
+
+
+@pytest.mark.parametrize('lower, upper, expectation, expected', [
+    (0.6, 0.9, '>', 'agrees'), (0.1, 0.4, '>', 'disagrees'), (0.3, 0.7, '>', 'inconclusive'),
+    (0.3, 0.7, '~', 'agrees'), (0.55, 0.9, '~', 'disagrees'),
+    (math.nan, math.nan, '>', 'inconclusive (one seed: no CI)'),
+])
+def test_verdicts_by_hand(lower, upper, expectation, expected):
+  assert paper.verdict(stats.Interval(0.5, lower, upper), expectation) == expected
+
+
+def test_figure1_table_puts_the_papers_values_beside_the_suites(tmp_path):
+  root = _sac_root(str(tmp_path / 'runs'))
+  out = tmp_path / 'docs'
+  assert compare.main(['--root', root, '--out', str(out), '--reps', '2000', '--paper']) == 0
+  text = (out / 'report.md').read_text()
+  assert '| paper (Figure 1) | 0.23 | 1.03 | 1.10 | 1.16 | 0.90 | 1.12 |' in text
+  # By hand: every score divided by the paper's dense SAC return of its env (11,200 and
+  # 4,950), then the IQM over the 6 runs of a cell.
+  def iqm(values):
+    v = np.sort(values)
+    return float(np.mean(v[len(v) // 4: len(v) - len(v) // 4]))  # 6 runs: the middle 4
+  expected = {c: iqm([v for (e, _, cc), s in SAC_SCORES.items() if cc == c
+                      for v in (np.asarray(s) / (11200.0 if e == 'halfcheetah' else 4950.0))])
+              for c in ('static_erk_s0.9', 'rigl_erk_s0.9', 'dense')}
+  row = [l for l in text.splitlines() if l.startswith('| this suite |')][0]
+  cells = [c.strip() for c in row.strip('|').split('|')][1:]
+  assert cells[0].startswith(f"{expected['static_erk_s0.9']:.2f} [")  # static
+  assert cells[2].startswith(f"{expected['rigl_erk_s0.9']:.2f} [")  # rigl
+  assert cells[5].startswith(f"{expected['dense']:.2f} [")  # dense
+  assert cells[1] == cells[3] == cells[4] == '—'  # no SET, prune, small dense runs
+  # The claim RigL > static: every RigL run beats every static run on its env.
+  assert '| RigL beats static | P(rigl (erk) > static (erk)) = 1.00' in text
+  assert 'agrees |' in text.split('RigL beats static')[1].splitlines()[0]
+  assert os.path.exists(out / 'sac_iqm_s0.9.png') and os.path.exists(out / 'sac_profiles_s0.9.png')
+
+
+def test_performance_profile_by_hand(tmp_path):
+  root = _sac_root(str(tmp_path / 'runs'))
+  suite = compare.build_suite('sac', compare.load_runs([root]), reps=100, seed=0)
+  # RigL normalized: HalfCheetah 0.5, 0.6, 0.7; Walker 0.5, 0.6, 0.7.
+  got = compare.performance_profile(suite, ('rigl', 'erk', 0.9), [0.4, 0.55, 0.65, 0.7])
+  assert got == pytest.approx([1.0, 2 / 3, 1 / 3, 0.0])
