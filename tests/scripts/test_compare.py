@@ -255,7 +255,7 @@ def test_report_plots_are_valid_pngs(report):
   names = [line[line.index('](') + 2:-1] for line in text.splitlines() if line.startswith('![')]
   assert {'syn_score_vs_sparsity.png', 'syn_curves_cartpole.png', 'syn_curves_acrobot.png',
           'syn_score_vs_params.png', 'syn_score_vs_training_flops.png',
-          'syn_distributions_s0.9.png'} == set(names)
+          'syn_distributions_s0.9.png', 'syn_iqm_s0.9.png', 'syn_profiles_s0.9.png'} == set(names)
   for name in names:
     path = os.path.join(out, name)
     with open(path, 'rb') as f:
