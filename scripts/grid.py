@@ -22,6 +22,7 @@ seeds. Example (gin_configs/sweeps/*.toml hold real ones):
 
     [method_bindings]                    # per method, e.g. schedules for a shorter run
     prune = ["SparsityConfig.begin_step = 2_000"]
+    # an experiment may add its own, after the grid's: [experiments.method_bindings]
 
     [[experiments]]
     name = "cartpole"
@@ -84,7 +85,7 @@ _AXIS_KEYS = ('methods', 'sparsities', 'distributions', 'extra_points', 'seeds',
               'actor_critic_sparsities')
 _TOP_KEYS = {'name', 'root', 'description', 'bindings', 'axes', 'method_bindings',
              'small_dense_reference', 'experiments', *_AXIS_KEYS}
-_EXPERIMENT_KEYS = {'name', 'gin_files', 'bindings', *_AXIS_KEYS}
+_EXPERIMENT_KEYS = {'name', 'gin_files', 'bindings', 'method_bindings', *_AXIS_KEYS}
 _TEMPLATE = re.compile(
     r'\{(method|sparsity|distribution|width|seed|actor_sparsity|critic_sparsity)\}')
 _SAFE_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]*$')
@@ -364,8 +365,13 @@ def validate(grid: dict[str, Any], where: str = 'grid') -> dict[str, Any]:
     gin_files = _str_list(exp.get('gin_files', []), f'{here}.gin_files')
     if not gin_files:
       raise GridError(f'{here}: needs gin_files.')
+    exp_method_bindings = exp.get('method_bindings', {})
+    _check_keys(exp_method_bindings, set(METHODS), f'{here}.method_bindings')
     entry = {'name': exp_name, 'gin_files': gin_files,
-             'bindings': _str_list(exp.get('bindings', []), f'{here}.bindings')}
+             'bindings': _str_list(exp.get('bindings', []), f'{here}.bindings'),
+             # this experiment's method bindings, after the grid's for the same method
+             'method_bindings': {m: _str_list(v, f'{here}.method_bindings.{m}')
+                                 for m, v in exp_method_bindings.items()}}
     for key in _AXIS_KEYS:
       entry[key] = out.get(key)  # widths and actor_critic_sparsities: None if not given
     entry.update(_axes(exp, here))
@@ -433,10 +439,14 @@ def _expand_experiment(grid: dict[str, Any], exp: dict[str, Any], variant: dict[
   points = [(s, d) for s in exp['sparsities'] for d in exp['distributions']]
   extra = [(s, d, m) for s, d, m in exp['extra_points'] if (s, d) not in points]
 
+  def method_bindings(method):
+    return [*grid['method_bindings'].get(method, []),
+            *exp.get('method_bindings', {}).get(method, [])]
+
   def sparse_bindings(method, sparsity, distribution, seed):
     values = dict(method=method, sparsity=sparsity, distribution=distribution, seed=seed)
     return tuple(render(b, **values) for b in
-                 [*base, *grid['method_bindings'].get(method, []),
+                 [*base, *method_bindings(method),
                   *axes['sparsity'], *axes['distribution']]) + tuple(variant['sparse'])
 
   for method in exp['methods']:
@@ -454,7 +464,7 @@ def _expand_experiment(grid: dict[str, Any], exp: dict[str, Any], variant: dict[
         if method in ('dense', 'small_dense'):
           files = _files(exp['gin_files'], 'dense')
           bindings = tuple(render(b, **values) for b in
-                           [*base, *grid['method_bindings'].get(method, [])])
+                           [*base, *method_bindings(method)])
           if method == 'small_dense':
             ref = grid['small_dense_reference']
             query = WidthQuery(

@@ -119,6 +119,21 @@ def test_extra_points_for_some_methods_only():
   assert len({s.name for s in specs}) == len(specs) == 12
 
 
+def test_experiment_method_bindings_follow_the_grids():
+  specs = grid_lib.expand(_grid(
+      methods=['dense', 'rigl'], sparsities=[0.9], seeds=[0], extra_points=[],
+      method_bindings={'rigl': ['A = 1']},
+      experiments=[{'name': 'a', 'gin_files': ['x_{method}.gin'],
+                    'method_bindings': {'rigl': ['A = 2', 'B = 3']}},
+                   {'name': 'b', 'gin_files': ['x_{method}.gin']}]))
+  by_name = {s.name: s.bindings for s in specs}
+  assert by_name['a/rigl_erk_s0.9/seed_0'][:3] == ('A = 1', 'A = 2', 'B = 3')  # later wins
+  assert by_name['b/rigl_erk_s0.9/seed_0'][0] == 'A = 1'
+  assert 'A = 2' not in by_name['a/dense/seed_0']
+  with pytest.raises(grid_lib.GridError, match='method_bindings'):
+    _grid(experiments=[{'name': 'a', 'gin_files': ['x'], 'method_bindings': {'rigel': []}}])
+
+
 def test_json_and_toml_grids_are_the_same(tmp_path):
   toml_path = os.path.join(SWEEPS, 'dqn_classic.toml')
   grid = grid_lib.load(toml_path)
