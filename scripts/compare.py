@@ -1,7 +1,7 @@
 """Compares sweep runs across sparsity: final scores, normalized IQM with 95% CIs, plots.
 
     python -m scripts.compare --root runs/dqn_classic --root runs/sac_mujoco \\
-        --out docs/reproduction [--reps 50000] [--fixed_sparsity 0.9]
+        --out runs/report [--reps 50000] [--fixed_sparsity 0.9] [--paper]
 
 Reads every run under each root: the labels from sweep.json (or summary.json for runs not
 started by scripts.sweep), the final score from summary.json (the runner's mean eval return of
@@ -682,8 +682,11 @@ def out_problem(report_path: str) -> str | None:
 def _parse_args(argv):
   parser = argparse.ArgumentParser(prog='python -m scripts.compare', description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('--root', action='append', required=True,
-                      help='a sweep root (repeatable)')
+  parser.add_argument('--root', action='append', default=[],
+                      help='a sweep root or results dir (repeatable)')
+  parser.add_argument('--roots_under', action='append', default=[],
+                      help='every directory directly under this one is a root (repeatable), '
+                           'e.g. docs/reproduction/results')
   parser.add_argument('--out', required=True,
                       help='output directory (report.md + PNGs), or a .md path')
   parser.add_argument('--reps', type=int, default=50_000, help='bootstrap replicates')
@@ -705,9 +708,15 @@ def _parse_args(argv):
 def main(argv=None) -> int:
   argv = sys.argv[1:] if argv is None else list(argv)
   args = _parse_args(argv)
-  missing = [r for r in args.root if not os.path.isdir(r)]
+  missing = [r for r in args.root + args.roots_under if not os.path.isdir(r)]
   if missing:
     print(f'error: no such root: {missing}', file=sys.stderr)
+    return 2
+  for parent in args.roots_under:
+    args.root += sorted(os.path.join(parent, d) for d in os.listdir(parent)
+                        if os.path.isdir(os.path.join(parent, d)) and not d.startswith('.'))
+  if not args.root:
+    print('error: no roots: give --root or --roots_under', file=sys.stderr)
     return 2
   out = args.out if args.out.endswith('.md') else os.path.join(args.out, 'report.md')
   problem = out_problem(out)

@@ -88,3 +88,18 @@ def test_performance_profile_by_hand(tmp_path):
   # RigL normalized: HalfCheetah 0.5, 0.6, 0.7; Walker 0.5, 0.6, 0.7.
   got = compare.performance_profile(suite, ('rigl', 'erk', 0.9), [0.4, 0.55, 0.65, 0.7])
   assert got == pytest.approx([1.0, 2 / 3, 1 / 3, 0.0])
+
+
+def test_the_readme_command_regenerates_the_study_report_from_committed_results(tmp_path,
+                                                                                 monkeypatch):
+  import shlex
+  repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  with open(os.path.join(repo, 'README.md')) as f:
+    [line] = [l for l in f if '--roots_under docs/reproduction/results' in l]
+  args = shlex.split(line)[3:]  # after `python -m scripts.compare`
+  args[args.index('--out') + 1] = str(tmp_path / 'report.md')
+  monkeypatch.chdir(repo)
+  assert compare.main(args + ['--reps', '200']) == 0
+  text = (tmp_path / 'report.md').read_text()
+  assert '## study_dqn_classic' in text and 'Beside the paper' in text
+  assert 'cartpole (CartPole-v0): (score - random) / (dense - random)' in text
