@@ -170,6 +170,18 @@ class Trainer(abc.ABC):
     from agents import envs as envs_lib  # pylint: disable=g-import-not-at-top
     return envs_lib.make_env(self.env_id, seed, video=video, **self._env_options)
 
+  def _eval_env_pool(self, count: int) -> list:
+    """`count` evaluation envs (`make_eval_env`, seeds `stream_seed(seed, 'eval_env', i)`),
+    built on first use and reused, for episodes stepped together (`envs.run_episodes`)."""
+    pool = self.__dict__.setdefault('_eval_pool', [])
+    while len(pool) < count:
+      pool.append(self.make_eval_env(envs_lib.stream_seed(self.seed, 'eval_env', len(pool))))
+    return pool[:count]
+
+  def _close_eval_pool(self) -> None:
+    for env in self.__dict__.pop('_eval_pool', []):
+      env.close()
+
   @staticmethod
   def _play_each(seeds: Sequence[int], envs: Sequence[Any] | None, default_env: Any,
                  make_policy: Callable[[int], Callable[[np.ndarray], Any]]

@@ -515,13 +515,21 @@ class PPOTrainer(Trainer):
   def evaluate_episodes(self, seeds, deterministic: bool | None = None, envs=None
                         ) -> tuple[list[float], list[int]]:
     """See `Trainer.evaluate_episodes`: the mean / argmax action or a sample (default:
-    config.eval_deterministic), keyed by the episode's seed and step; normalization
-    statistics frozen."""
+    config.eval_deterministic); normalization statistics frozen. Deterministic episodes are
+    stepped together on separate envs (one policy call per step for all of them); sampled
+    ones are played one at a time, each keyed by its seed and step."""
     self._check_eval_envs(seeds, envs)
-    if self._eval_env is None and envs is None:
-      self._eval_env = self.make_eval_env(envs_lib.stream_seed(self.seed, 'eval_env', 0))
     if deterministic is None:
       deterministic = self.config.eval_deterministic
+    if deterministic:
+      def batch_policy(obs: np.ndarray) -> np.ndarray:
+        action, _, _ = self._act(self._state.nets, self._network_obs(obs, update_stats=False),
+                                 self._act_key, 0, deterministic=True)
+        return self._env_action(np.asarray(action))
+      return envs_lib.run_episodes(self._eval_env_pool(len(seeds)) if envs is None else envs,
+                                   seeds, batch_policy)
+    if self._eval_env is None and envs is None:
+      self._eval_env = self._eval_env_pool(1)[0]
 
     def make_policy(seed):
       key, step = jax.random.PRNGKey(seed), 0
@@ -674,8 +682,7 @@ class PPOTrainer(Trainer):
 
   def close(self) -> None:
     self._envs.close()
-    if self._eval_env is not None:
-      self._eval_env.close()
+    self._close_eval_pool()
 
 
 _METRIC_KEYS = ('loss/total', 'loss/policy', 'loss/value', 'loss/entropy', 'train/approx_kl',

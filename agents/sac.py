@@ -345,7 +345,6 @@ class SACTrainer(Trainer):
     self._gradient_steps = 0
     self._policy_steps = 0  # env steps whose action came from the actor (acting FLOPs)
     self._episodes = 0
-    self._eval_envs: list = []  # one per evaluation episode, stepped together
     self._eval_calls = 0
     self._obs, _ = self._env.reset()
     self._pending_action = None  # action for self._obs from the last fused call
@@ -459,9 +458,6 @@ class SACTrainer(Trainer):
     """See `Trainer.evaluate_episodes`: tanh(mean) actions (default), or samples keyed by the
     first seed and the step; the episodes are stepped together on separate envs."""
     self._check_eval_envs(seeds, envs)
-    while envs is None and len(self._eval_envs) < len(seeds):
-      self._eval_envs.append(self.make_eval_env(
-          envs_lib.stream_seed(self.seed, 'eval_env', len(self._eval_envs))))
     actor = self._state.actor
     deterministic = True if deterministic is None else deterministic
     key, step = jax.random.PRNGKey(seeds[0] if len(seeds) else 0), 0
@@ -472,7 +468,7 @@ class SACTrainer(Trainer):
       action = np.asarray(self._act(actor, obs.astype(np.float32),
                                     jax.random.fold_in(key, step), deterministic=deterministic))
       return scale_action(action, self._low, self._high)
-    return envs_lib.run_episodes(self._eval_envs[:len(seeds)] if envs is None else envs,
+    return envs_lib.run_episodes(self._eval_env_pool(len(seeds)) if envs is None else envs,
                                  seeds, policy)
 
   # --- sparsity and cost
@@ -607,5 +603,4 @@ class SACTrainer(Trainer):
 
   def close(self) -> None:
     self._env.close()
-    for env in self._eval_envs:
-      env.close()
+    self._close_eval_pool()

@@ -135,10 +135,10 @@ def test_video_records_each_episode_whole_and_keeps_the_returns(runs, agent, tmp
                         '--video', str(videos)]) == 0
   with open(os.path.join(run_dir, 'eval_000002.json')) as f:
     recorded = json.load(f)
-  # SAC steps the episodes of an evaluation together (a batch of 2 here, of 1 with --video):
-  # its greedy actions may differ in the last float bit between batch sizes.
+  # SAC and PPO step the episodes of an evaluation together (a batch of 2 here, of 1 with
+  # --video): their greedy actions may differ in the last float bit between batch sizes.
   assert recorded['lengths'] == plain['lengths']
-  assert recorded['returns'] == (pytest.approx(plain['returns'], rel=1e-6) if agent == 'sac'
+  assert recorded['returns'] == (pytest.approx(plain['returns'], rel=1e-6) if agent != 'dqn'
                                  else plain['returns'])
   assert sorted(os.listdir(videos)) == sorted(
       f'eval_000002_seed_{seed}-episode-0.mp4' for seed in plain['seeds'])
