@@ -5,11 +5,12 @@ with flax's msgpack (`flax.serialization.msgpack_serialize`: dicts, lists, numpy
 scalars and strings; arrays over 1 GiB are chunked). Reading it never runs code, unlike pickle.
 
 Header fields:
-  format: 'sparse_rl-checkpoint';  version: FORMAT_VERSION (files of another version are refused);
+  format: 'sparse_rl-checkpoint';  version: FORMAT_VERSION (a newer version is refused, never skipped: `NewerFormatError`);
   iteration: the iterations done (must match the file name);
   payload_bytes, sha256: the payload's length and SHA-256 (any flipped byte is detected);
   fingerprint: SHA-256 of the run's configuration (canonical JSON), and `config` itself, so a
-    mismatch can say which settings differ.
+    mismatch can say which settings differ; a header whose fingerprint is not its own config's
+    is damaged.
 
 The configuration is whatever the caller fingerprints; the runner uses the experiment's info
 (agent, env, seed, agent/sparsity/Atari configs) and the iteration length, and leaves out what
@@ -32,6 +33,16 @@ _MAX_HEADER_BYTES = 1 << 20
 
 class CheckpointError(Exception):
   """A checkpoint file that cannot be used: damaged, truncated, or of another format."""
+
+
+class NewerFormatError(CheckpointError):
+  """A checkpoint written by a newer version of this code (a format version above ours): not
+  damaged, so never to be skipped and overwritten."""
+
+  def __init__(self, version: int):
+    super().__init__(f'checkpoint format version {version} is newer than the version '
+                     f'{FORMAT_VERSION} this code reads (written by a newer sparse_rl)')
+    self.version = version
 
 
 def canonical_json(config: dict[str, Any]) -> str:
@@ -106,12 +117,18 @@ def read_header(path: str) -> dict[str, Any]:
     raise CheckpointError('no checkpoint header (not a sparse_rl checkpoint, or damaged)')
   if not isinstance(header, dict) or header.get('format') != FORMAT:
     raise CheckpointError('not a sparse_rl checkpoint')
-  if header.get('version') != FORMAT_VERSION:
-    raise CheckpointError(f'checkpoint format version {header.get("version")!r}; this code '
+  version = header.get('version')
+  if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+    raise NewerFormatError(version)
+  if version != FORMAT_VERSION:
+    raise CheckpointError(f'checkpoint format version {version!r}; this code '
                           f'reads version {FORMAT_VERSION}')
   for key in ('iteration', 'payload_bytes', 'sha256', 'fingerprint', 'config'):
     if key not in header:
       raise CheckpointError(f'checkpoint header lacks {key!r}')
+  if not isinstance(header['fingerprint'], str) or header['fingerprint'] != fingerprint(
+      header['config']):
+    raise CheckpointError("damaged header: its fingerprint is not its config's")
   return header
 
 

@@ -545,7 +545,19 @@ def error_line(error: BaseException) -> str:
   if call and call.group(2):
     name = re.escape(call.group(1))
     text = re.sub(rf'(?<![\w/]){name}\.', f'{call.group(2)}/{call.group(1)}.', text)
-  return ' '.join(line.strip() for line in text.split('\n') if line.strip())
+  return shorten(' '.join(line.strip() for line in text.split('\n') if line.strip()))
+
+
+def shorten(line: str, run_limit: int = 200, total_limit: int = 2_000) -> str:
+  """An error line a terminal can show: any run of more than `run_limit` non-space characters
+  (a pasted value) is cut to its ends, and the line to `total_limit` characters."""
+  def cut(match):
+    run = match.group(0)
+    return f'{run[:80]} ...[{len(run):,} characters]... {run[-40:]}'
+  line = re.sub(rf'\S{{{run_limit + 1},}}', cut, line)
+  if len(line) > total_limit:
+    line = f'{line[:total_limit - 60]} ...[{len(line):,} characters in all]'
+  return line
 
 
 def clear_config() -> None:

@@ -96,7 +96,7 @@ class DQNConfig:
       raise ValueError(f'Unknown DQN loss {self.loss!r} (DQNConfig.loss); choose one of '
                        f'{LOSSES}.')
     object.__setattr__(self, 'hidden_sizes',
-                       checks.check_int_tuple(self, 'hidden_sizes', self.hidden_sizes, 1))
+                       checks.check_layer_sizes(self, 'hidden_sizes', self.hidden_sizes))
     for name in ('impala_dense_units', 'batch_size', 'replay_capacity', 'update_period',
                  'target_update_period'):
       checks.check_int(self, name, getattr(self, name), minimum=1)

@@ -125,7 +125,7 @@ class PPOActorCriticConfig(PPOBaseConfig):
   def __post_init__(self):
     super().__post_init__()
     for name in ('actor_hidden_sizes', 'critic_hidden_sizes'):
-      object.__setattr__(self, name, checks.check_int_tuple(self, name, getattr(self, name), 1))
+      object.__setattr__(self, name, checks.check_layer_sizes(self, name, getattr(self, name)))
     for name in ('actor_width', 'critic_width', 'obs_clip', 'reward_clip'):
       checks.check_float(self, name, getattr(self, name), above=0.0)
     for name in ('actor_weight_decay', 'critic_weight_decay'):

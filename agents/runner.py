@@ -201,42 +201,63 @@ def remove_stale_temp_files(run_dir: str) -> list[str]:
   return removed
 
 
-def _fresh_hint(run_dir: str) -> str:
-  return f'start a fresh run dir (another --run_dir), or delete {run_dir} to redo this run'
+def _other_run_dir_hint() -> str:
+  return 'use another --run_dir for this run'
+
+
+def _newer_format(path: str, e: checkpoint_lib.NewerFormatError) -> RunDirError:
+  return RunDirError(f'{path}: {e}; resume with that version, or move {path} away to resume '
+                     'from the older checkpoints with this one')
 
 
 def check_run_dir(run_dir: str, config: dict[str, Any], runner_config: RunnerConfig) -> None:
   """Checks that run_dir can take this run, before anything is written to it.
 
-  Refuses (RunDirError, one line): a file at run_dir; checkpoints of another configuration
-  (the message lists what differs); checkpoints only in the old pickle format; logged
-  iterations (metrics.jsonl) whose checkpoints are gone.
+  Refuses (RunDirError, one line that names what is in the way and what to remove, never the
+  run dir itself): a file at run_dir; a checkpoint of a newer format version; checkpoints of
+  another configuration (the message lists what differs): among the run's own checkpoints,
+  those files; alone, the run dir holds another run; checkpoints only in the old pickle format;
+  logged iterations (metrics.jsonl) whose checkpoints are gone. Damaged files are left to the
+  loader, which falls back past them.
   """
   if os.path.exists(run_dir) and not os.path.isdir(run_dir):
     raise RunDirError(f'run dir {run_dir} is a file, not a directory')
   if not os.path.isdir(run_dir):
     return
   ckpts = list_checkpoints(run_dir)
-  for _, path in reversed(ckpts):
+  current = checkpoint_lib.fingerprint(config)
+  own, foreign = [], []
+  for _, path in ckpts:
     try:
       header = checkpoint_lib.read_header(path)
+    except checkpoint_lib.NewerFormatError as e:
+      raise _newer_format(path, e) from None
     except (OSError, checkpoint_lib.CheckpointError):
       continue  # damaged: the loader falls back past it
-    if header['fingerprint'] != checkpoint_lib.fingerprint(config):
-      diff = checkpoint_lib.config_diff(header['config'], config)
-      shown = '; '.join(diff[:4]) + (f'; and {len(diff) - 4} more' if len(diff) > 4 else '')
-      raise RunDirError(f'{run_dir} holds a run of another configuration ({shown}); '
-                        f'{_fresh_hint(run_dir)}')
-    break
+    (own if header['fingerprint'] == current else foreign).append((path, header))
+  if foreign:
+    path, header = foreign[-1]
+    diff = checkpoint_lib.config_diff(header['config'], config)
+    shown = '; '.join(diff[:4]) + (f'; and {len(diff) - 4} more' if len(diff) > 4 else '')
+    if own:
+      paths = ', '.join(p for p, _ in foreign)
+      raise RunDirError(f'{paths}: checkpoint(s) of another configuration ({shown}) among '
+                        f"this run's own; remove {paths} (the run's own checkpoints, newest "
+                        f'{own[-1][0]}, are intact)')
+    raise RunDirError(f'{run_dir} holds a run of another configuration ({shown}), whose '
+                      f'checkpoints are that run\'s work; {_other_run_dir_hint()}')
+  metrics_path = os.path.join(run_dir, METRICS_FILE)
   if not ckpts and _list(run_dir, _LEGACY_RE):
     raise RunDirError(f'{run_dir} has only old pickle checkpoints (ckpt_*.pkl), which this '
-                      f'version does not load (pickle can run code); {_fresh_hint(run_dir)}')
+                      f'version does not load (pickle can run code); move them out of '
+                      f'{os.path.join(run_dir, CHECKPOINT_DIR)} and remove {metrics_path} to '
+                      f'redo the run here, or {_other_run_dir_hint()}')
   rows, _ = _read_metrics(run_dir)
   logged = max((int(r.get('iteration', -1)) + 1 for r in rows), default=0)
   if not ckpts and logged >= runner_config.checkpoint_every:
     raise RunDirError(f'{run_dir} logged {logged} iterations but has no checkpoint in '
-                      f'{os.path.join(run_dir, CHECKPOINT_DIR)} (deleted?); restore it, or '
-                      f'{_fresh_hint(run_dir)}')
+                      f'{os.path.join(run_dir, CHECKPOINT_DIR)} (deleted?); restore them, or '
+                      f'remove {metrics_path} to redo the run here, or {_other_run_dir_hint()}')
 
 
 def load_latest_checkpoint(run_dir: str, config: dict[str, Any] | None = None,
@@ -259,20 +280,25 @@ def load_latest_checkpoint(run_dir: str, config: dict[str, Any] | None = None,
       if config is not None and header['fingerprint'] != checkpoint_lib.fingerprint(config):
         diff = checkpoint_lib.config_diff(header['config'], config)
         raise RunDirError(f'{path} is a checkpoint of another configuration '
-                          f'({"; ".join(diff[:4])}); {_fresh_hint(run_dir)}')
+                          f'({"; ".join(diff[:4])}); remove {path}, or '
+                          f'{_other_run_dir_hint()}')
       if header['iteration'] != iteration or payload.get('iteration') != iteration:
         raise checkpoint_lib.CheckpointError(
             f'it holds iteration {payload.get("iteration")}, not its name\'s {iteration}')
       if load is not None:
         load(payload)
       return payload
+    except checkpoint_lib.NewerFormatError as e:
+      raise _newer_format(path, e) from None
     except (OSError, checkpoint_lib.CheckpointError, ValueError, KeyError, TypeError) as e:
       if isinstance(e, RunDirError):
         raise
       print(f'[runner] skipping damaged checkpoint {path}: {e}', file=sys.stderr, flush=True)
   if ckpts:
-    raise RunDirError(f'no usable checkpoint in {os.path.join(run_dir, CHECKPOINT_DIR)} '
-                      f'({len(ckpts)} damaged); {_fresh_hint(run_dir)}')
+    folder = os.path.join(run_dir, CHECKPOINT_DIR)
+    raise RunDirError(f'no usable checkpoint in {folder} ({len(ckpts)} damaged); remove '
+                      f'them and {os.path.join(run_dir, METRICS_FILE)} to redo the run here, '
+                      f'or {_other_run_dir_hint()}')
   return None
 
 
@@ -448,6 +474,8 @@ def _resume(trainer: base.Trainer, run_dir: str, config: RunnerConfig,
   parsed = {}
 
   def load(p: dict[str, Any]) -> None:  # a malformed payload falls back like a damaged file
+    row = p.get('row') or ''
+    parsed.update(row=json.loads(row) if row else None)
     parsed.update(start=int(p['iteration']), partial=int(p['partial_env_steps']),
                   history=[math.nan if v is None else float(v) for v in p['eval_returns']],
                   trained={str(k): float(v) for k, v in dict(p['train_metrics']).items()})
@@ -465,7 +493,11 @@ def _resume(trainer: base.Trainer, run_dir: str, config: RunnerConfig,
             f'(env steps {trainer.env_steps:,})', flush=True)
   rows, bad = _read_metrics(run_dir)
   kept = [r for r in rows if r.get('iteration', math.inf) < start]
-  if len(kept) != len(rows) or bad:
+  restored = payload is not None and parsed['row'] is not None and not any(
+      r.get('iteration') == start - 1 for r in kept)
+  if restored:  # killed after the checkpoint, before its row reached metrics.jsonl
+    kept.append(parsed['row'])
+  if len(kept) != len(rows) or bad or restored:
     _atomic_write_text(os.path.join(run_dir, METRICS_FILE),
                        ''.join(json.dumps(r) + '\n' for r in kept))
   return start, partial, history, trained
@@ -541,9 +573,13 @@ def _run(trainer: base.Trainer, config: RunnerConfig, run_dir: str,
   trained = None  # train statistics of the iteration being evaluated
 
   def checkpoint(done: int, partial_steps: int = 0,
-                 trained: dict[str, float] | None = None) -> None:
+                 trained: dict[str, float] | None = None,
+                 row: dict[str, Any] | None = None) -> None:
     save_checkpoint(run_dir, {
         'iteration': done,
+        # The metrics row of iteration `done` (written to metrics.jsonl after this file), so a
+        # kill between the two loses no row; None after a stop mid-iteration.
+        'row': json.dumps(row) if row is not None else '',
         'partial_env_steps': partial_steps,
         'eval_returns': [float(v) for v in eval_returns],
         # The finished training statistics of an iteration stopped during its evaluation.
@@ -605,14 +641,16 @@ def _run(trainer: base.Trainer, config: RunnerConfig, run_dir: str,
             'time/eval_seconds': t_eval,
         }
         row = _jsonable(row)
+        done = iteration + 1
+        # The checkpoint first: a row never precedes its checkpoint, so a kill or a full disk
+        # during the write leaves a run dir that resumes (or restarts) by itself.
+        if done % config.checkpoint_every == 0 or done == config.num_iterations:
+          checkpoint(done, row=row)
         metrics_file.write(json.dumps(row) + '\n')
         metrics_file.flush()
         if writer is not None:
           _log_tensorboard(writer, row)
         progress.iteration(row, config.num_iterations)
-        done = iteration + 1
-        if done % config.checkpoint_every == 0 or done == config.num_iterations:
-          checkpoint(done)
     except StopRequested:
       # Raised only at safe points, so the trainer state is consistent. (A plain
       # KeyboardInterrupt, e.g. a second Ctrl-C, can come mid-step: no checkpoint then.)

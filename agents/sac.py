@@ -96,7 +96,7 @@ class SACConfig:
     for name in ('actor_weight_decay', 'critic_weight_decay'):
       checks.check_float(self, name, getattr(self, name), minimum=0.0)
     for name in ('actor_hidden_sizes', 'critic_hidden_sizes'):
-      object.__setattr__(self, name, checks.check_int_tuple(self, name, getattr(self, name), 1))
+      object.__setattr__(self, name, checks.check_layer_sizes(self, name, getattr(self, name)))
     for name in ('actor_sparsity', 'critic_sparsity'):
       checks.check_instance(self, name, getattr(self, name), sparse_rl.SparsityConfig)
 

@@ -347,15 +347,17 @@ def _headline(text: str) -> str:
   return lines[-1] if lines else ''
 
 
-def missing_section(suites: list[Suite]) -> list[str]:
-  """Every run that is not finished with a score, and every cell short of its seeds."""
+def missing_section(suites: list[Suite], unreadable: Iterable[Run] = ()) -> list[str]:
+  """Every run that is not finished with a score, every unreadable run dir (by its path), and
+  every cell short of its seeds."""
   lines = []
   bad = [r for s in suites for r in s.runs if r.status != 'finished' or r.final_score is None]
-  if bad:
+  rows = [(f'{r.suite}/{r.name}', r) for r in bad] + [(r.run_dir, r) for r in unreadable]
+  if rows:
     lines += ['| run | status | detail |', '|---|---|---|']
-    for r in bad:
+    for label, r in rows:
       detail = _headline(r.detail).replace('|', '\\|')[:200]
-      lines.append(f'| {r.suite}/{r.name} | {r.status} | {detail} |')
+      lines.append(f'| {label} | {r.status} | {detail} |')
   short = []
   for s in suites:
     for exp in s.experiments:
@@ -594,8 +596,8 @@ def display_path(path: str) -> str:
 
 
 def write_report(suites: list[Suite], out_path: str, roots: list[str], fixed_sparsity: float,
-                 reps: int, seed: int, title: str, argv: list[str], with_paper: bool = False
-                 ) -> str:
+                 reps: int, seed: int, title: str, argv: list[str], with_paper: bool = False,
+                 unreadable: Iterable[Run] = ()) -> str:
   """Writes the markdown report and its figures; returns the report path. `with_paper` adds
   a section per suite beside the paper's Figure 1 and claims (scripts/paper.py)."""
   out_dir = os.path.dirname(os.path.abspath(out_path))
@@ -645,7 +647,7 @@ def write_report(suites: list[Suite], out_path: str, roots: list[str], fixed_spa
     for caption, name in make_plots(suite, out_dir, prefix, fixed_sparsity, reps, seed):
       lines += [f'![{caption}]({name})', '']
     lines += noise_section(suite, out_dir, prefix)
-  lines += ['## Missing, failed and partial runs', '', *missing_section(suites), '']
+  lines += ['## Missing, failed and partial runs', '', *missing_section(suites, unreadable), '']
   os.makedirs(out_dir, exist_ok=True)
   return fileio.write_text(out_path, '\n'.join(lines))
 
@@ -728,8 +730,10 @@ def main(argv=None) -> int:
     print(f'error: no runs under {args.root}', file=sys.stderr)
     return 2
   by_suite: dict[str, list[Run]] = collections.defaultdict(list)
+  unreadable = [r for r in runs if r.status == 'unreadable']
   for run in runs:
-    by_suite[run.suite].append(run)
+    if run.status != 'unreadable':
+      by_suite[run.suite].append(run)
   try:
     suites = [build_suite(name, suite_runs, args.reps, args.seed, args.baseline == 'random',
                           args.dense_reference)
@@ -739,7 +743,7 @@ def main(argv=None) -> int:
     return 2
   try:
     write_report(suites, out, args.root, args.fixed_sparsity, args.reps, args.seed,
-                 args.title, argv, with_paper=args.paper)
+                 args.title, argv, with_paper=args.paper, unreadable=unreadable)
   except OSError as e:  # part-way (disk full, ...): the files written so far are whole
     print(f'error: could not write {e.filename or out}: {e.strerror or e}', file=sys.stderr)
     return 1

@@ -29,7 +29,7 @@ class Run:
   sparsity: float
   distribution: str | None
   seed: int | None
-  status: str = 'not started'  # 'finished', 'failed', 'partial' or 'not started'
+  status: str = 'not started'  # 'finished', 'failed', 'partial', 'not started', 'unreadable'
   detail: str = ''
   env_id: str | None = None
   agent: str | None = None  # 'dqn', 'sac', 'ppo', ... (summary.json), None if unknown
@@ -99,6 +99,12 @@ def load_run(root: str, name: str, planned: dict | None) -> Run:
   run_dir = os.path.join(root, name)
   spec = _read_json(os.path.join(run_dir, 'sweep.json'))
   summary = _read_json(os.path.join(run_dir, 'summary.json'))
+  if planned is None and spec is None and summary is None:
+    # No labels anywhere (summary.json unreadable, no sweep files): an unreadable run dir,
+    # listed with its path, never filed under invented labels.
+    return Run(name=name, run_dir=run_dir, suite='', experiment='', method='', sparsity=0.0,
+               distribution=None, seed=None, status='unreadable',
+               detail='no readable summary.json, sweep.json or manifest entry')
   labels = _labels(name, planned, spec, summary, root)
   run = Run(name=name, run_dir=run_dir, suite=labels['suite'],
             experiment=labels['experiment'], method=labels['method'],

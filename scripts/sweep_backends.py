@@ -231,20 +231,38 @@ def _execute_locked(task: dict[str, Any], lock: int) -> dict[str, Any]:
       finally:
         with _LIVE_LOCK:
           _LIVE.pop(proc.pid, None)
-  finished = returncode == 0 and os.path.exists(os.path.join(run_dir, SUMMARY_FILE))
+  missing = missing_outputs(run_dir) if returncode == 0 else []
+  finished = returncode == 0 and not missing
   if finished:
     status = 'finished'
   elif interrupted or returncode in _INTERRUPTED_CODES:
     status = 'interrupted'
   else:
     status = 'failed'
+  error = '' if finished else _log_tail(log_path, offset)
+  if missing:  # the process said it finished, but its outputs are not all there
+    error = (f"the run exited 0 but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+             f'missing from {run_dir} (was the run dir removed while it ran?); rerun the sweep '
+             'to redo it')
   result = {
       'name': task['name'], 'run_dir': run_dir, 'status': status, 'returncode': returncode,
-      'seconds': round(time.monotonic() - t0, 2),
-      'error': '' if finished else _log_tail(log_path, offset), 'time': now(),
+      'seconds': round(time.monotonic() - t0, 2), 'error': error, 'time': now(),
   }
-  write_json(os.path.join(run_dir, STATUS_FILE), result)
+  try:
+    os.makedirs(run_dir, exist_ok=True)
+    write_json(os.path.join(run_dir, STATUS_FILE), result)
+  except OSError as e:  # the result still reaches the sweep's report
+    result['error'] = (result['error'] + f'\n(sweep_status.json not written: {e})').strip()
   return result
+
+
+# What a finished run leaves in its run dir (agents/runner.py, scripts/train.py).
+OUTPUT_FILES = (SUMMARY_FILE, 'metrics.jsonl', 'config.gin', LOG_FILE)
+
+
+def missing_outputs(run_dir: str) -> list[str]:
+  """The files of `OUTPUT_FILES` that `run_dir` lacks (empty: all there)."""
+  return [name for name in OUTPUT_FILES if not os.path.isfile(os.path.join(run_dir, name))]
 
 
 def guarded_command(command: list[str], grace_s: float) -> list[str]:

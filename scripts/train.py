@@ -20,11 +20,27 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
-from agents import configurables
-from agents import runner
-from scripts import sweep_backends
+
+def _interrupted_at_start_up(signum, frame):
+  """SIGINT before the runner takes over (imports, building, compiling): one line, exit 130;
+  the runner's own handler replaces this one while it runs (a checkpoint is saved then)."""
+  del signum, frame
+  print('[train] interrupted during start-up; no training was done (rerun to start).',
+        file=sys.stderr, flush=True)
+  # At once: raising SystemExit inside an import or a compilation can crash or hang there.
+  # Nothing is half-written at this point (every file is written atomically).
+  os._exit(130)
+
+
+if __name__ == '__main__':  # before the imports below, which take seconds
+  signal.signal(signal.SIGINT, _interrupted_at_start_up)
+
+from agents import configurables  # noqa: E402
+from agents import runner  # noqa: E402
+from scripts import sweep_backends  # noqa: E402
 
 
 def _parse_args(argv):

@@ -139,6 +139,22 @@ def check_int_tuple(owner: Any, name: str, value: Any, minimum: int | None = Non
   return tuple(int(v) for v in value)
 
 
+# The largest networks a config accepts: beyond these a typo (an extra zero, a list pasted
+# twice) would build for minutes or exhaust memory before failing.
+MAX_LAYERS = 64
+MAX_UNITS = 65_536
+
+
+def check_layer_sizes(owner: Any, name: str, value: Any) -> tuple[int, ...]:
+  """Hidden layer sizes: a tuple of 1 to MAX_LAYERS ints in [1, MAX_UNITS]; returns it."""
+  sizes = check_int_tuple(owner, name, value, 1)
+  if len(sizes) > MAX_LAYERS:
+    fail(owner, name, value, f'must have at most {MAX_LAYERS} layers, not {len(sizes):,}')
+  if any(v > MAX_UNITS for v in sizes):
+    fail(owner, name, value, f'must have at most {MAX_UNITS:,} units per layer')
+  return sizes
+
+
 def check_choice(owner: Any, name: str, value: Any, choices: Iterable[Any]) -> None:
   """One of `choices` (compared with ==, so unhashable values fail cleanly)."""
   choices = list(choices)

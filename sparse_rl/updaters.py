@@ -190,6 +190,14 @@ def _flat(x):
   return x.reshape(-1)
 
 
+def _finite(score):
+  """Scores with NaN and -inf mapped to the lowest finite value and +inf to the highest, so
+  that the -inf of excluded positions ranks strictly below every candidate (top_k on NaN or
+  tied infinities would otherwise pick excluded positions and change the kept counts)."""
+  big = jnp.finfo(score.dtype).max
+  return jnp.nan_to_num(score, nan=-big, posinf=big, neginf=-big)
+
+
 def _set_first(flat_mask, idx, count, value: bool):
   """Sets flat_mask[idx[:count]] = value, with a traced count <= len(idx)."""
   valid = jnp.arange(idx.shape[0]) < count
@@ -207,7 +215,9 @@ def _drop_smallest(mask, weights, n_drop, k_max: int):
   lists them higher original index first.
   """
   flat_m = _flat(mask)
-  score = jnp.where(flat_m, -jnp.abs(_flat(weights)), -jnp.inf)
+  # Non-finite weights (NaN, inf) rank as the largest finite magnitude: inactive positions
+  # (-inf) stay strictly below every active one, so exactly n_drop active weights go.
+  score = jnp.where(flat_m, _finite(-jnp.abs(_flat(weights))), -jnp.inf)
   _, idx_rev = jax.lax.top_k(score[::-1], k_max)
   idx = flat_m.shape[0] - 1 - idx_rev
   return _set_first(flat_m, idx, n_drop, False).reshape(mask.shape)
@@ -237,7 +247,7 @@ def _reference_kept(mask, weights, n_drop, k_max: int):
 def _grow_largest(mask, grow_score, n_grow, k_max: int):
   """Activates the n_grow inactive positions of largest grow_score (ties: lower index)."""
   flat_m = _flat(mask)
-  score = jnp.where(flat_m, -jnp.inf, _flat(grow_score))
+  score = jnp.where(flat_m, -jnp.inf, _finite(_flat(grow_score)))
   _, idx = jax.lax.top_k(score, k_max)
   return _set_first(flat_m, idx, n_grow, True).reshape(mask.shape)
 

@@ -16,6 +16,8 @@ import pytest
 
 from scripts import sweep_backends as backends
 
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _GIN = 'gin_configs/experiments/dqn_classic_{method}.gin'
 
@@ -227,3 +229,22 @@ def test_a_run_dir_held_by_a_live_process_is_busy_and_left_alone(tmp_path):
   record = {'pid': holder.pid, 'start_ticks': 1, 'host': None, 'since': 'then'}
   assert backends.describe_holder(record) == (
       f'a process started by pid {holder.pid} (which has ended) has held it since then')
+
+
+def test_a_run_whose_outputs_vanished_is_failed_not_finished(tmp_path):
+  """The run dir removed while the run went on (e.g. the sweep root deleted mid-sweep): the
+  process exits 0 and writes summary.json into a recreated dir, but its metrics, config and
+  log are gone. The sweep checks the outputs and reports the loss."""
+  from scripts import sweep_backends
+  root = tmp_path / 'root'
+  run_dir = root / 'exp' / 'dense' / 'seed_0'
+  script = ('import os, shutil, sys; root, run = sys.argv[1], sys.argv[2]; '
+            'shutil.rmtree(root); os.makedirs(run); '
+            'open(os.path.join(run, "summary.json"), "w").write("{}")')
+  result = sweep_backends.execute_run({
+      'name': 'exp/dense/seed_0', 'run_dir': str(run_dir), 'cwd': REPO, 'env_defaults': {},
+      'command': [sys.executable, '-c', script, str(root), str(run_dir)]})
+  assert result['status'] == 'failed' and result['returncode'] == 0
+  assert 'metrics.jsonl, config.gin, stdout.log are missing' in result['error']
+  with open(run_dir / 'sweep_status.json') as f:
+    assert json.load(f)['status'] == 'failed'
