@@ -503,6 +503,51 @@ def _resume(trainer: base.Trainer, run_dir: str, config: RunnerConfig,
   return start, partial, history, trained
 
 
+class _TensorBoardErrors:
+  """At most one line, never a traceback, when tensorboardX fails to write (a full disk): in
+  its writer thread, at its last flush, or at exit. The run's own error, if any, is reported by
+  the runner; TensorBoard events are a copy of metrics.jsonl. Other threads' exceptions go to
+  the previous hook."""
+  _previous = None
+  _reported = False
+
+  @classmethod
+  def report(cls, error: BaseException) -> None:
+    if not cls._reported:
+      cls._reported = True
+      print(f'[runner] TensorBoard events not written: {getattr(error, "strerror", None) or error}',
+            file=sys.stderr, flush=True)
+
+  @classmethod
+  def install(cls) -> None:
+    import threading  # pylint: disable=g-import-not-at-top
+    if cls._previous is not None:
+      return
+    cls._previous = threading.excepthook
+
+    def hook(args):
+      if (type(args.thread).__module__.startswith('tensorboardX')
+          and isinstance(args.exc_value, (OSError, ValueError))):
+        cls.report(args.exc_value)
+        return
+      cls._previous(args)
+    threading.excepthook = hook
+
+
+def _close_tensorboard(writer) -> None:
+  """Closes the TensorBoard writer. If its last flush fails (a full disk), says so in one line,
+  keeps the run's own error, and disarms the writer so that tensorboardX's exit hook does not
+  try again (and print a traceback) when the process ends."""
+  try:
+    writer.close()
+  except (OSError, ValueError) as e:
+    _TensorBoardErrors.report(e)
+    for file_writer in (getattr(writer, 'all_writers', None) or {}).values():
+      event_writer = getattr(file_writer, 'event_writer', None)
+      if event_writer is not None:  # tensorboardX EventFileWriter: close() does nothing now
+        event_writer._closed = True  # pylint: disable=protected-access
+
+
 def _log_tensorboard(writer, row: dict[str, Any]) -> None:
   step = int(row['env_steps'])
   for key, value in row.items():
@@ -568,6 +613,7 @@ def _run(trainer: base.Trainer, config: RunnerConfig, run_dir: str,
     from tensorboardX import SummaryWriter  # imported lazily: only runs that log pay for it
     writer = SummaryWriter(os.path.join(run_dir, 'tb'),
                            purge_step=trainer.env_steps + 1 if start or partial else None)
+    _TensorBoardErrors.install()
   iteration = start
   iteration_start_steps = trainer.env_steps - partial
   trained = None  # train statistics of the iteration being evaluated
@@ -666,7 +712,7 @@ def _run(trainer: base.Trainer, config: RunnerConfig, run_dir: str,
       raise
     finally:
       if writer is not None:
-        writer.close()
+        _close_tensorboard(writer)
 
   rows = read_metrics(run_dir)
   last = rows[-1] if rows else {}

@@ -268,3 +268,42 @@ def test_compare_lists_a_run_without_readable_files_by_its_path(tmp_path):
   text = out.read_text()
   assert f'| {bad} | unreadable |' in text
   assert 'unknown' not in text
+
+
+def test_a_full_disk_mid_run_ends_without_a_tensorboard_traceback(tmp_path):
+  """From iteration 2 on every write fails (the TensorBoard events and metrics files are
+  pointed at /dev/full, the checkpoint's temp file too): the run ends with its own error as
+  the last line, tensorboardX says one line at most, and no traceback follows at exit."""
+  script = textwrap.dedent('''
+      import os, sys
+      from agents import runner
+      from tests.agents.test_runner import FakeTrainer, _config
+      from tests.agents.test_checkpoint_faults import INFO
+      run_dir = sys.argv[1]
+      class Full(FakeTrainer):
+        def train(self, n, progress=None):
+          if self.steps >= 10:
+            full = os.open('/dev/full', os.O_WRONLY)
+            for fd in os.listdir('/proc/self/fd'):
+              try:
+                target = os.readlink(f'/proc/self/fd/{fd}')
+              except OSError:
+                continue
+              if '/tb/' in target or target.endswith('metrics.jsonl'):
+                os.dup2(full, int(fd))
+            os.symlink('/dev/full', os.path.join(
+                run_dir, 'checkpoints', f'ckpt_000002.msgpack.tmp.{os.getpid()}'))
+          return super().train(n, progress)
+      try:
+        runner.run(lambda: Full(), _config(num_iterations=3, tensorboard=True), run_dir,
+                   info=dict(INFO))
+      except OSError as e:
+        print(f'error: {e.strerror}', file=sys.stderr)
+        sys.exit(1)
+  ''')
+  proc = subprocess.run([sys.executable, '-c', script, str(tmp_path / 'run')], cwd=REPO,
+                        capture_output=True, text=True, timeout=120)
+  lines = proc.stderr.strip().splitlines()
+  assert proc.returncode == 1 and lines[-1] == 'error: No space left on device', proc.stderr
+  assert 'Traceback' not in proc.stderr and 'Exception ignored' not in proc.stderr
+  assert len(lines) <= 2
