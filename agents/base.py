@@ -151,7 +151,8 @@ class Trainer(abc.ABC):
     is keyed by the seeds (DQN and PPO: each episode's; SAC, which steps the episodes
     together: the first seed and the step), so an evaluation depends only on the params and
     its seeds. `envs`: one env per seed to play on instead of the trainer's own eval envs,
-    built by `make_eval_env` (e.g. recording video); the returns are the same.
+    built by `make_eval_env` (e.g. recording video); the episodes are the same (for agents
+    that step them as one batch, the returns only when the batch is the same).
 
     Raises:
       ValueError: `envs` of another length than `seeds`.
@@ -167,7 +168,6 @@ class Trainer(abc.ABC):
     Raises:
       ValueError: `video` for an env without 'rgb_array' rendering.
     """
-    from agents import envs as envs_lib  # pylint: disable=g-import-not-at-top
     return envs_lib.make_env(self.env_id, seed, video=video, **self._env_options)
 
   def _eval_env_pool(self, count: int) -> list:
@@ -189,7 +189,6 @@ class Trainer(abc.ABC):
     """One whole episode per seed, in order (`envs.play_episode`): on `envs[i]`, or on
     `default_env` when `envs` is None, acting with `make_policy(seed)` (a fresh policy per
     episode, so its randomness is keyed by that episode's seed)."""
-    from agents import envs as envs_lib  # pylint: disable=g-import-not-at-top
     returns, lengths = [], []
     for i, seed in enumerate(seeds):
       episode_return, length = envs_lib.play_episode(

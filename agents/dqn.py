@@ -104,6 +104,11 @@ class DQNConfig:
       checks.check_int(self, name, getattr(self, name), minimum=0)
     for name in ('width', 'learning_rate', 'adam_eps'):
       checks.check_float(self, name, getattr(self, name), above=0.0)
+    checks.check_int(self, 'impala_dense_units', self.impala_dense_units,
+                     maximum=checks.MAX_UNITS)
+    # Conv channels are at most 64 (Nature CNN, Impala) at width 1.
+    checks.check_scaled_units(self, 'width', (*self.hidden_sizes, self.impala_dense_units, 64),
+                              self.width)
     checks.check_float(self, 'weight_decay', self.weight_decay, minimum=0.0)
     for name in ('gamma', 'epsilon_train', 'epsilon_eval'):
       checks.check_probability(self, name, getattr(self, name))

@@ -612,6 +612,9 @@ def run_episodes(envs: Sequence[gym.Env], seeds: Sequence[int],
     policy: stacked observations (len(envs), *obs_shape) -> actions, one row per env. The
       batch keeps its shape to the end (rows of finished episodes repeat their last
       observation and their actions are dropped), so a jitted policy compiles once.
+
+  A lost Atari life (`terminal_on_life_loss`) does not end an episode: the game goes on with a
+  continuing reset, as in `play_episode`.
   """
   if len(envs) != len(seeds):
     raise ValueError(f"{len(envs)} envs but {len(seeds)} seeds.")
@@ -632,6 +635,8 @@ def run_episodes(envs: Sequence[gym.Env], seeds: Sequence[int],
       obs[i] = next_obs
       if terminated or truncated:
         results[i] = episode_result(info)
+        if results[i] is None:  # a lost life: the game goes on, as in `play_episode`
+          obs[i] = env.reset()[0]
   return [r[0] for r in results], [r[1] for r in results]
 
 

@@ -128,6 +128,8 @@ class PPOActorCriticConfig(PPOBaseConfig):
       object.__setattr__(self, name, checks.check_layer_sizes(self, name, getattr(self, name)))
     for name in ('actor_width', 'critic_width', 'obs_clip', 'reward_clip'):
       checks.check_float(self, name, getattr(self, name), above=0.0)
+    checks.check_scaled_units(self, 'actor_width', self.actor_hidden_sizes, self.actor_width)
+    checks.check_scaled_units(self, 'critic_width', self.critic_hidden_sizes, self.critic_width)
     for name in ('actor_weight_decay', 'critic_weight_decay'):
       checks.check_float(self, name, getattr(self, name), minimum=0.0)
     for name in ('actor_sparsity', 'critic_sparsity'):
@@ -174,6 +176,7 @@ class PPOAtariConfig(PPOBaseConfig):
   def __post_init__(self):
     super().__post_init__()
     checks.check_float(self, 'width', self.width, above=0.0)
+    checks.check_scaled_units(self, 'width', (512,), self.width)  # the widest layer at width 1
     checks.check_float(self, 'weight_decay', self.weight_decay, minimum=0.0)
     checks.check_instance(self, 'sparsity', self.sparsity, sparse_rl.SparsityConfig)
     checks.check_bool(self, 'clip_rewards', self.clip_rewards)

@@ -520,7 +520,9 @@ class _TensorBoardErrors:
 
   @classmethod
   def install(cls) -> None:
+    """Per run: one note at most for this run's writer (the hook is installed once)."""
     import threading  # pylint: disable=g-import-not-at-top
+    cls._reported = False
     if cls._previous is not None:
       return
     cls._previous = threading.excepthook

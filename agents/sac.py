@@ -97,6 +97,8 @@ class SACConfig:
       checks.check_float(self, name, getattr(self, name), minimum=0.0)
     for name in ('actor_hidden_sizes', 'critic_hidden_sizes'):
       object.__setattr__(self, name, checks.check_layer_sizes(self, name, getattr(self, name)))
+    checks.check_scaled_units(self, 'actor_width', self.actor_hidden_sizes, self.actor_width)
+    checks.check_scaled_units(self, 'critic_width', self.critic_hidden_sizes, self.critic_width)
     for name in ('actor_sparsity', 'critic_sparsity'):
       checks.check_instance(self, name, getattr(self, name), sparse_rl.SparsityConfig)
 
@@ -534,8 +536,9 @@ class SACTrainer(Trainer):
 
     Per gradient step: critic training (3 forwards, sparse_rl.training_flops for its method),
     actor training (likewise), and with the current masks one actor forward on next_obs, one
-    target-critic forward, and about two critic forwards for the actor loss (forward and the
-    backward to the actions). Per policy env step: one actor forward on one observation.
+    target-critic forward, about two critic forwards for the actor loss (forward and the
+    backward to the actions), and one actor forward for the temperature loss's fresh sample.
+    Per policy env step: one actor forward on one observation.
     """
     state, n = self._state, self._gradient_steps
     obs = jnp.zeros((self.config.batch_size, self.obs_dim))
@@ -546,7 +549,7 @@ class SACTrainer(Trainer):
       total += sparse_rl.training_flops(net.opt.config, costs, net.params, n)
     f_actor = forward_flops(state.actor, obs)
     f_critic = forward_flops(state.critic, obs, action)
-    total += n * (f_actor + 3.0 * f_critic)
+    total += n * (2.0 * f_actor + 3.0 * f_critic)
     total += self._policy_steps * forward_flops(state.actor, obs[:1])
     return float(total)
 

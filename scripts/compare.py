@@ -15,8 +15,9 @@ Normalization, per suite (grid) and environment (references in scripts/reference
     (score - random) / (dense - random), dense = mean final score of the dense runs of that env.
     Without the shift, Acrobot's negative returns would make a worse run score higher.
   * MuJoCo: score / the paper's dense SAC return of that env (`PAPER_DENSE_SAC`), for SAC and
-    PPO alike, as the paper does; `--dense_reference suite` divides by the suite's own dense
-    runs of the env instead (needed where the paper's value is not recorded, e.g. Hopper).
+    PPO alike, as the paper does; an env whose value is not recorded (Hopper) is left out of
+    the aggregates, with a note; `--dense_reference suite` divides by the suite's own dense
+    runs of each env instead.
   * Any other env is an error (one line, exit 2): a formula is never picked silently.
   `--baseline none` divides every non-Atari score by the suite's own dense mean.
 Aggregates across environments: IQM with a 95% stratified-bootstrap CI (scripts/stats.py).
@@ -87,8 +88,9 @@ def normalizer(env_id: str | None, dense_scores: list[float], random_baseline: b
       'suite' (the mean of `dense_scores`).
 
   Raises:
-    NormalizationError: an env with no reference for its family (no measured random-policy
-      return, a MuJoCo env without the paper's dense SAC return under 'paper', unknown id).
+    NormalizationError: a non-MuJoCo, non-Atari env without a measured random-policy return.
+      (A MuJoCo env without the paper's dense SAC return under 'paper' is not normalized: its
+      runs are left out of the aggregates, with a note that says so.)
   """
   if env_id is None:  # no run of the env has started
     return (lambda s: None), 'not normalized: env unknown (no run has started)'
@@ -97,12 +99,11 @@ def normalizer(env_id: str | None, dense_scores: list[float], random_baseline: b
   mujoco = reference_scores.env_name(env_id) in MUJOCO_ENVS
   if random_baseline and mujoco and dense_reference == 'paper':
     name = reference_scores.env_name(env_id)
-    if name not in reference_scores.PAPER_DENSE_SAC:
-      raise NormalizationError(
-          f"{env_id}: the paper's dense SAC return is not recorded for {name} "
-          f"(scripts/reference_scores.py PAPER_DENSE_SAC has "
-          f"{sorted(reference_scores.PAPER_DENSE_SAC)}); use --dense_reference suite to "
-          f"divide by this suite's dense runs")
+    if name not in reference_scores.PAPER_DENSE_SAC:  # left out, and said so: no other formula
+      return (lambda s: None), (
+          f"**not normalized**: the paper's dense SAC return for {name} is not recorded "
+          f"(scripts/reference_scores.py), so its runs are left out of the aggregates (raw "
+          f"scores below); --dense_reference suite divides by this suite's dense runs")
     ref = reference_scores.PAPER_DENSE_SAC[name]
     return (lambda s: s / ref), f"score / the paper's dense SAC return {ref:.5g}"
   if random_baseline and not mujoco and env_id not in reference_scores.RANDOM_RETURNS:
@@ -347,12 +348,12 @@ def _headline(text: str) -> str:
   return lines[-1] if lines else ''
 
 
-def missing_section(suites: list[Suite], unreadable: Iterable[Run] = ()) -> list[str]:
-  """Every run that is not finished with a score, every unreadable run dir (by its path), and
+def missing_section(suites: list[Suite], unlabeled: Iterable[Run] = ()) -> list[str]:
+  """Every run that is not finished with a score, every run dir without labels (by its path), and
   every cell short of its seeds."""
   lines = []
   bad = [r for s in suites for r in s.runs if r.status != 'finished' or r.final_score is None]
-  rows = [(f'{r.suite}/{r.name}', r) for r in bad] + [(r.run_dir, r) for r in unreadable]
+  rows = [(f'{r.suite}/{r.name}', r) for r in bad] + [(r.run_dir, r) for r in unlabeled]
   if rows:
     lines += ['| run | status | detail |', '|---|---|---|']
     for label, r in rows:
@@ -597,7 +598,7 @@ def display_path(path: str) -> str:
 
 def write_report(suites: list[Suite], out_path: str, roots: list[str], fixed_sparsity: float,
                  reps: int, seed: int, title: str, argv: list[str], with_paper: bool = False,
-                 unreadable: Iterable[Run] = ()) -> str:
+                 unlabeled: Iterable[Run] = ()) -> str:
   """Writes the markdown report and its figures; returns the report path. `with_paper` adds
   a section per suite beside the paper's Figure 1 and claims (scripts/paper.py)."""
   out_dir = os.path.dirname(os.path.abspath(out_path))
@@ -647,7 +648,7 @@ def write_report(suites: list[Suite], out_path: str, roots: list[str], fixed_spa
     for caption, name in make_plots(suite, out_dir, prefix, fixed_sparsity, reps, seed):
       lines += [f'![{caption}]({name})', '']
     lines += noise_section(suite, out_dir, prefix)
-  lines += ['## Missing, failed and partial runs', '', *missing_section(suites, unreadable), '']
+  lines += ['## Missing, failed and partial runs', '', *missing_section(suites, unlabeled), '']
   os.makedirs(out_dir, exist_ok=True)
   return fileio.write_text(out_path, '\n'.join(lines))
 
@@ -670,7 +671,7 @@ def paper_lines(suite: Suite, sparsity: float, dist: str | None, reps: int, seed
   if claims:
     lines += ["The paper's claims as probabilities of improvement (verdict: the 95% CI above "
               '0.5 agrees, below disagrees, across 0.5 is inconclusive; for "close", a CI '
-              'containing 0.5 agrees).', '', *claims, '']
+              'within [0.4, 0.6] agrees, one excluding 0.5 disagrees).', '', *claims, '']
   return lines
 
 
@@ -702,8 +703,8 @@ def _parse_args(argv):
                       help="MuJoCo: divide by the paper's dense SAC return per env (default) "
                            "or by this suite's own dense runs of the env")
   parser.add_argument('--baseline', choices=('random', 'none'), default='random',
-                      help='non-Atari normalization: (s - random) / (dense - random) where a '
-                           'random-policy score is known (default), or s / dense everywhere')
+                      help='non-Atari normalization: by the references above (default), or '
+                           's / the suite\'s dense mean everywhere (overrides --dense_reference)')
   return parser.parse_args(argv)
 
 
@@ -730,9 +731,9 @@ def main(argv=None) -> int:
     print(f'error: no runs under {args.root}', file=sys.stderr)
     return 2
   by_suite: dict[str, list[Run]] = collections.defaultdict(list)
-  unreadable = [r for r in runs if r.status == 'unreadable']
+  unlabeled = [r for r in runs if not r.suite]  # no labels: listed by path
   for run in runs:
-    if run.status != 'unreadable':
+    if run.suite:
       by_suite[run.suite].append(run)
   try:
     suites = [build_suite(name, suite_runs, args.reps, args.seed, args.baseline == 'random',
@@ -743,7 +744,7 @@ def main(argv=None) -> int:
     return 2
   try:
     write_report(suites, out, args.root, args.fixed_sparsity, args.reps, args.seed,
-                 args.title, argv, with_paper=args.paper, unreadable=unreadable)
+                 args.title, argv, with_paper=args.paper, unlabeled=unlabeled)
   except OSError as e:  # part-way (disk full, ...): the files written so far are whole
     print(f'error: could not write {e.filename or out}: {e.strerror or e}', file=sys.stderr)
     return 1

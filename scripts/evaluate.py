@@ -31,8 +31,10 @@ scripts.compare draws return-vs-noise curves per method from these files.
 gymnasium's RecordVideo (the `[video]` extra: moviepy, and pygame for classic control; MuJoCo
 renders with MUJOCO_GL=egl unless MUJOCO_GL is set). Rendering does not change the episodes; with
 --video they are played one at a time (one episode's frames in memory, at most --video_frames of
-them: longer episodes are played to their end, their video stops there), which gives the same
-returns except for SAC --stochastic, whose samples are keyed by the first seed of the batch.
+them: longer episodes are played to their end, their video stops there). DQN's returns are the
+same; SAC and PPO step an evaluation's greedy episodes as one batch, so one at a time their
+actions can differ in the last float bit, which a long MuJoCo episode can turn into another
+return (SAC --stochastic samples are keyed by the first seed of the batch).
 
 A run dir without config.gin or checkpoints, an unknown --checkpoint, a checkpoint of another
 configuration, --video where it cannot record (no rgb rendering, moviepy missing, no OpenGL), or

@@ -340,10 +340,7 @@ def validate(grid: dict[str, Any], where: str = 'grid') -> dict[str, Any]:
   for key, value in axes_table.items():
     axes[key] = _str_list(value, f'{where}.axes.{key}')
   out['axes'] = axes
-  method_bindings = grid.get('method_bindings', {})
-  _check_keys(method_bindings, set(METHODS), f'{where}.method_bindings')
-  out['method_bindings'] = {m: _str_list(v, f'{where}.method_bindings.{m}')
-                            for m, v in method_bindings.items()}
+  out['method_bindings'] = _method_bindings(grid, where)
   reference = grid.get('small_dense_reference', 'static')
   if reference not in SPARSE_METHODS:
     raise GridError(f'{where}.small_dense_reference must be one of {list(SPARSE_METHODS)}.')
@@ -365,13 +362,10 @@ def validate(grid: dict[str, Any], where: str = 'grid') -> dict[str, Any]:
     gin_files = _str_list(exp.get('gin_files', []), f'{here}.gin_files')
     if not gin_files:
       raise GridError(f'{here}: needs gin_files.')
-    exp_method_bindings = exp.get('method_bindings', {})
-    _check_keys(exp_method_bindings, set(METHODS), f'{here}.method_bindings')
     entry = {'name': exp_name, 'gin_files': gin_files,
              'bindings': _str_list(exp.get('bindings', []), f'{here}.bindings'),
              # this experiment's method bindings, after the grid's for the same method
-             'method_bindings': {m: _str_list(v, f'{here}.method_bindings.{m}')
-                                 for m, v in exp_method_bindings.items()}}
+             'method_bindings': _method_bindings(exp, here)}
     for key in _AXIS_KEYS:
       entry[key] = out.get(key)  # widths and actor_critic_sparsities: None if not given
     entry.update(_axes(exp, here))
@@ -391,6 +385,13 @@ def validate(grid: dict[str, Any], where: str = 'grid') -> dict[str, Any]:
                       f'{entry["sparsities"]!r}.')
     out['experiments'].append(entry)
   return out
+
+
+def _method_bindings(table: dict[str, Any], where: str) -> dict[str, list[str]]:
+  """A [method_bindings] table (grid or experiment): {method: bindings}, methods checked."""
+  bindings = table.get('method_bindings', {})
+  _check_keys(bindings, set(METHODS), f'{where}.method_bindings')
+  return {m: _str_list(v, f'{where}.method_bindings.{m}') for m, v in bindings.items()}
 
 
 def _variants(grid: dict[str, Any], exp: dict[str, Any]) -> list[dict[str, Any]]:

@@ -44,12 +44,15 @@ def verdict(interval: stats.Interval, expectation: str) -> str:
   """'agrees' / 'disagrees' / 'inconclusive' for a P(X > Y) interval against a claim.
 
   '>': agrees if the CI lies above 0.5, disagrees if it lies below, else inconclusive.
-  '~': agrees if the CI contains 0.5, else disagrees (one method is clearly ahead).
+  '~': agrees if the CI lies within [0.4, 0.6] (close, and known to be), disagrees if it
+    excludes 0.5 (one method is ahead), else inconclusive (too few seeds to tell).
   """
   if not (math.isfinite(interval.lower) and math.isfinite(interval.upper)):
     return 'inconclusive (one seed: no CI)'
   if expectation == '~':
-    return 'agrees' if interval.lower <= 0.5 <= interval.upper else 'disagrees'
+    if not interval.lower <= 0.5 <= interval.upper:
+      return 'disagrees'
+    return 'agrees' if 0.4 <= interval.lower and interval.upper <= 0.6 else 'inconclusive'
   if interval.lower > 0.5:
     return 'agrees'
   if interval.upper < 0.5:

@@ -121,10 +121,11 @@ def export_manifest(root: str, results: str) -> None:
   fileio.write_text(os.path.join(results, MANIFEST_FILE), json.dumps(manifest, indent=2) + '\n')
 
 
-def sync(root: str, results: str, names: Iterable[str], import_first: bool = True
-         ) -> tuple[list[str], list[str]]:
+def sync(root: str, results: str, names: Iterable[str], import_first: bool = True,
+         busy=lambda run_dir: False) -> tuple[list[str], list[str]]:
   """Both ways for the runs `names`: results -> root for runs finished only in `results`
-  (when `import_first`), root -> results for runs finished only in `root`.
+  (when `import_first`; never into a run dir for which `busy(run_dir)` is true, e.g. one a
+  live process holds), root -> results for runs finished only in `root`.
 
   Returns:
     (imported names, exported names).
@@ -136,7 +137,7 @@ def sync(root: str, results: str, names: Iterable[str], import_first: bool = Tru
       if not is_finished(kept):
         export_run(run_dir, kept)
         exported.append(name)
-    elif import_first and is_finished(kept):
+    elif import_first and is_finished(kept) and not busy(run_dir):
       import_run(kept, run_dir)
       imported.append(name)
   return imported, exported

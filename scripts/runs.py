@@ -100,11 +100,14 @@ def load_run(root: str, name: str, planned: dict | None) -> Run:
   spec = _read_json(os.path.join(run_dir, 'sweep.json'))
   summary = _read_json(os.path.join(run_dir, 'summary.json'))
   if planned is None and spec is None and summary is None:
-    # No labels anywhere (summary.json unreadable, no sweep files): an unreadable run dir,
-    # listed with its path, never filed under invented labels.
+    # No labels anywhere: listed by its path (suite ''), never filed under invented labels.
+    # 'unreadable' if summary.json is there but cannot be read; else a run not finished yet.
+    torn = os.path.exists(os.path.join(run_dir, 'summary.json'))
     return Run(name=name, run_dir=run_dir, suite='', experiment='', method='', sparsity=0.0,
-               distribution=None, seed=None, status='unreadable',
-               detail='no readable summary.json, sweep.json or manifest entry')
+               distribution=None, seed=None, status='unreadable' if torn else 'partial',
+               detail=('summary.json cannot be read, and no sweep.json or manifest entry'
+                       if torn else 'no summary.json yet, and no sweep.json or manifest '
+                       'entry to label it'))
   labels = _labels(name, planned, spec, summary, root)
   run = Run(name=name, run_dir=run_dir, suite=labels['suite'],
             experiment=labels['experiment'], method=labels['method'],

@@ -376,7 +376,9 @@ def main(argv=None) -> int:
       return 2
   if args.results and not args.dry_run:  # committed results count as finished runs
     try:
-      imported, exported = results_lib.sync(root, args.results, [s.name for s in planned])
+      imported, exported = results_lib.sync(
+          root, args.results, [s.name for s in planned],
+          busy=lambda run_dir: backends.run_holder(run_dir) is not None)
     except (OSError, results_lib.ResultsError) as e:
       print(f'error: --results {args.results}: {e}', file=sys.stderr)
       return 2

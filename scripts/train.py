@@ -139,6 +139,8 @@ def main(argv=None) -> int:
     return 2
   for line in experiment.warnings:  # once the run is sure to start: errors stay one line
     print(f'warning: {line}', file=sys.stderr)
+  # Start-up is over: from here Ctrl-C is the runner's (a checkpoint), or a KeyboardInterrupt.
+  signal.signal(signal.SIGINT, signal.default_int_handler)
   try:
     return _run(args, experiment, trainer)
   finally:

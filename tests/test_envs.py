@@ -294,3 +294,23 @@ def test_video_of_an_env_without_rgb_rendering_is_refused(tmp_path):
                                        r"\(its render modes: human\)"):
     envs.make_env("NoRenderEnvs-v0", seed=0, video=envs.VideoConfig(str(tmp_path / "v")))
   assert not (tmp_path / "v").exists()
+
+
+def test_batched_episodes_go_on_after_a_lost_life_as_one_at_a_time():
+  """run_episodes (SAC's and PPO's batched evaluation) plays each Atari game to its end past
+  lost lives, with the continuing reset (FIRE, frame stack) of play_episode: the same returns
+  and lengths as the episodes played one at a time."""
+  config = envs.AtariConfig(terminal_on_life_loss=True, fire_reset=True)
+
+  def action(obs):  # a deterministic policy of the observation alone
+    return int(np.asarray(obs, np.int64).sum() % 4)
+  seeds = [11, 12]
+  batch = [envs.make_env("ALE/Breakout-v5", seed=0, atari=config, max_episode_steps=2000)
+           for _ in seeds]
+  returns, lengths = envs.run_episodes(batch, seeds, lambda obs: np.array([action(o) for o in obs]))
+  single = envs.make_env("ALE/Breakout-v5", seed=0, atari=config, max_episode_steps=2000)
+  expected = [envs.play_episode(single, seed, action) for seed in seeds]
+  assert list(zip(returns, lengths)) == expected
+  assert all(length > 100 for length in lengths)  # more than one life was played
+  for env in [*batch, single]:
+    env.close()

@@ -1,7 +1,9 @@
 """Faults that used to lose a run or its data (agents/runner.py, agents/checkpoint.py,
 sparse_rl): a kill or a full disk at the first checkpoint, a checkpoint of a newer format, a
 damaged header, a foreign checkpoint, refusals that advised deleting good work, and mask
-updates on non-finite weights. Each test failed on the code before its fix."""
+updates on non-finite weights. Each test failed on the code before its fix, except
+`test_a_kill_right_after_a_checkpoint_keeps_its_row`, which covers the row a checkpoint now
+carries (before, the row was written first)."""
 
 import json
 import os
@@ -225,6 +227,7 @@ def test_a_huge_gin_binding_is_not_echoed_in_full(tmp_path, capsys):
 @pytest.mark.parametrize('binding, message', [
     ('DQNConfig.hidden_sizes = (' + '8, ' * 20000 + ')', 'at most 64 layers, not 20,000'),
     ('DQNConfig.hidden_sizes = (10000000,)', 'at most 65,536 units per layer'),
+    ('DQNConfig.width = 10000.0', 'gives a layer of 5,120,000 units; at most 65,536'),
 ])
 def test_a_network_beyond_the_size_limits_is_refused_at_once(tmp_path, capsys, binding, message):
   from agents import configurables

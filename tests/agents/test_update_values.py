@@ -315,7 +315,8 @@ def test_sac_training_flops_of_a_dense_run_by_hand():
   n, batch = trainer.gradient_steps, config.batch_size
   assert n == 11
   per_step = batch * (3 * critic + 3 * actor  # both networks trained
-                      + actor + 3 * critic)  # next-action actor, target critics, actor loss
+                      + actor + 3 * critic  # next-action actor, target critics, actor loss
+                      + actor)  # the temperature loss's fresh sample
   policy_actions = 10  # the first 20 actions are uniform random (no forward)
   assert trainer.training_flops() == pytest.approx(n * per_step + policy_actions * actor)
   trainer.close()

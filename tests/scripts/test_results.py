@@ -85,3 +85,20 @@ def test_the_command_adds_the_finished_runs_of_a_root(swept, tmp_path, capsys):
   assert results.main(['--root', str(tmp_path / 'none'), '--results', str(kept)]) == 2
   with pytest.raises(results.ResultsError, match='not a finished run'):
     results.export_run(str(tmp_path / 'none'), str(tmp_path / 'x'))
+
+
+def test_results_are_never_copied_into_a_run_dir_a_live_process_holds(tmp_path):
+  kept, root = tmp_path / 'kept', tmp_path / 'root'
+  run = kept / 'e' / 'dense' / 'seed_0'
+  os.makedirs(run)
+  (run / 'summary.json').write_text(json.dumps({'status': 'completed', 'final_score': 1.0}))
+  (run / 'metrics.jsonl').write_text('{"iteration": 0}\n')
+  (run / 'config.gin').write_text('# config\n')
+  live = root / 'e' / 'dense' / 'seed_0'
+  os.makedirs(live)
+  (live / 'metrics.jsonl').write_text('{"iteration": 0, "live": true}\n')
+  names = ['e/dense/seed_0']
+  assert results.sync(str(root), str(kept), names, busy=lambda d: True) == ([], [])
+  assert 'live' in (live / 'metrics.jsonl').read_text()  # untouched
+  assert results.sync(str(root), str(kept), names) == (names, [])
+  assert results.is_finished(str(live))

@@ -16,7 +16,6 @@ import pytest
 
 from scripts import sweep_backends as backends
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _GIN = 'gin_configs/experiments/dqn_classic_{method}.gin'
@@ -242,7 +241,7 @@ def test_a_run_whose_outputs_vanished_is_failed_not_finished(tmp_path):
             'shutil.rmtree(root); os.makedirs(run); '
             'open(os.path.join(run, "summary.json"), "w").write("{}")')
   result = sweep_backends.execute_run({
-      'name': 'exp/dense/seed_0', 'run_dir': str(run_dir), 'cwd': REPO, 'env_defaults': {},
+      'name': 'exp/dense/seed_0', 'run_dir': str(run_dir), 'cwd': _REPO, 'env_defaults': {},
       'command': [sys.executable, '-c', script, str(root), str(run_dir)]})
   assert result['status'] == 'failed' and result['returncode'] == 0
   assert 'metrics.jsonl, config.gin, stdout.log are missing' in result['error']
