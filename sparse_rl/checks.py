@@ -155,6 +155,13 @@ def check_layer_sizes(owner: Any, name: str, value: Any) -> tuple[int, ...]:
   return sizes
 
 
+def check_scaled_units(owner: Any, name: str, units: Iterable[int], width: float) -> None:
+  """Every layer's units after the width multiplier, ceil(n * width), at most MAX_UNITS."""
+  widest = max((math.ceil(n * width) for n in units), default=0)
+  if widest > MAX_UNITS:
+    fail(owner, name, width, f'gives a layer of {widest:,} units; at most {MAX_UNITS:,}')
+
+
 def check_choice(owner: Any, name: str, value: Any, choices: Iterable[Any]) -> None:
   """One of `choices` (compared with ==, so unhashable values fail cleanly)."""
   choices = list(choices)
