@@ -355,7 +355,7 @@ def _format_duration(seconds: float) -> str:
 class StopRequested(KeyboardInterrupt):
   """Raised at a safe point (the trainer state is consistent) after a Ctrl-C or SIGTERM.
 
-  `signum` is the signal that asked for the stop (SIGINT or SIGTERM).
+  `signum` is the signal that asked for the stop (one of `STOP_SIGNALS`).
   """
 
   def __init__(self, signum: int = signal.SIGINT):
@@ -363,12 +363,20 @@ class StopRequested(KeyboardInterrupt):
     self.signum = int(signum)
 
 
-# The signals that ask for a clean stop: Ctrl-C, and SIGTERM (kill, nohup'd jobs, schedulers).
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# The signals that ask for a clean stop: Ctrl-C, SIGTERM (kill, nohup'd jobs, schedulers), and
+# SIGUSR2, the signal SLURM sends before a job's time limit or preemption when submitit asks for
+# it (`--signal=USR2@...`; scripts/sweep_slurm.py), whose default action would kill the run
+# without a checkpoint.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
 
 
 class _Interrupt:
-  """SIGINT/SIGTERM handler: the first signal asks for a clean stop, a second one is immediate.
+  """Handler of `STOP_SIGNALS`: the first asks for a clean stop, a second Ctrl-C is immediate.
+
+  Only a second SIGINT (a person pressing Ctrl-C again) stops without a checkpoint: a
+  scheduler may send SIGTERM or SIGUSR2 to every process of a job, and the job's launcher
+  forward another (scripts/sweep_slurm.py), so a repeated SIGTERM or SIGUSR2 is ignored while
+  the stop it asked for is under way.
 
   The stop happens at the next safe point: between iterations, inside `Trainer.train` when
   it reports progress (trainers report between env steps), or at once during evaluation
@@ -399,7 +407,9 @@ class _Interrupt:
 
   def _handle(self, signum, frame):
     if self.requested:
-      raise KeyboardInterrupt
+      if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+      return
     self.requested, self.signum = True, signum
     if self.anywhere_safe:
       raise StopRequested(signum)

@@ -325,6 +325,40 @@ def _stop_live_runs() -> None:
       pass
 
 
+def stop_live_runs_and_wait(grace_s: float = STOP_GRACE_S,
+                            signum: int = signal.SIGTERM) -> None:
+  """Asks every run this process started to save a checkpoint and stop, and waits for them.
+
+  For a signal handler that interrupts `execute_run` (scripts/sweep_slurm.py): the runs are
+  sent `signum` and waited for with `os.waitid(..., WNOWAIT)`, which neither reaps them nor
+  takes the Popen's lock that the interrupted `proc.wait()` holds. A run still alive after
+  `grace_s` seconds is killed.
+  """
+  with _LIVE_LOCK:
+    procs = list(_LIVE.values())
+  for proc in procs:
+    try:
+      proc.send_signal(signum)
+    except ProcessLookupError:
+      pass
+  deadline = time.monotonic() + grace_s
+  for proc in procs:
+    while True:
+      try:
+        ended = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+      except ChildProcessError:  # already reaped
+        break
+      if ended is not None:
+        break
+      if time.monotonic() > deadline:
+        try:
+          proc.kill()
+        except ProcessLookupError:
+          pass
+        break
+      time.sleep(0.1)
+
+
 # ------------------------------------------------------------------------------ backends
 
 OnDone = Callable[[dict[str, Any]], None]

@@ -17,8 +17,8 @@ from agents import runner
 class FakeTrainer(base.Trainer):
   """Counts steps; returns depend only on the step count, so resumed runs are checkable.
 
-  `interrupt_at`: sends this process `interrupt_signal` (SIGINT by default) when the env step
-    count reaches it.
+  `interrupt_at`: sends this process `interrupt_signal` (SIGINT by default; a tuple: each of
+    them, in order) when the env step count reaches it.
   `crash_at`: raises RuntimeError when the env step count reaches it (a crash, no warning).
   `interrupt_in_eval`: sends a SIGINT during this evaluation (1-based).
   """
@@ -48,7 +48,9 @@ class FakeTrainer(base.Trainer):
       if self.steps == self.crash_at:
         raise RuntimeError('crash')
       if self.steps == self.interrupt_at:
-        os.kill(os.getpid(), self.interrupt_signal)
+        signals = self.interrupt_signal
+        for signum in signals if isinstance(signals, tuple) else (signals,):
+          os.kill(os.getpid(), signum)
       if progress is not None and self.steps % 5 == 0:
         progress(5)
     return {'train/episode_return': float(self.steps), 'train/episodes': 1.0,
@@ -195,6 +197,32 @@ def test_sigterm_saves_a_checkpoint_like_ctrl_c(tmp_path):
   assert (payload['iteration'], payload['partial_env_steps']) == (2, 5)
   assert payload['trainer']['steps'] == 25
   assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handler restored
+
+
+@pytest.mark.parametrize('signals', [
+    (signal.SIGUSR2,),  # SLURM's warning before a time limit or preemption (submitit)
+    (signal.SIGTERM, signal.SIGTERM),  # a scheduler signalling every process of a job
+    (signal.SIGUSR2, signal.SIGTERM),  # scripts/sweep_slurm.py forwarding SLURM's signal
+])
+def test_scheduler_signals_save_a_checkpoint_and_repeats_do_not_cancel_it(tmp_path, signals):
+  run_dir = str(tmp_path)
+  with pytest.raises(runner.StopRequested) as stop:
+    runner.run(lambda: FakeTrainer(interrupt_at=23, interrupt_signal=signals),
+               _config(num_iterations=4, checkpoint_every=3), run_dir)
+  assert stop.value.signum == signals[0]
+  payload = runner.load_latest_checkpoint(run_dir)
+  assert (payload['iteration'], payload['partial_env_steps']) == (2, 5)
+  assert signal.getsignal(signal.SIGUSR2) is signal.SIG_DFL  # handler restored
+
+
+def test_ctrl_c_after_sigterm_stops_at_once_without_a_checkpoint(tmp_path):
+  run_dir = str(tmp_path)
+  with pytest.raises(KeyboardInterrupt) as stop:
+    runner.run(lambda: FakeTrainer(interrupt_at=23,
+                                   interrupt_signal=(signal.SIGTERM, signal.SIGINT)),
+               _config(num_iterations=4, checkpoint_every=3), run_dir)
+  assert not isinstance(stop.value, runner.StopRequested)
+  assert runner.list_checkpoints(run_dir) == []
 
 
 def test_ctrl_c_is_handled_when_sigint_was_inherited_ignored(tmp_path):
