@@ -55,6 +55,7 @@ from agents import analysis as analysis_lib
 from agents import base
 from agents import checkpoint as checkpoint_lib
 from agents import envs as envs_lib
+from agents import wandb_sink
 from sparse_rl import checks
 
 METRICS_FILE = 'metrics.jsonl'
@@ -82,6 +83,12 @@ class RunnerConfig:
   progress: bool = True  # print progress lines (steps/s, ETA).
   progress_interval_s: float = 10.0  # seconds between in-iteration progress lines.
   tensorboard: bool = True  # also write TensorBoard event files under run_dir/tb.
+  # Also log every metrics row to Weights & Biases (the [wandb] extra; agents/wandb_sink.py):
+  # the project, and W&B's mode ('online', 'offline', 'disabled'; None: WANDB_MODE or W&B's
+  # default).
+  wandb: bool = False
+  wandb_project: str = 'sparse_rl'
+  wandb_mode: str | None = None
   # Per-iteration analyses in the metrics rows: mask topology, dormant neurons, gradient SNR
   # (@AnalysisConfig(); agents/analysis.py).
   analysis: analysis_lib.AnalysisConfig = analysis_lib.AnalysisConfig()
@@ -95,8 +102,15 @@ class RunnerConfig:
                        maximum=1.0)
     checks.check_float(self, 'progress_interval_s', self.progress_interval_s, minimum=0.0)
     checks.check_bool(self, 'save_replay', self.save_replay, allow_none=True)
-    for name in ('progress', 'tensorboard'):
+    for name in ('progress', 'tensorboard', 'wandb'):
       checks.check_bool(self, name, getattr(self, name))
+    checks.check_choice(self, 'wandb_mode', self.wandb_mode,
+                        (None, 'online', 'offline', 'disabled'))
+    if not isinstance(self.wandb_project, str) or not self.wandb_project:
+      checks.fail(self, 'wandb_project', self.wandb_project, 'must be a non-empty string')
+    if self.wandb and not wandb_sink.available():
+      checks.fail(self, 'wandb', self.wandb,
+                  "needs Weights & Biases: pip install '.[wandb]' (or pip install wandb)")
     checks.check_instance(self, 'analysis', self.analysis, analysis_lib.AnalysisConfig)
 
 
@@ -626,6 +640,8 @@ def _run(trainer: base.Trainer, config: RunnerConfig, run_dir: str,
     writer = SummaryWriter(os.path.join(run_dir, 'tb'),
                            purge_step=trainer.env_steps + 1 if start or partial else None)
     _TensorBoardErrors.install()
+  sink = (wandb_sink.WandbSink(run_dir, config.wandb_project, config.wandb_mode)
+          if config.wandb else None)
   iteration = start
   iteration_start_steps = trainer.env_steps - partial
   trained = None  # train statistics of the iteration being evaluated
@@ -708,6 +724,8 @@ def _run(trainer: base.Trainer, config: RunnerConfig, run_dir: str,
         metrics_file.flush()
         if writer is not None:
           _log_tensorboard(writer, row)
+        if sink is not None:
+          sink.log(row)
         progress.iteration(row, config.num_iterations)
     except StopRequested:
       # Raised only at safe points, so the trainer state is consistent. (A plain
@@ -725,6 +743,8 @@ def _run(trainer: base.Trainer, config: RunnerConfig, run_dir: str,
     finally:
       if writer is not None:
         _close_tensorboard(writer)
+      if sink is not None:
+        sink.close()
 
   rows = read_metrics(run_dir)
   last = rows[-1] if rows else {}
