@@ -70,19 +70,25 @@ def now() -> str:
 LOCK_HELD_ENV = 'SPARSE_RL_RUN_LOCK_FD'
 
 
-def lock_run(run_dir: str) -> int | None:
+def lock_run(run_dir: str, wait_s: float = 0.0) -> int | None:
   """Takes RUN_DIR/run.lock for a run about to start: the locked fd, or None if it is held.
 
   The lock (flock) belongs to the open file: pass the fd to the run's process (`pass_fds`) and
-  it stays held until that process and this fd are both closed.
+  it stays held until that process and this fd are both closed. `wait_s`: how long to wait
+  for a holder to end (a retried task whose previous attempt is still saving a checkpoint).
   """
   fd = os.open(os.path.join(run_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-  for _ in range(3):  # `run_holder` probes hold it for microseconds: try again
+  deadline = time.monotonic() + wait_s
+  tries = 0
+  while True:  # `run_holder` probes hold it for microseconds: try again
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
       return fd
     except BlockingIOError:
-      time.sleep(0.05)
+      tries += 1
+      if tries >= 3 and time.monotonic() >= deadline:
+        break
+      time.sleep(0.05 if tries < 3 else 0.5)
   os.close(fd)
   return None
 
@@ -175,8 +181,9 @@ def execute_run(task: dict[str, Any]) -> dict[str, Any]:
 
   Args:
     task: {'name', 'run_dir', 'command', 'cwd' (the repo root), 'env_defaults',
-      'stop_grace_s' (optional, default STOP_GRACE_S)} (plain data, so Ray can ship it). The
-      environment is the executing machine's (`run_env`).
+      'stop_grace_s' (optional, default STOP_GRACE_S), 'lock_wait_s' (optional, default 0:
+      seconds to wait for the run dir's lock, for retries)} (plain data, so Ray can ship it).
+      The environment is the executing machine's (`run_env`).
 
   Returns:
     {'name', 'run_dir', 'status' ('finished', 'failed', 'interrupted' or 'busy'),
@@ -185,7 +192,7 @@ def execute_run(task: dict[str, Any]) -> dict[str, Any]:
   """
   run_dir = task['run_dir']
   os.makedirs(run_dir, exist_ok=True)
-  lock = lock_run(run_dir)
+  lock = lock_run(run_dir, float(task.get('lock_wait_s', 0.0)))
   if lock is None:
     return busy_result(task['name'], run_dir)
   try:
@@ -405,6 +412,9 @@ def import_ray():
   return ray
 
 
+RAY_MAX_RETRIES = 3  # attempts of a run after the first whose Ray worker or node is lost
+
+
 def run_ray(tasks: list[dict[str, Any]], address: str | None, cpus_per_run: float,
             on_done: OnDone) -> bool:
   """Runs the tasks as Ray tasks (one process each, `cpus_per_run` CPUs reserved).
@@ -424,9 +434,13 @@ def run_ray(tasks: list[dict[str, Any]], address: str | None, cpus_per_run: floa
     started_here = True
   runtime_env = {'env_vars': {'PYTHONPATH': os.pathsep.join(
       p for p in (_REPO_ROOT, os.environ.get('PYTHONPATH')) if p)}}
-  remote = ray.remote(execute_run).options(num_cpus=cpus_per_run, max_retries=0,
+  # A task whose node dies is retried (Ray retries system failures, not a run's own error) on
+  # a live node, where the run resumes from its checkpoint in the shared run dir; the retry
+  # waits for the lost attempt's run to finish saving it (run_guard stops it, with a grace).
+  remote = ray.remote(execute_run).options(num_cpus=cpus_per_run, max_retries=RAY_MAX_RETRIES,
                                            runtime_env=runtime_env)
-  pending = {remote.remote(task): task for task in tasks}
+  pending = {remote.remote({**task, 'lock_wait_s': task.get('lock_wait_s', STOP_GRACE_S + 30)}):
+             task for task in tasks}
   try:
     while pending:
       done, _ = ray.wait(list(pending), num_returns=1)

@@ -19,6 +19,7 @@ def test_missing_ray_gives_an_install_hint(monkeypatch):
 
 @pytest.mark.filterwarnings('ignore:os.fork')  # Ray starts its daemons with fork + exec
 @pytest.mark.slow  # ~50 s on 2 cores (Ray start-up plus the 11 tiny runs), near the 60 s bar
+@pytest.mark.cluster
 def test_ray_backend_runs_the_tiny_grid(tiny_grid_file, tmp_path, monkeypatch, capsys):
   ray = pytest.importorskip('ray', reason='Ray is an optional extra: pip install .[ray]')
   monkeypatch.delenv('RAY_ADDRESS', raising=False)
