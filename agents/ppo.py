@@ -43,7 +43,7 @@ from agents import envs as envs_lib
 from agents import policy as policy_lib
 from agents import ppo_setups
 from agents import rollout as rollout_lib
-from agents.base import (ProgressFn, Trainer, episode_metrics, eval_seeds, restore_env,
+from agents.base import (ProgressFn, Trainer, episode_metrics, restore_env,
                          restore_tree, rng_state, set_rng_state)
 from agents.train_state import SparseTrainState, forward_flops, sparsity_metrics
 from sparse_rl import analysis as analysis_lib

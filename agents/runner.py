@@ -626,6 +626,23 @@ def _fail(run_dir: str, message: str, info: dict[str, Any], trainer: base.Traine
   raise RunFailed(message)
 
 
+def _stop_if_nonfinite(run_dir: str, info: dict[str, Any], trainer: base.Trainer,
+                       iteration: int) -> None:
+  """After an iteration's training: a non-finite value fails the run (summary.json says
+  so, RunFailed is raised) before anything of the iteration is logged or checkpointed."""
+  fault = trainer.nonfinite_report()
+  if fault is None:
+    return
+  last = list_checkpoints(run_dir)
+  kept = (f'the newest checkpoint, {last[-1][1]}, is from before'
+          if last else 'no checkpoint was saved')
+  message = (f'non-finite {fault} in iteration {iteration + 1} (env steps '
+             f'{trainer.env_steps:,}, gradient steps {trainer.gradient_steps:,}); '
+             f'{kept} (lower the learning rate?)')
+  print(f'\n[runner] stopped: {message}', file=sys.stderr, flush=True)
+  _fail(run_dir, message, info, trainer)
+
+
 def _run(trainer: base.Trainer, config: RunnerConfig, run_dir: str,
          info: dict[str, Any], ckpt_config: dict[str, Any]) -> dict[str, Any]:
   analyzer = analysis_lib.Analyzer(trainer, config.analysis)  # before the resume: initial masks
@@ -681,16 +698,7 @@ def _run(trainer: base.Trainer, config: RunnerConfig, run_dir: str,
         trained = train_metrics
         t_train = time.monotonic() - t0
         partial = 0
-        fault = trainer.nonfinite_report()
-        if fault is not None:
-          last = list_checkpoints(run_dir)
-          kept = (f'the newest checkpoint, {last[-1][1]}, is from before'
-                  if last else 'no checkpoint was saved')
-          message = (f'non-finite {fault} in iteration {iteration + 1} (env steps '
-                     f'{trainer.env_steps:,}, gradient steps {trainer.gradient_steps:,}); '
-                     f'{kept} (lower the learning rate?)')
-          print(f'\n[runner] stopped: {message}', file=sys.stderr, flush=True)
-          _fail(run_dir, message, info, trainer)
+        _stop_if_nonfinite(run_dir, info, trainer, iteration)
         interrupt.anywhere_safe = True
         try:
           # Seeds keyed by the iteration: a resume cannot shift them.

@@ -33,7 +33,7 @@ import optax
 import sparse_rl
 from agents import envs as envs_lib
 from agents import policy as policy_lib
-from agents.base import (ProgressFn, Trainer, episode_metrics, eval_seeds, restore_env,
+from agents.base import (ProgressFn, Trainer, episode_metrics, restore_env,
                          restore_tree, rng_state, set_rng_state)
 from agents.networks import SACActor, TwinCritic
 from agents.replay import Batch, ReplayBuffer

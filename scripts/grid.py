@@ -226,6 +226,39 @@ def _not_empty(values: list[Any], where: str) -> None:
                     'the default.')
 
 
+def _extra_points(points: Any, where: str) -> list[tuple[float, str, tuple[str, ...]]]:
+  """Validates `extra_points` entries: (sparsity, distribution, sparse methods) each."""
+  out = []
+  for point in points:
+    if (not isinstance(point, dict)
+        or not {'sparsity', 'distribution'} <= set(point) <= {'sparsity', 'distribution',
+                                                               'methods'}):
+      raise GridError(f'{where}.extra_points entries need sparsity and distribution '
+                      f'(and optionally methods), got {point!r}.')
+    sub = _axes({'sparsities': [point['sparsity']], 'distributions': [point['distribution']],
+                 **({'methods': point['methods']} if 'methods' in point else {})},
+                f'{where}.extra_points')
+    methods = tuple(sub.get('methods', SPARSE_METHODS))
+    bad = [m for m in methods if m not in SPARSE_METHODS]
+    if bad:
+      raise GridError(f'{where}.extra_points methods must be sparse methods '
+                      f'{list(SPARSE_METHODS)}, got {bad}.')
+    out.append((sub['sparsities'][0], sub['distributions'][0], methods))
+  return out
+
+
+def _seeds(value: Any, where: str) -> list[int]:
+  """Validates `seeds`: a positive count n (seeds 0..n-1) or a list of ints >= 0."""
+  seeds = value
+  if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds > 0:
+    seeds = list(range(seeds))
+  if not isinstance(seeds, list) or not seeds or not all(
+      isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+    raise GridError(f'{where}.seeds must be a positive count or a list of ints >= 0, '
+                    f'got {value!r}.')
+  return list(dict.fromkeys(seeds))
+
+
 def _axes(table: dict[str, Any], where: str) -> dict[str, Any]:
   """Validates the axis keys present in a grid or experiment table."""
   out: dict[str, Any] = {}
@@ -252,32 +285,9 @@ def _axes(table: dict[str, Any], where: str) -> dict[str, Any]:
       raise GridError(f'{where}.distributions: unknown {bad}; choose from {list(DISTRIBUTIONS)}.')
     out['distributions'] = list(dict.fromkeys(dists))
   if 'extra_points' in table:
-    points = []
-    for point in table['extra_points']:
-      if (not isinstance(point, dict)
-          or not {'sparsity', 'distribution'} <= set(point) <= {'sparsity', 'distribution',
-                                                                 'methods'}):
-        raise GridError(f'{where}.extra_points entries need sparsity and distribution '
-                        f'(and optionally methods), got {point!r}.')
-      sub = _axes({'sparsities': [point['sparsity']], 'distributions': [point['distribution']],
-                   **({'methods': point['methods']} if 'methods' in point else {})},
-                  f'{where}.extra_points')
-      methods = tuple(sub.get('methods', SPARSE_METHODS))
-      bad = [m for m in methods if m not in SPARSE_METHODS]
-      if bad:
-        raise GridError(f'{where}.extra_points methods must be sparse methods '
-                        f'{list(SPARSE_METHODS)}, got {bad}.')
-      points.append((sub['sparsities'][0], sub['distributions'][0], methods))
-    out['extra_points'] = points
+    out['extra_points'] = _extra_points(table['extra_points'], where)
   if 'seeds' in table:
-    seeds = table['seeds']
-    if isinstance(seeds, int) and not isinstance(seeds, bool) and seeds > 0:
-      seeds = list(range(seeds))
-    if not isinstance(seeds, list) or not seeds or not all(
-        isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
-      raise GridError(f'{where}.seeds must be a positive count or a list of ints >= 0, '
-                      f'got {table["seeds"]!r}.')
-    out['seeds'] = list(dict.fromkeys(seeds))
+    out['seeds'] = _seeds(table['seeds'], where)
   if 'widths' in table:
     values = table['widths']
     if not isinstance(values, list) or not all(
@@ -424,7 +434,6 @@ def _files(templates: list[str], method: str) -> tuple[str, ...]:
 def expand(grid: dict[str, Any]) -> list[RunSpec]:
   """All runs of a validated grid, in a stable order (experiment, cell, seed)."""
   specs: list[RunSpec] = []
-  axes, suite = grid['axes'], grid['name']
   for exp_entry in grid['experiments']:
     for variant in _variants(grid, exp_entry):
       specs.extend(_expand_experiment(grid, {**exp_entry, 'name': variant['name']}, variant))

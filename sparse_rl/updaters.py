@@ -20,7 +20,6 @@ References:
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Callable, Mapping, NamedTuple
 
 import flax.struct

@@ -13,7 +13,6 @@ import json
 import os
 import signal
 
-import jax
 import numpy as np
 import pytest
 

@@ -2,7 +2,6 @@
 numpy written here (from the algorithms' definitions), never from the function under test;
 direction tests check that a loss goes down along its own update."""
 
-import math
 
 import jax
 import jax.numpy as jnp

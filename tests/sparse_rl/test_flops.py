@@ -6,7 +6,6 @@ import jax.numpy as jnp
 import pytest
 
 import sparse_rl as sr
-from sparse_rl import flops
 
 
 class Small(nn.Module):

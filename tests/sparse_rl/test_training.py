@@ -10,7 +10,6 @@ import optax
 import pytest
 
 import sparse_rl as sr
-from sparse_rl.updaters import SparsityState
 
 SHAPES = {
     'mlp': {'a': (6, 16), 'b': (16, 16), 'c': (16, 3)},
