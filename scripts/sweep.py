@@ -46,6 +46,7 @@ output in DIR/stdout.log, in a deterministic DIR = ROOT/<experiment>/<cell>/seed
     their jitted steps once. Cached programs are the same programs: results do not change.
   * Backends (scripts/sweep_backends.py): both run the same `execute_run` per run.
   * Ray backend (`pip install .[ray]`): the same runs as Ray tasks of `--cpus_per_run` CPUs
+    (and `--gpus_per_run` GPUs; a fraction shares a GPU, each run preallocating its share)
     each, on the cluster at --ray_address or RAY_ADDRESS (a new local instance if neither).
     Each task starts the same subprocess, so every node needs this repository at the same
     path and ROOT on a shared filesystem.
@@ -297,6 +298,9 @@ def _parse_args(argv):
                       help='Ray cluster address (default: RAY_ADDRESS, else a local instance)')
   parser.add_argument('--cpus_per_run', type=float, default=1.0,
                       help='Ray backend: CPUs reserved per run')
+  parser.add_argument('--gpus_per_run', type=float, default=0.0,
+                      help='Ray backend: GPUs reserved per run; a fraction shares a GPU '
+                           '(0.25: four runs per GPU, each given 0.9 x 0.25 of its memory)')
   slurm = parser.add_argument_group('SLURM backend (submitit; scripts/sweep_slurm.py)')
   slurm.add_argument('--slurm_partition', default=None, help='partition (default: the cluster\'s)')
   slurm.add_argument('--slurm_time', type=int, default=60,
@@ -355,6 +359,9 @@ def _argument_problem(args) -> str | None:
     return f'--workers must be at least 1, got {args.workers}'
   if not args.cpus_per_run > 0:
     return f'--cpus_per_run must be positive, got {args.cpus_per_run:g}'
+  if not args.gpus_per_run >= 0 or (args.gpus_per_run > 1 and args.gpus_per_run % 1):
+    return (f'--gpus_per_run must be a fraction in (0, 1] or a whole number of GPUs, got '
+            f'{args.gpus_per_run:g}')
   if args.backend == 'slurm':
     return slurm_options(args).problem()
   return None
@@ -369,40 +376,47 @@ def slurm_options(args) -> sweep_slurm.SlurmOptions:
       cluster=args.slurm_cluster)
 
 
-def main(argv=None) -> int:
-  argv = sys.argv[1:] if argv is None else list(argv)
-  args = _parse_args(argv)
+class _BadInput(Exception):
+  """A bad option, grid, root or results dir: main prints 'error: <message>' and exits 2."""
+
+
+def _load_inputs(args) -> tuple[dict[str, Any], str]:
+  """(the validated grid, the absolute runs root), nothing written; raises _BadInput."""
   problem = _argument_problem(args)
   if problem:
-    print(f'error: {problem}', file=sys.stderr)
-    return 2
+    raise _BadInput(problem)
   try:  # an optional extra missing: one line before anything is written
     if args.backend == 'slurm' and not args.dry_run:
       sweep_slurm.import_submitit()
   except SystemExit as e:
-    print(e, file=sys.stderr)
-    return 2
+    raise _BadInput(str(e).removeprefix('error: ')) from None
   try:
     grid = grid_lib.load(args.grid)
   except grid_lib.GridError as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
+    raise _BadInput(str(e)) from None
   root = os.path.abspath(args.root or grid['root'])
   # A dry run may look at a root it cannot write (it only caches small dense widths there).
   problem = fileio.unwritable_reason(root, probe=not args.dry_run)
   if problem:
-    print(f'error: --root {args.root or grid["root"]}: {problem}', file=sys.stderr)
-    return 2
+    raise _BadInput(f'--root {args.root or grid["root"]}: {problem}')
   if args.results:
     problem = fileio.unwritable_reason(os.path.abspath(args.results), probe=not args.dry_run)
     if problem:
-      print(f'error: --results {args.results}: {problem}', file=sys.stderr)
-      return 2
-  specs = [grid_lib.with_extra_bindings(s, args.gin_binding) for s in grid_lib.expand(grid)]
-  planned = specs  # the manifest lists the whole grid, also under --only
+      raise _BadInput(f'--results {args.results}: {problem}')
+  return grid, root
+
+
+def _select(args, grid: dict[str, Any]) -> tuple[list[grid_lib.RunSpec],
+                                                 list[grid_lib.RunSpec], dict[str, list[str]]]:
+  """(every planned run, the runs to consider in start order, missing gin file -> runs).
+
+  A missing gin file is an error (raised as _BadInput after its lines are printed) except in
+  a dry run, where it is a warning.
+  """
+  planned = [grid_lib.with_extra_bindings(s, args.gin_binding) for s in grid_lib.expand(grid)]
   # Runs start seed by seed (stable within a seed): a sweep stopped part-way has every cell
   # at the seeds it reached, rather than some cells with all seeds and others with none.
-  specs = sorted(specs, key=lambda s: s.seed)
+  specs = sorted(planned, key=lambda s: s.seed)
   if args.only:
     specs = [s for s in specs if any(fnmatch.fnmatch(s.name, p) for p in args.only)]
   missing = grid_lib.missing_gin_files(specs, [os.getcwd(), REPO_ROOT])
@@ -411,18 +425,110 @@ def main(argv=None) -> int:
     print(('warning' if args.dry_run else 'error') + ': gin files not found:\n'
           + '\n'.join(lines), file=sys.stderr)
     if not args.dry_run:
-      return 2
-  if args.results and not args.dry_run:  # committed results count as finished runs
-    try:
-      imported, exported = results_lib.sync(
-          root, args.results, [s.name for s in planned],
-          busy=lambda run_dir: backends.run_holder(run_dir) is not None)
-    except (OSError, results_lib.ResultsError) as e:
-      print(f'error: --results {args.results}: {e}', file=sys.stderr)
-      return 2
-    if imported or exported:
-      print(f'[sweep] results {args.results}: {len(imported)} finished run(s) taken from it, '
-            f'{len(exported)} added to it', flush=True)
+      raise _BadInput('')  # already printed
+  return planned, specs, missing
+
+
+def _sync_results(args, root: str, planned: list[grid_lib.RunSpec]) -> None:
+  """Committed results count as finished runs: copies them in, and new ones out."""
+  try:
+    imported, exported = results_lib.sync(
+        root, args.results, [s.name for s in planned],
+        busy=lambda run_dir: backends.run_holder(run_dir) is not None)
+  except (OSError, results_lib.ResultsError) as e:
+    raise _BadInput(f'--results {args.results}: {e}') from None
+  if imported or exported:
+    print(f'[sweep] results {args.results}: {len(imported)} finished run(s) taken from it, '
+          f'{len(exported)} added to it', flush=True)
+
+
+def _make_tasks(specs, statuses, width_errors, root):
+  """(execute_run tasks for the runs to start, 'busy' results for the runs left alone)."""
+  tasks, busy = [], []
+  for spec in specs:
+    run_dir = os.path.join(root, spec.name)
+    if statuses[spec.name] == 'busy':  # left alone: its process may still write there
+      busy.append(backends.busy_result(spec.name, run_dir))
+      continue
+    if statuses[spec.name] == 'done' or spec.name in width_errors:
+      if statuses[spec.name] == 'done':
+        _warn_if_changed(os.path.join(run_dir, SPEC_FILE), spec)
+      continue
+    tasks.append({'name': spec.name, 'run_dir': run_dir, 'command': command(spec, run_dir),
+                  'cwd': REPO_ROOT, 'spec': spec})
+  return tasks, busy
+
+
+def _print_dry_run(specs, statuses, tasks, width_errors) -> None:
+  for spec in specs:
+    extra = '' if spec.width is None else f' width={spec.width}'
+    if spec.params is not None:
+      extra += f' ({spec.params} vs {spec.matched_params} params)'
+    print(f'  {statuses[spec.name]:8s} {spec.name}{extra}')
+  for task in tasks:
+    print('  $ ' + shlex.join(task['command']))
+  for name, error in width_errors.items():
+    print(f'  cannot size {name}: {error}')
+
+
+def _task_env(args, workers: int, cache_dir: str | None) -> dict[str, str]:
+  """The environment variables a run gets by default (threads, GPU share, compile cache)."""
+  threads = {'local': usable_cores() // workers, 'ray': args.cpus_per_run,
+             'slurm': args.slurm_cpus_per_task}[args.backend]
+  env = thread_defaults(threads)
+  if args.backend == 'local':
+    env.update(gpu_memory_defaults(workers))
+  elif args.backend == 'ray' and 0 < args.gpus_per_run < 1:  # runs sharing a GPU
+    env.update(gpu_memory_defaults(max(1, int(1 / args.gpus_per_run))))
+  if cache_dir:
+    env['JAX_COMPILATION_CACHE_DIR'] = cache_dir
+  return env
+
+
+def _write_specs(args, tasks, root: str, workers: int) -> dict[str, str]:
+  """Gives each task its environment and writes its sweep.json; run name -> method."""
+  cache_dir = compile_cache_dir(args.compile_cache, root, args.backend)
+  kinds = {}
+  for task in tasks:
+    spec = task.pop('spec')
+    kinds[task['name']] = spec.method
+    os.makedirs(task['run_dir'], exist_ok=True)
+    spec_json = {**spec.to_json(), 'command': task['command'], 'grid_file':
+                 os.path.abspath(args.grid), 'root': root}
+    spec_json.pop('width_query')
+    task['env_defaults'] = _task_env(args, workers, cache_dir)
+    # What the run's environment holds for each variable the sweep sets by default.
+    spec_json['env'] = {k: os.environ.get(k, v) for k, v in task['env_defaults'].items()}
+    _warn_if_changed(os.path.join(task['run_dir'], SPEC_FILE), spec)
+    backends.write_json(os.path.join(task['run_dir'], SPEC_FILE), spec_json)
+  return kinds
+
+
+def _run_backend(args, grid, root, tasks, workers, on_done) -> bool:
+  """Runs the tasks on the chosen backend; False if interrupted."""
+  with backends.stop_signals():  # Ctrl-C and SIGTERM: checkpoint the running runs and stop
+    if args.backend == 'local':
+      return backends.run_local(tasks, workers, on_done)
+    if args.backend == 'ray':
+      return backends.run_ray(tasks, args.ray_address, args.cpus_per_run, on_done,
+                              gpus_per_run=args.gpus_per_run)
+    options = dataclasses.replace(slurm_options(args), name=f"sparse_rl-{grid['name']}")
+    return sweep_slurm.run_slurm(tasks, os.path.join(root, sweep_slurm.SUBMITIT_DIR), options,
+                                 on_done)
+
+
+def main(argv=None) -> int:
+  argv = sys.argv[1:] if argv is None else list(argv)
+  args = _parse_args(argv)
+  try:
+    grid, root = _load_inputs(args)
+    planned, specs, missing = _select(args, grid)
+    if args.results and not args.dry_run:
+      _sync_results(args, root, planned)
+  except _BadInput as e:
+    if str(e):
+      print(f'error: {e}', file=sys.stderr)
+    return 2
   workers = args.workers or usable_cores()
   unusable = {name for runs in missing.values() for name in runs}
   to_size = [s for s in specs if s.width_query is not None and s.name not in unusable
@@ -438,29 +544,9 @@ def main(argv=None) -> int:
         f"({counts['done']} done{busy_note}, {counts['partial']} partial, {counts['failed']} "
         f"failed before, {counts['new']} new); backend {args.backend}"
         + (f', {workers} workers' if args.backend == 'local' else ''), flush=True)
-
-  tasks, busy = [], []
-  for spec in specs:
-    run_dir = os.path.join(root, spec.name)
-    if statuses[spec.name] == 'busy':  # left alone: its process may still write there
-      busy.append(backends.busy_result(spec.name, run_dir))
-      continue
-    if statuses[spec.name] == 'done' or spec.name in width_errors:
-      if statuses[spec.name] == 'done':
-        _warn_if_changed(os.path.join(run_dir, SPEC_FILE), spec)
-      continue
-    tasks.append({'name': spec.name, 'run_dir': run_dir, 'command': command(spec, run_dir),
-                  'cwd': REPO_ROOT, 'spec': spec})
+  tasks, busy = _make_tasks(specs, statuses, width_errors, root)
   if args.dry_run:
-    for spec in specs:
-      extra = '' if spec.width is None else f' width={spec.width}'
-      if spec.params is not None:
-        extra += f' ({spec.params} vs {spec.matched_params} params)'
-      print(f'  {statuses[spec.name]:8s} {spec.name}{extra}')
-    for task in tasks:
-      print('  $ ' + shlex.join(task['command']))
-    for name, error in width_errors.items():
-      print(f'  cannot size {name}: {error}')
+    _print_dry_run(specs, statuses, tasks, width_errors)
     return 0
 
   sized_by_name.update({s.name: s for s in specs})
@@ -468,32 +554,12 @@ def main(argv=None) -> int:
                  shlex.join(['python', '-m', 'scripts.sweep', *argv]))
   if args.results:
     results_lib.export_manifest(root, args.results)
-  cache_dir = compile_cache_dir(args.compile_cache, root, args.backend)
-  kinds = {}
-  for task in tasks:
-    spec = task.pop('spec')
-    kinds[task['name']] = spec.method
-    os.makedirs(task['run_dir'], exist_ok=True)
-    spec_json = {**spec.to_json(), 'command': task['command'], 'grid_file':
-                 os.path.abspath(args.grid), 'root': root}
-    spec_json.pop('width_query')
-    threads = {'local': usable_cores() // workers, 'ray': args.cpus_per_run,
-               'slurm': args.slurm_cpus_per_task}[args.backend]
-    task['env_defaults'] = thread_defaults(threads)
-    if args.backend == 'local':
-      task['env_defaults'].update(gpu_memory_defaults(workers))
-    if cache_dir:
-      task['env_defaults']['JAX_COMPILATION_CACHE_DIR'] = cache_dir
-    # What the run's environment holds for each variable the sweep sets by default.
-    spec_json['env'] = {k: os.environ.get(k, v) for k, v in task['env_defaults'].items()}
-    _warn_if_changed(os.path.join(task['run_dir'], SPEC_FILE), spec)
-    backends.write_json(os.path.join(task['run_dir'], SPEC_FILE), spec_json)
+  kinds = _write_specs(args, tasks, root, workers)
 
   results: list[dict[str, Any]] = []
   failures = [{'name': n, 'run_dir': os.path.join(root, n), 'returncode': None,
                'error': e, 'status': 'failed'} for n, e in width_errors.items()]
   t0 = time.monotonic()
-
   pending_kinds = dict(kinds)  # run name -> method, for the runs not reported yet
   finished_times: list[tuple[str, float]] = []
 
@@ -518,15 +584,7 @@ def main(argv=None) -> int:
           + progress_note(time.monotonic() - t0, finished_times, list(pending_kinds.values()),
                           parallel), flush=True)
 
-  with backends.stop_signals():  # Ctrl-C and SIGTERM: checkpoint the running runs and stop
-    if args.backend == 'local':
-      completed = backends.run_local(tasks, workers, on_done)
-    elif args.backend == 'ray':
-      completed = backends.run_ray(tasks, args.ray_address, args.cpus_per_run, on_done)
-    else:
-      options = dataclasses.replace(slurm_options(args), name=f"sparse_rl-{grid['name']}")
-      completed = sweep_slurm.run_slurm(tasks, os.path.join(root, sweep_slurm.SUBMITIT_DIR),
-                                        options, on_done)
+  completed = _run_backend(args, grid, root, tasks, workers, on_done)
   finished = sum(1 for r in results if r['status'] == 'finished')
   print(f"[sweep] {finished} finished now, {counts['done']} were done, {len(failures)} failed, "
         + (f'{len(busy)} busy, ' if busy else '')

@@ -416,8 +416,9 @@ RAY_MAX_RETRIES = 3  # attempts of a run after the first whose Ray worker or nod
 
 
 def run_ray(tasks: list[dict[str, Any]], address: str | None, cpus_per_run: float,
-            on_done: OnDone) -> bool:
-  """Runs the tasks as Ray tasks (one process each, `cpus_per_run` CPUs reserved).
+            on_done: OnDone, gpus_per_run: float = 0.0) -> bool:
+  """Runs the tasks as Ray tasks (one process each, `cpus_per_run` CPUs and `gpus_per_run`
+  GPUs reserved; Ray sets CUDA_VISIBLE_DEVICES for the run).
 
   Connects to `address` (or RAY_ADDRESS; a new local instance if neither), unless this
   process is already connected.
@@ -437,7 +438,8 @@ def run_ray(tasks: list[dict[str, Any]], address: str | None, cpus_per_run: floa
   # A task whose node dies is retried (Ray retries system failures, not a run's own error) on
   # a live node, where the run resumes from its checkpoint in the shared run dir; the retry
   # waits for the lost attempt's run to finish saving it (run_guard stops it, with a grace).
-  remote = ray.remote(execute_run).options(num_cpus=cpus_per_run, max_retries=RAY_MAX_RETRIES,
+  remote = ray.remote(execute_run).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run,
+                                           max_retries=RAY_MAX_RETRIES,
                                            runtime_env=runtime_env)
   pending = {remote.remote({**task, 'lock_wait_s': task.get('lock_wait_s', STOP_GRACE_S + 30)}):
              task for task in tasks}

@@ -44,6 +44,10 @@ def _tree(path):
     (['--workers', '-2'], [], 'error: --workers must be at least 1, got -2'),
     (['--backend', 'ray', '--cpus_per_run', '0'], [],
      'error: --cpus_per_run must be positive, got 0'),
+    (['--backend', 'ray', '--gpus_per_run', '1.5'], [],
+     'error: --gpus_per_run must be a fraction in (0, 1] or a whole number of GPUs, got 1.5'),
+    (['--backend', 'slurm', '--slurm_array_parallelism', '0'], [],
+     'error: --slurm_array_parallelism must be at least 1, got 0'),
     ([], ['methods = ["dense", "rigl"]', 'sparsities = []'],
      'error: {grid}.sparsities is empty: list at least one value, or leave the key out for the '
      'default.'),
