@@ -267,6 +267,9 @@ def _wait_for_checkpoint(run_dir, iteration, proc, timeout=120):
   raise TimeoutError(f'no checkpoint {iteration} in {run_dir}')
 
 
+# Slow (~20 s): tests/agents/test_exact_resume.py SIGKILLs the launcher at a random moment and
+# compares the resumed run with an uninterrupted one; SIGTERM's checkpoint is in the sweep tests.
+@pytest.mark.slow
 def test_killed_launcher_resumes_from_the_right_step(tmp_path):
   run_dir = str(tmp_path / 'run')
   total = 12  # iterations: enough that both signals land mid-run
@@ -466,10 +469,14 @@ _TINY_PPO = [
 ]
 
 
+# SAC's case is slow (~20 s): the launcher's resume path is the same for both agents, and
+# SAC's resume is checked bit for bit in tests/agents/test_exact_resume.py.
 @pytest.mark.parametrize('path, tiny, steps, gradient_steps', [
-    (SAC_RIGL, _TINY_SAC, 150, [101, 251]),  # learning starts at env step 50
-    (PPO_RIGL, _TINY_PPO, 128, [8, 16]),  # 2 rollouts x 4 gradient steps per iteration
-], ids=['sac', 'ppo'])
+    pytest.param(SAC_RIGL, _TINY_SAC, 150, [101, 251], marks=pytest.mark.slow,
+                 id='sac'),  # learning starts at env step 50
+    pytest.param(PPO_RIGL, _TINY_PPO, 128, [8, 16],
+                 id='ppo'),  # 2 rollouts x 4 gradient steps per iteration
+])
 def test_sac_and_ppo_resume_through_the_launcher(tmp_path, path, tiny, steps, gradient_steps):
   run_dir = str(tmp_path / 'run')
 

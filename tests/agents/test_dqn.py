@@ -220,8 +220,11 @@ _ATARI_SCHEDULES = {  # shorter: 40 gradient steps
 }
 
 
-@pytest.mark.parametrize('network, method', [('nature_cnn', 'dense'), ('nature_cnn', 'rigl'),
-                                             ('nature_cnn', 'prune'), ('impala', 'static')])
+# Both networks and a dynamic method in the default suite; the other two cases repeat the
+# same Atari path (dense and pruning also run in the CartPole smoke tests): slow set.
+@pytest.mark.parametrize('network, method', [
+    pytest.param('nature_cnn', 'dense', marks=pytest.mark.slow), ('nature_cnn', 'rigl'),
+    pytest.param('nature_cnn', 'prune', marks=pytest.mark.slow), ('impala', 'static')])
 def test_atari_smoke(network, method):
   config = dqn.DQNConfig(network=network, width=0.25, batch_size=8, min_replay_size=50,
                          replay_capacity=500, update_period=2, target_update_period=10,
