@@ -584,11 +584,22 @@ def main(argv=None) -> int:
           + progress_note(time.monotonic() - t0, finished_times, list(pending_kinds.values()),
                           parallel), flush=True)
 
-  completed = _run_backend(args, grid, root, tasks, workers, on_done)
+  try:
+    completed = _run_backend(args, grid, root, tasks, workers, on_done)
+  except backends.BackendError as e:  # nothing ran: the runs stay as they were
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  return _report(results, counts['done'], failures, busy, len(tasks), time.monotonic() - t0,
+                 completed)
+
+
+def _report(results, were_done: int, failures, busy, planned: int, seconds: float,
+            completed: bool) -> int:
+  """Prints the sweep's last lines; its exit code (130 interrupted, 1 failures or busy)."""
   finished = sum(1 for r in results if r['status'] == 'finished')
-  print(f"[sweep] {finished} finished now, {counts['done']} were done, {len(failures)} failed, "
+  print(f"[sweep] {finished} finished now, {were_done} were done, {len(failures)} failed, "
         + (f'{len(busy)} busy, ' if busy else '')
-        + f'{len(tasks) - len(results)} not run; {time.monotonic() - t0:.0f} s', flush=True)
+        + f'{planned - len(results)} not run; {seconds:.0f} s', flush=True)
   if failures:
     _print_failures(failures)
   if busy:

@@ -412,6 +412,10 @@ def import_ray():
   return ray
 
 
+class BackendError(RuntimeError):
+  """A backend could not start (e.g. no connection to the cluster): one line for the user."""
+
+
 RAY_MAX_RETRIES = 3  # attempts of a run after the first whose Ray worker or node is lost
 
 
@@ -431,7 +435,19 @@ def run_ray(tasks: list[dict[str, Any]], address: str | None, cpus_per_run: floa
   if not ray.is_initialized():
     address = address or os.environ.get('RAY_ADDRESS') or None
     print(f"[sweep] connecting to Ray at {address or 'a new local instance'}", flush=True)
-    ray.init(address=address, log_to_driver=False)
+    try:
+      ray.init(address=address, log_to_driver=False)
+    except Exception as e:  # ConnectionError, ray.exceptions.AuthenticationError, ...
+      first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+      chain, cause = [], e
+      while cause is not None and len(chain) < 10:  # Ray wraps the reason (auth) in a cause
+        chain.append(str(cause))
+        cause = cause.__cause__ or cause.__context__
+      hint = ''
+      if 'authtoken' in ' '.join(chain).lower().replace(' ', '').replace('_', ''):
+        hint = ('; the cluster uses token authentication (Ray\'s default): export '
+                'RAY_AUTH_MODE=token here, with the cluster\'s token in ~/.ray/auth_token')
+      raise BackendError(f'cannot connect to Ray at {address}: {first}{hint}') from None
     started_here = True
   runtime_env = {'env_vars': {'PYTHONPATH': os.pathsep.join(
       p for p in (_REPO_ROOT, os.environ.get('PYTHONPATH')) if p)}}
