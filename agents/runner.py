@@ -494,7 +494,8 @@ def _resume(trainer: base.Trainer, run_dir: str, config: RunnerConfig,
             ) -> tuple[int, int, list[float]]:
   """Loads the newest usable checkpoint; returns (iterations done, env steps done in the
   partial iteration, eval returns so far, the train statistics of an iteration stopped during
-  its evaluation or None) and rewrites metrics.jsonl without later rows or torn lines."""
+  its evaluation or None, the metrics row put back from the checkpoint or None) and rewrites
+  metrics.jsonl without later rows or torn lines."""
   parsed = {}
 
   def load(p: dict[str, Any]) -> None:  # a malformed payload falls back like a damaged file
@@ -524,7 +525,7 @@ def _resume(trainer: base.Trainer, run_dir: str, config: RunnerConfig,
   if len(kept) != len(rows) or bad or restored:
     _atomic_write_text(os.path.join(run_dir, METRICS_FILE),
                        ''.join(json.dumps(r) + '\n' for r in kept))
-  return start, partial, history, trained
+  return start, partial, history, trained, (parsed['row'] if restored else None)
 
 
 class _TensorBoardErrors:
@@ -604,7 +605,7 @@ def run(trainer_factory: Callable[[], base.Trainer], config: RunnerConfig, run_d
       stays the newest.
     StopRequested: after saving a checkpoint, on Ctrl-C or SIGTERM (a KeyboardInterrupt;
       its `signum` says which).
-    KeyboardInterrupt: on a second signal before the checkpoint (none saved).
+    KeyboardInterrupt: on a second Ctrl-C before the checkpoint (none saved).
   """
   info = info or {}
   ckpt_config = checkpoint_config(info, config)
@@ -624,6 +625,31 @@ def _fail(run_dir: str, message: str, info: dict[str, Any], trainer: base.Traine
                        **info})
   _atomic_write_text(os.path.join(run_dir, SUMMARY_FILE), json.dumps(summary, indent=2) + '\n')
   raise RunFailed(message)
+
+
+class _Copies:
+  """The copies of metrics.jsonl a run keeps: TensorBoard events and W&B (each optional)."""
+
+  def __init__(self, config: RunnerConfig, run_dir: str, purge_step: int | None):
+    self.writer = None
+    if config.tensorboard:
+      from tensorboardX import SummaryWriter  # imported lazily: only runs that log pay for it
+      self.writer = SummaryWriter(os.path.join(run_dir, 'tb'), purge_step=purge_step)
+      _TensorBoardErrors.install()
+    self.sink = (wandb_sink.WandbSink(run_dir, config.wandb_project, config.wandb_mode)
+                 if config.wandb else None)
+
+  def log(self, row: dict[str, Any]) -> None:
+    if self.writer is not None:
+      _log_tensorboard(self.writer, row)
+    if self.sink is not None:
+      self.sink.log(row)
+
+  def close(self) -> None:
+    if self.writer is not None:
+      _close_tensorboard(self.writer)
+    if self.sink is not None:
+      self.sink.close()
 
 
 def _stop_if_nonfinite(run_dir: str, info: dict[str, Any], trainer: base.Trainer,
@@ -646,19 +672,15 @@ def _stop_if_nonfinite(run_dir: str, info: dict[str, Any], trainer: base.Trainer
 def _run(trainer: base.Trainer, config: RunnerConfig, run_dir: str,
          info: dict[str, Any], ckpt_config: dict[str, Any]) -> dict[str, Any]:
   analyzer = analysis_lib.Analyzer(trainer, config.analysis)  # before the resume: initial masks
-  start, partial, eval_returns, pending_train = _resume(trainer, run_dir, config, ckpt_config,
-                                                        analyzer)
+  start, partial, eval_returns, pending_train, restored_row = _resume(
+      trainer, run_dir, config, ckpt_config, analyzer)
   total_steps = config.num_iterations * config.train_steps_per_iteration
   label = f"{trainer.name} {info.get('env_id', '')}".strip()
   progress = _Progress(config, label, total_steps, trainer.env_steps)
-  writer = None
-  if config.tensorboard:
-    from tensorboardX import SummaryWriter  # imported lazily: only runs that log pay for it
-    writer = SummaryWriter(os.path.join(run_dir, 'tb'),
-                           purge_step=trainer.env_steps + 1 if start or partial else None)
-    _TensorBoardErrors.install()
-  sink = (wandb_sink.WandbSink(run_dir, config.wandb_project, config.wandb_mode)
-          if config.wandb else None)
+  copies = _Copies(config, run_dir, purge_step=trainer.env_steps + 1 if start or partial
+                   else None)
+  if restored_row is not None:  # its process was killed before the row reached the copies
+    copies.log(restored_row)
   iteration = start
   iteration_start_steps = trainer.env_steps - partial
   trained = None  # train statistics of the iteration being evaluated
@@ -730,10 +752,7 @@ def _run(trainer: base.Trainer, config: RunnerConfig, run_dir: str,
           checkpoint(done, row=row)
         metrics_file.write(json.dumps(row) + '\n')
         metrics_file.flush()
-        if writer is not None:
-          _log_tensorboard(writer, row)
-        if sink is not None:
-          sink.log(row)
+        copies.log(row)
         progress.iteration(row, config.num_iterations)
     except StopRequested:
       # Raised only at safe points, so the trainer state is consistent. (A plain
@@ -749,10 +768,7 @@ def _run(trainer: base.Trainer, config: RunnerConfig, run_dir: str,
             f'same command to resume.', file=sys.stderr, flush=True)
       raise
     finally:
-      if writer is not None:
-        _close_tensorboard(writer)
-      if sink is not None:
-        sink.close()
+      copies.close()
 
   rows = read_metrics(run_dir)
   last = rows[-1] if rows else {}

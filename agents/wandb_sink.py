@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import secrets
+import sys
 from typing import Any
 
 ID_FILE = 'wandb_id'
@@ -66,6 +67,10 @@ def gin_bindings(text: str) -> dict[str, Any]:
 class WandbSink:
   """Logs metrics rows to a W&B run; `close` ends it.
 
+  W&B is a copy of metrics.jsonl, so its failures never stop training (as with TensorBoard):
+  the first one (no login or network for an online run, a full disk) is reported in one
+  `[runner] W&B logging off: ...` line and the sink does nothing after it.
+
   Raises:
     ImportError: wandb is not installed (RunnerConfig checks this first, in one line).
   """
@@ -86,12 +91,32 @@ class WandbSink:
     if os.path.exists(config_path):
       with open(config_path) as f:
         config = gin_bindings(f.read())
-    self._run = wandb.init(project=project, name=run_name(run_dir), id=run_id,
-                           resume='allow', config=config, dir=run_dir, mode=mode,
-                           settings=wandb.Settings(console='off', silent=True))
+    self._run = None
+    try:
+      self._run = wandb.init(project=project, name=run_name(run_dir), id=run_id,
+                             resume='allow', config=config, dir=run_dir, mode=mode,
+                             settings=wandb.Settings(console='off', silent=True))
+    except Exception as e:  # wandb raises its own errors (CommError, UsageError, ...)
+      self._off(e)
+
+  def _off(self, error: BaseException) -> None:
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    print(f'[runner] W&B logging off: {first} (metrics.jsonl has every row)', file=sys.stderr,
+          flush=True)
+    self._run = None
 
   def log(self, row: dict[str, Any]) -> None:
-    self._run.log(dict(row), step=int(row['env_steps']))
+    if self._run is None:
+      return
+    try:
+      self._run.log(dict(row), step=int(row['env_steps']))
+    except Exception as e:
+      self._off(e)
 
   def close(self) -> None:
-    self._run.finish()
+    if self._run is None:
+      return
+    try:
+      self._run.finish()
+    except Exception as e:
+      self._off(e)

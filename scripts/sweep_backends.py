@@ -153,7 +153,9 @@ def busy_result(name: str, run_dir: str) -> dict[str, Any]:
 # ------------------------------------------------------------------------ running one run
 
 _LIVE: dict[int, subprocess.Popen] = {}  # pid -> running child (to forward Ctrl-C)
-_LIVE_LOCK = threading.Lock()
+# Reentrant: `stop_live_runs_and_wait` takes it in a signal handler, which can interrupt the
+# main thread while it holds the lock.
+_LIVE_LOCK = threading.RLock()
 
 
 def run_env(repo_root: str, defaults: dict[str, str]) -> dict[str, str]:
@@ -280,7 +282,8 @@ def guarded_command(command: list[str], grace_s: float) -> list[str]:
 
 # Exit codes of a run stopped by a signal after its checkpoint (scripts.train: 128 + signum),
 # or killed by one before it could handle it.
-_INTERRUPTED_CODES = (128 + signal.SIGINT, 128 + signal.SIGTERM, -signal.SIGINT, -signal.SIGTERM)
+_INTERRUPTED_CODES = (128 + signal.SIGINT, 128 + signal.SIGTERM, 128 + signal.SIGUSR2,
+                      -signal.SIGINT, -signal.SIGTERM, -signal.SIGUSR2)
 
 
 class stop_signals:
@@ -447,7 +450,8 @@ def run_ray(tasks: list[dict[str, Any]], address: str | None, cpus_per_run: floa
       if 'authtoken' in ' '.join(chain).lower().replace(' ', '').replace('_', ''):
         hint = ('; the cluster uses token authentication (Ray\'s default): export '
                 'RAY_AUTH_MODE=token here, with the cluster\'s token in ~/.ray/auth_token')
-      raise BackendError(f'cannot connect to Ray at {address}: {first}{hint}') from None
+      raise BackendError(f"cannot connect to Ray at {address or 'a new local instance'}: "
+                         f'{first}{hint}') from None
     started_here = True
   runtime_env = {'env_vars': {'PYTHONPATH': os.pathsep.join(
       p for p in (_REPO_ROOT, os.environ.get('PYTHONPATH')) if p)}}
@@ -465,10 +469,11 @@ def run_ray(tasks: list[dict[str, Any]], address: str | None, cpus_per_run: floa
       for ref in done:
         task = pending.pop(ref)
         try:
-          on_done(ray.get(ref))
+          result = ray.get(ref)
         except Exception as e:  # the task itself died (node lost, ...): a failed run
-          on_done({'name': task['name'], 'run_dir': task['run_dir'], 'status': 'failed',
-                   'returncode': None, 'seconds': 0.0, 'error': f'Ray task failed: {e}'})
+          result = {'name': task['name'], 'run_dir': task['run_dir'], 'status': 'failed',
+                    'returncode': None, 'seconds': 0.0, 'error': f'Ray task failed: {e}'}
+        on_done(result)
     return True
   except KeyboardInterrupt:
     print('\n[sweep] interrupted: cancelling Ray tasks (running runs save a checkpoint)...',

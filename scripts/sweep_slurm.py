@@ -130,6 +130,11 @@ def make_executor(folder: str, options: SlurmOptions):
   return executor
 
 
+def stop_grace_s(options: SlurmOptions) -> float:
+  """Seconds a signalled run gets to save its checkpoint: 3/4 of the signal delay."""
+  return 0.75 * options.signal_delay_s
+
+
 def _failed(task: dict[str, Any], error: str) -> dict[str, Any]:
   return {'name': task['name'], 'run_dir': task['run_dir'], 'status': 'failed',
           'returncode': None, 'seconds': 0.0, 'error': error, 'time': backends.now()}
@@ -157,7 +162,10 @@ def run_slurm(tasks: list[dict[str, Any]], folder: str, options: SlurmOptions,
   if not tasks:
     return True
   executor = make_executor(folder, options)
-  jobs = executor.map_array(RunTask(), tasks)
+  # The run must be saved and stopped before the time limit, so that submitit's requeue comes
+  # first: it gets three quarters of the warning.
+  grace_s = stop_grace_s(options)
+  jobs = executor.map_array(RunTask(), [{**task, 'stop_grace_s': grace_s} for task in tasks])
   array_id = str(jobs[0].job_id).split('_')[0]
   print(f'[sweep] submitted {len(jobs)} run(s) as job array {array_id} '
         f'({options.cluster}); job files under {folder}', flush=True)
@@ -169,11 +177,12 @@ def run_slurm(tasks: list[dict[str, Any]], folder: str, options: SlurmOptions,
       for job in [j for j in pending if j.done()]:
         task = pending.pop(job)
         try:
-          on_done(job.result())
+          result = job.result()
         except Exception as e:  # the task died (node lost, out of memory, requeues spent)
           last = str(e).strip().splitlines()[-backends.ERROR_TAIL_LINES:]
-          on_done(_failed(task, f'job {job.job_id} failed (logs: {job.paths.stderr}):\n'
-                          + '\n'.join(last)))
+          result = _failed(task, f'job {job.job_id} failed (logs: {job.paths.stderr}):\n'
+                           + '\n'.join(last))
+        on_done(result)
       if pending:
         time.sleep(poll_s)
     return True

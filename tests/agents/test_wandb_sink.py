@@ -125,3 +125,22 @@ def test_missing_wandb_is_one_error_line_and_nothing_written(tmp_path, monkeypat
   assert err.startswith('error: RunnerConfig.wandb = True: needs Weights & Biases')
   assert len(err.splitlines()) == 1
   assert not run_dir.exists()
+
+
+def test_a_wandb_failure_is_one_line_and_training_goes_on(tmp_path, monkeypatch, capsys):
+  pytest.importorskip('wandb', reason='the [wandb] extra')
+  # Online mode without an API key (a compute node never logged in): W&B refuses at init.
+  for name in ('WANDB_API_KEY', 'WANDB_MODE'):
+    monkeypatch.delenv(name, raising=False)
+  monkeypatch.setenv('HOME', str(tmp_path / 'home'))  # no ~/.netrc with a key
+  monkeypatch.setenv('WANDB_CONFIG_DIR', str(tmp_path / 'wandb_config'))
+  monkeypatch.setenv('WANDB_SILENT', 'true')
+  run_dir = tmp_path / 'run'
+  bindings = TINY + ['RunnerConfig.wandb = True', "RunnerConfig.wandb_mode = 'online'"]
+  args = ['--gin_file', os.path.join(GIN_DIR, 'experiments', 'dqn_classic_rigl.gin'),
+          '--run_dir', str(run_dir)]
+  assert train.main(args + [a for b in bindings for a in ('--gin_binding', b)]) == 0
+  err = capsys.readouterr().err
+  assert err.count('[runner] W&B logging off:') == 1
+  with open(run_dir / 'metrics.jsonl') as f:
+    assert len(f.readlines()) == 3
