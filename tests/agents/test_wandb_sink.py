@@ -144,3 +144,32 @@ def test_a_wandb_failure_is_one_line_and_training_goes_on(tmp_path, monkeypatch,
   assert err.count('[runner] W&B logging off:') == 1
   with open(run_dir / 'metrics.jsonl') as f:
     assert len(f.readlines()) == 3
+
+
+def test_the_row_a_resume_restores_from_the_checkpoint_reaches_wandb(tmp_path, monkeypatch):
+  """A run killed after its checkpoint but before its metrics row was written: the resume puts
+  the row back into metrics.jsonl from the checkpoint, and logs it to W&B too."""
+  pytest.importorskip('wandb', reason='the [wandb] extra')
+  from agents import runner
+  from tests.agents.test_runner import FakeTrainer
+  monkeypatch.setenv('WANDB_SILENT', 'true')
+  run_dir = str(tmp_path / 'run')
+  config = runner.RunnerConfig(num_iterations=2, train_steps_per_iteration=10, eval_episodes=1,
+                               progress=False, tensorboard=False, wandb=True,
+                               wandb_mode='offline')
+  runner.run(FakeTrainer, config, run_dir)
+  # The kill: the last row never reached metrics.jsonl, nor (a new session's) W&B run file.
+  with open(os.path.join(run_dir, 'metrics.jsonl')) as f:
+    rows = [json.loads(line) for line in f]
+  with open(os.path.join(run_dir, 'metrics.jsonl'), 'w') as f:
+    f.write(json.dumps(rows[0]) + '\n')
+  os.remove(os.path.join(run_dir, 'summary.json'))
+  first_session = set(glob.glob(os.path.join(run_dir, 'wandb', 'offline-run-*')))
+  runner.run(FakeTrainer, config, run_dir)
+  assert runner.read_metrics(run_dir) == rows  # put back from the checkpoint
+  new = set(glob.glob(os.path.join(run_dir, 'wandb', 'offline-run-*'))) - first_session
+  assert len(new) == 1
+  files = glob.glob(os.path.join(new.pop(), 'run-*.wandb'))
+  logged = [{'.'.join(i.nested_key) or i.key: json.loads(i.value_json) for i in r.history.item}
+            for r in _records(files[0]) if r.WhichOneof('record_type') == 'history']
+  assert [{k: v for k, v in row.items() if not k.startswith('_')} for row in logged] == rows[1:]
