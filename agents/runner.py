@@ -6,7 +6,8 @@ with the analyses of `RunnerConfig.analysis`: mask topology, dormant neurons, gr
 agents/analysis.py),
 writes the same scalars to TensorBoard (`run_dir/tb`, global step = env steps) and prints a
 progress line with steps/s and ETA. Every `checkpoint_every` iterations, after the last one and on
-Ctrl-C, SIGTERM or SIGUSR2 (`STOP_SIGNALS`), it writes `run_dir/checkpoints/ckpt_<iteration>.msgpack` atomically (temp file
+Ctrl-C, SIGTERM or SIGUSR2 (`STOP_SIGNALS`), it writes
+`run_dir/checkpoints/ckpt_<iteration>.msgpack` atomically (temp file
 + fsync + os.replace; format, checksum and config fingerprint in agents/checkpoint.py), keeping
 the newest `keep_checkpoints`.
 
