@@ -437,11 +437,22 @@ class PPOTrainer(Trainer):
     obs, _ = self._envs.reset(seed=seed)
     self._obs = self._network_obs(obs, update_stats)
 
-  def _collect_step(self, returns: list[float]) -> None:
+  def _policy_outputs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(action, log_prob, value) of the current observations, on the host."""
+    return jax.device_get(self._act(self._state.nets, self._obs, self._act_key,
+                                    self._vector_steps))
+
+  def _final_values(self, final_obs: np.ndarray) -> np.ndarray:
+    """V of last observations (normalized with frozen statistics), (num_envs,)."""
+    return np.asarray(self._value(self._state.nets,
+                                  self._network_obs(final_obs, update_stats=False)))
+
+  def _collect_step(self, returns: list[float], outputs=None, final_values=None) -> None:
+    """One vector step. `outputs` ((action, log_prob, value), default: `_policy_outputs`) and
+    `final_values` (default: `_final_values`) let a population compute them for all members."""
     t, buf = self._t, self._buffers
     obs = self._obs
-    action, log_prob, value = jax.device_get(
-        self._act(self._state.nets, obs, self._act_key, self._vector_steps))
+    action, log_prob, value = self._policy_outputs() if outputs is None else outputs
     next_obs, reward, terminated, truncated, info = self._envs.step(self._env_action(action))
     done = terminated | truncated
     final_value = np.zeros(self.config.num_envs, np.float32)
@@ -449,8 +460,7 @@ class PPOTrainer(Trainer):
       final_obs = np.array(next_obs)
       has_final = info['_final_obs']
       final_obs[has_final] = np.stack(info['final_obs'][has_final])
-      final_value = np.asarray(self._value(self._state.nets,
-                                           self._network_obs(final_obs, update_stats=False)))
+      final_value = (final_values or self._final_values)(final_obs)
     if self._reward_norm is not None:
       reward = self._reward_norm(reward, done)
     buf.obs[t], buf.action[t], buf.log_prob[t], buf.value[t] = obs, action, log_prob, value
@@ -464,34 +474,43 @@ class PPOTrainer(Trainer):
     self._vector_steps += 1
     self._env_steps += self.config.num_envs
 
-  def _run_update(self) -> dict[str, jax.Array]:
-    self._buffers.last_value[:] = np.asarray(self._value(self._state.nets, self._obs))
-    config = self.config
-    self._gradient_steps += config.num_epochs * config.num_minibatches
-    if config.setup.scan_update:
-      self._state, metrics = self._update(self._state, self._buffers)
-      return metrics
-    adv, ret = jax.device_get(self._advantages(self._buffers._replace(obs=None)))
+  def _end_rollout(self, last_value: np.ndarray | None = None) -> None:
+    """Records V of the observation after the rollout and counts the update's gradient
+    steps (before the update)."""
+    if last_value is None:
+      last_value = np.asarray(self._value(self._state.nets, self._obs))
+    self._buffers.last_value[:] = last_value
+    self._gradient_steps += self.config.num_epochs * self.config.num_minibatches
+
+  def _minibatches(self, adv: np.ndarray, ret: np.ndarray):
+    """The host loop's minibatches of the rollout (Atari): num_epochs permutations drawn
+    from the trainer's RNG, each cut into num_minibatches."""
+    config, buf = self.config, self._buffers
     flat = lambda x: x.reshape((-1, *x.shape[2:]))  # (T * N, ...)
-    buf = self._buffers
     obs, action, log_prob, value = (flat(buf.obs), flat(buf.action), flat(buf.log_prob),
                                     flat(buf.value))
-    all_metrics = []
     for _ in range(config.num_epochs):
       perm = self._rng.permutation(config.rollout_size)
       for j in range(config.num_minibatches):
         idx = perm[j * config.minibatch_size:(j + 1) * config.minibatch_size]
-        mb = Minibatch(obs[idx], action[idx], log_prob[idx], value[idx], adv[idx], ret[idx])
-        self._state, metrics = self._minibatch_update(self._state, mb)
-        all_metrics.append(metrics)
-    return jax.tree_util.tree_map(lambda *xs: jnp.mean(jnp.stack(xs)), *all_metrics)
+        yield Minibatch(obs[idx], action[idx], log_prob[idx], value[idx], adv[idx], ret[idx])
+
+  def _run_update(self) -> dict[str, jax.Array]:
+    self._end_rollout()
+    if self.config.setup.scan_update:
+      self._state, metrics = self._update(self._state, self._buffers)
+      return metrics
+    adv, ret = jax.device_get(self._advantages(self._buffers._replace(obs=None)))
+    all_metrics = []
+    for mb in self._minibatches(adv, ret):
+      self._state, metrics = self._minibatch_update(self._state, mb)
+      all_metrics.append(metrics)
+    return mean_metrics(all_metrics)
 
   def train(self, num_env_steps: int, progress: ProgressFn | None = None) -> dict[str, float]:
     """ceil(num_env_steps / num_envs) vector steps, updating after each full rollout. A chunk
     stopped by `progress` (Ctrl-C; called after updates) keeps its statistics in the state."""
-    if self._chunk is None:
-      self._chunk = {'returns': [], 'metrics': []}
-    chunk, start = self._chunk, self._env_steps
+    chunk, start = self._start_chunk(), self._env_steps
     for _ in range(-(-num_env_steps // self.config.num_envs)):
       self._collect_step(chunk['returns'])
       if self._t == self.config.num_steps:
@@ -502,7 +521,16 @@ class PPOTrainer(Trainer):
           start = self._env_steps
     if progress is not None and self._env_steps > start:
       progress(self._env_steps - start)
-    self._chunk = None
+    return self._finish_chunk()
+
+  def _start_chunk(self) -> dict[str, Any]:
+    if self._chunk is None:
+      self._chunk = {'returns': [], 'metrics': []}
+    return self._chunk
+
+  def _finish_chunk(self) -> dict[str, float]:
+    """The metrics of the train() chunk just ended (and the first non-finite step, if any)."""
+    chunk, self._chunk = self._chunk, None
     update_metrics = jax.device_get(chunk['metrics'])
     metrics = {k: float(np.mean([m[k] for m in update_metrics])) if update_metrics
                else float('nan') for k in _METRIC_KEYS}
@@ -686,6 +714,11 @@ class PPOTrainer(Trainer):
   def close(self) -> None:
     self._envs.close()
     self._close_eval_pool()
+
+
+def mean_metrics(metrics: list[dict[str, jax.Array]]) -> dict[str, jax.Array]:
+  """Per-key mean of a list of metric dicts (the host loop's minibatch metrics)."""
+  return jax.tree_util.tree_map(lambda *xs: jnp.mean(jnp.stack(xs)), *metrics)
 
 
 _METRIC_KEYS = ('loss/total', 'loss/policy', 'loss/value', 'loss/entropy', 'train/approx_kl',

@@ -48,7 +48,7 @@ import re
 import signal
 import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -670,141 +670,326 @@ def _stop_if_nonfinite(run_dir: str, info: dict[str, Any], trainer: base.Trainer
   _fail(run_dir, message, info, trainer)
 
 
-def _run(trainer: base.Trainer, config: RunnerConfig, run_dir: str,
-         info: dict[str, Any], ckpt_config: dict[str, Any]) -> dict[str, Any]:
-  analyzer = analysis_lib.Analyzer(trainer, config.analysis)  # before the resume: initial masks
-  start, partial, eval_returns, pending_train, restored_row = _resume(
-      trainer, run_dir, config, ckpt_config, analyzer)
-  total_steps = config.num_iterations * config.train_steps_per_iteration
-  label = f"{trainer.name} {info.get('env_id', '')}".strip()
-  progress = _Progress(config, label, total_steps, trainer.env_steps)
-  copies = _Copies(config, run_dir, purge_step=trainer.env_steps + 1 if start or partial
-                   else None)
-  if restored_row is not None:  # its process was killed before the row reached the copies
-    copies.log(restored_row)
-  iteration = start
-  iteration_start_steps = trainer.env_steps - partial
-  trained = None  # train statistics of the iteration being evaluated
+class _Session:
+  """One run dir during `run`: its resume, progress lines, metrics rows and copies,
+  checkpoints and summary around the trainer's `train` calls, which the caller makes (one
+  trainer in `_run`, a population's members together in `run_population`)."""
 
-  def checkpoint(done: int, partial_steps: int = 0,
+  def __init__(self, trainer: base.Trainer, config: RunnerConfig, run_dir: str,
+               info: dict[str, Any], ckpt_config: dict[str, Any], label: str | None = None):
+    self.trainer, self.config, self.run_dir, self.info = trainer, config, run_dir, info
+    self.ckpt_config = ckpt_config
+    # Before the resume: the analyzer records the initial masks.
+    self.analyzer = analysis_lib.Analyzer(trainer, config.analysis)
+    (self.start, self.partial, self.eval_returns, self.pending_train,
+     restored_row) = _resume(trainer, run_dir, config, ckpt_config, self.analyzer)
+    total_steps = config.num_iterations * config.train_steps_per_iteration
+    label = label or f"{trainer.name} {info.get('env_id', '')}".strip()
+    self.progress = _Progress(config, label, total_steps, trainer.env_steps)
+    self.copies = _Copies(config, run_dir, purge_step=trainer.env_steps + 1
+                          if self.start or self.partial else None)
+    if restored_row is not None:  # its process was killed before the row reached the copies
+      self.copies.log(restored_row)
+    self.iteration = self.start
+    self.iteration_start_steps = trainer.env_steps - self.partial
+    self.trained = None  # train statistics of the iteration being evaluated
+    self.metrics_file = open(os.path.join(run_dir, METRICS_FILE), 'a')
+
+  @property
+  def resume_point(self) -> tuple[int, int, bool]:
+    """(iterations done, env steps of the partial iteration, stopped during evaluation)."""
+    return self.start, self.partial, self.pending_train is not None
+
+  def checkpoint(self, done: int, partial_steps: int = 0,
                  trained: dict[str, float] | None = None,
                  row: dict[str, Any] | None = None) -> None:
-    save_checkpoint(run_dir, {
+    save_checkpoint(self.run_dir, {
         'iteration': done,
         # The metrics row of iteration `done` (written to metrics.jsonl after this file), so a
         # kill between the two loses no row; None after a stop mid-iteration.
         'row': json.dumps(row) if row is not None else '',
         'partial_env_steps': partial_steps,
-        'eval_returns': [float(v) for v in eval_returns],
+        'eval_returns': [float(v) for v in self.eval_returns],
         # The finished training statistics of an iteration stopped during its evaluation.
         'train_metrics': dict(trained or {}),
-        'trainer': trainer.state_dict(include_replay=config.save_replay),
-        'analysis': analyzer.state_dict(),  # the masks of the last row (topology/*/previous)
-    }, config.keep_checkpoints, ckpt_config)
+        'trainer': self.trainer.state_dict(include_replay=self.config.save_replay),
+        'analysis': self.analyzer.state_dict(),  # the masks of the last row (topology/*/previous)
+    }, self.config.keep_checkpoints, self.ckpt_config)
 
-  metrics_path = os.path.join(run_dir, METRICS_FILE)
-  with _Interrupt() as interrupt, open(metrics_path, 'a') as metrics_file:
-    def on_steps(n: int) -> None:
-      progress.step(n, trainer.env_steps)
-      interrupt.check()
+  def begin_iteration(self, iteration: int) -> int:
+    """Starts `iteration`; returns the env steps left to train in it."""
+    self.iteration = iteration
+    self.iteration_start_steps = self.trainer.env_steps - self.partial
+    return self.config.train_steps_per_iteration - self.partial
+
+  def start_training(self) -> None:
+    self.progress.start_iteration()
+    self.t0 = time.monotonic()
+
+  def take_pending(self) -> dict[str, float] | None:
+    """The train statistics of this iteration if it was stopped during its evaluation (its
+    training is done), else None."""
+    pending, self.pending_train = self.pending_train, None
+    return pending
+
+  def end_iteration(self, train_metrics: dict[str, float], steps: int,
+                    interrupt: '_Interrupt', stop_in_evaluation: bool = True,
+                    t_train: float | None = None) -> None:
+    """After the iteration's training: the non-finite check (RunFailed), the evaluation (a
+    stop may land in it unless `stop_in_evaluation` is False), the metrics row, its
+    checkpoint and copies, the progress line. `t_train`: the training's seconds (default:
+    since `start_training`)."""
+    trainer, config, iteration = self.trainer, self.config, self.iteration
+    self.trained = train_metrics
+    if t_train is None:
+      t_train = time.monotonic() - self.t0
+    t_eval_start = time.monotonic()
+    self.partial = 0
+    _stop_if_nonfinite(self.run_dir, self.info, trainer, iteration)
+    interrupt.anywhere_safe = stop_in_evaluation
     try:
-      for iteration in range(start, config.num_iterations):
-        iteration_start_steps = trainer.env_steps - partial
-        interrupt.check()
-        steps = config.train_steps_per_iteration - partial
-        progress.start_iteration()
-        t0 = time.monotonic()
-        if pending_train is not None:  # stopped during this iteration's evaluation: trained
-          train_metrics, pending_train, steps = pending_train, None, 0
-        else:
-          train_metrics = trainer.train(steps, progress=on_steps)
-        trained = train_metrics
-        t_train = time.monotonic() - t0
-        partial = 0
-        _stop_if_nonfinite(run_dir, info, trainer, iteration)
-        interrupt.anywhere_safe = True
-        try:
-          # Seeds keyed by the iteration: a resume cannot shift them.
-          eval_metrics = (trainer.evaluate(config.eval_episodes, eval_index=iteration)
-                          if config.eval_episodes else {})
-        finally:
-          interrupt.anywhere_safe = False
-        trained = None
-        t_eval = time.monotonic() - t0 - t_train
-        eval_returns.append(eval_metrics.get('eval/episode_return', math.nan))
-        row = {
-            'iteration': iteration,
-            'env_steps': trainer.env_steps,
-            'gradient_steps': trainer.gradient_steps,
-            **train_metrics,
-            **eval_metrics,
-            **trainer.sparsity_metrics(),
-            **analyzer.metrics(iteration, last=iteration + 1 == config.num_iterations),
-            'flops/training': trainer.training_flops(),
-            'time/steps_per_second': steps / max(t_train, 1e-9),
-            'time/train_seconds': t_train,
-            'time/eval_seconds': t_eval,
-        }
-        row = _jsonable(row)
-        done = iteration + 1
-        # The checkpoint first: a row never precedes its checkpoint, so a kill or a full disk
-        # during the write leaves a run dir that resumes (or restarts) by itself.
-        if done % config.checkpoint_every == 0 or done == config.num_iterations:
-          checkpoint(done, row=row)
-        metrics_file.write(json.dumps(row) + '\n')
-        metrics_file.flush()
-        copies.log(row)
-        progress.iteration(row, config.num_iterations)
-    except StopRequested:
-      # Raised only at safe points, so the trainer state is consistent. (A plain
-      # KeyboardInterrupt, e.g. a second Ctrl-C, can come mid-step: no checkpoint then.)
-      fault = trainer.nonfinite_report()
-      if fault is not None:  # never checkpoint a diverged state
-        message = (f'non-finite {fault} in iteration {iteration + 1} (env steps '
-                   f'{trainer.env_steps:,}), found when stopping; no checkpoint saved')
-        print(f'\n[runner] stopped: {message}', file=sys.stderr, flush=True)
-        _fail(run_dir, message, info, trainer)
-      checkpoint(iteration, trainer.env_steps - iteration_start_steps, trained)
-      print(f'\n[runner] checkpoint saved after {trainer.env_steps:,} env steps; rerun the '
-            f'same command to resume.', file=sys.stderr, flush=True)
-      raise
+      # Seeds keyed by the iteration: a resume cannot shift them.
+      eval_metrics = (trainer.evaluate(config.eval_episodes, eval_index=iteration)
+                      if config.eval_episodes else {})
     finally:
-      copies.close()
+      interrupt.anywhere_safe = False
+    self.trained = None
+    t_eval = time.monotonic() - t_eval_start
+    self.eval_returns.append(eval_metrics.get('eval/episode_return', math.nan))
+    row = {
+        'iteration': iteration,
+        'env_steps': trainer.env_steps,
+        'gradient_steps': trainer.gradient_steps,
+        **train_metrics,
+        **eval_metrics,
+        **trainer.sparsity_metrics(),
+        **self.analyzer.metrics(iteration, last=iteration + 1 == config.num_iterations),
+        'flops/training': trainer.training_flops(),
+        'time/steps_per_second': steps / max(t_train, 1e-9),
+        'time/train_seconds': t_train,
+        'time/eval_seconds': t_eval,
+    }
+    row = _jsonable(row)
+    done = iteration + 1
+    # The checkpoint first: a row never precedes its checkpoint, so a kill or a full disk
+    # during the write leaves a run dir that resumes (or restarts) by itself.
+    if done % config.checkpoint_every == 0 or done == config.num_iterations:
+      self.checkpoint(done, row=row)
+    self.metrics_file.write(json.dumps(row) + '\n')
+    self.metrics_file.flush()
+    self.copies.log(row)
+    self.progress.iteration(row, config.num_iterations)
+    self.iteration, self.iteration_start_steps = done, trainer.env_steps
 
-  rows = read_metrics(run_dir)
-  last = rows[-1] if rows else {}
-  summary = {
-      'status': 'completed',
-      'final_score': final_score(eval_returns, config.final_score_fraction),
-      'final_score_iterations': _tail_count(len(eval_returns), config.final_score_fraction),
-      'eval_returns': eval_returns,
-      'num_iterations': config.num_iterations,
-      'env_steps': trainer.env_steps,
-      'gradient_steps': trainer.gradient_steps,
-      'training_flops': trainer.training_flops(),
-      'sparsity/total': last.get('sparsity/total'),
-      'params/active': last.get('params/active'),
-      'params/total': last.get('params/total'),
-      'agent': trainer.name,
-      'runner': dataclasses.asdict(config),
-      **info,
-  }
-  try:  # the acting network, loadable with agents.policy.load_policy
-    trainer.export_policy(os.path.join(run_dir, POLICY_FILE), {'iteration': config.num_iterations})
-  except NotImplementedError:
-    pass
-  env_id = info.get('env_id')
-  summary['max_return'] = (envs_lib.max_return(env_id, info.get('max_episode_steps'))
-                           if env_id else None)
-  summary = _jsonable(summary)
-  _atomic_write_text(os.path.join(run_dir, SUMMARY_FILE), json.dumps(summary, indent=2) + '\n')
-  if config.progress:
-    score = summary['final_score']  # None when nothing was evaluated (eval_episodes = 0)
-    scale = (f" / {summary['max_return']:g} (max return)"
-             if summary['max_return'] is not None and score is not None else '')
-    score_text = 'n/a (no evaluation episodes)' if score is None else f'{score:.1f}'
-    episodes = summary['final_score_iterations'] * config.eval_episodes
-    print(f"[runner] done: final score {score_text}{scale}, the mean eval "
-          f"return of the last {summary['final_score_iterations']} iterations ({episodes} "
-          f'episodes); {run_dir}/{SUMMARY_FILE}', flush=True)
-  return summary
+  def stopped(self) -> None:
+    """On StopRequested (raised at a safe point, so the trainer state is consistent): a
+    checkpoint of where the run is, unless its state is not finite (the run fails). A plain
+    KeyboardInterrupt, e.g. a second Ctrl-C, can come mid-step: no checkpoint then."""
+    trainer = self.trainer
+    fault = trainer.nonfinite_report()
+    if fault is not None:  # never checkpoint a diverged state
+      message = (f'non-finite {fault} in iteration {self.iteration + 1} (env steps '
+                 f'{trainer.env_steps:,}), found when stopping; no checkpoint saved')
+      print(f'\n[runner] stopped: {message}', file=sys.stderr, flush=True)
+      _fail(self.run_dir, message, self.info, trainer)
+    self.checkpoint(self.iteration, trainer.env_steps - self.iteration_start_steps,
+                    self.trained)
+    print(f'\n[runner] checkpoint saved after {trainer.env_steps:,} env steps; rerun the '
+          f'same command to resume.', file=sys.stderr, flush=True)
+
+  def close(self) -> None:
+    try:
+      self.copies.close()
+    finally:
+      self.metrics_file.close()
+
+  def finish(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """summary.json (with `extra`'s entries) and the policy file of the completed run;
+    returns the summary."""
+    trainer, config, run_dir, info = self.trainer, self.config, self.run_dir, self.info
+    eval_returns = self.eval_returns
+    rows = read_metrics(run_dir)
+    last = rows[-1] if rows else {}
+    summary = {
+        'status': 'completed',
+        'final_score': final_score(eval_returns, config.final_score_fraction),
+        'final_score_iterations': _tail_count(len(eval_returns), config.final_score_fraction),
+        'eval_returns': eval_returns,
+        'num_iterations': config.num_iterations,
+        'env_steps': trainer.env_steps,
+        'gradient_steps': trainer.gradient_steps,
+        'training_flops': trainer.training_flops(),
+        'sparsity/total': last.get('sparsity/total'),
+        'params/active': last.get('params/active'),
+        'params/total': last.get('params/total'),
+        'agent': trainer.name,
+        'runner': dataclasses.asdict(config),
+        **info,
+        **(extra or {}),
+    }
+    try:  # the acting network, loadable with agents.policy.load_policy
+      trainer.export_policy(os.path.join(run_dir, POLICY_FILE),
+                            {'iteration': config.num_iterations})
+    except NotImplementedError:
+      pass
+    env_id = info.get('env_id')
+    summary['max_return'] = (envs_lib.max_return(env_id, info.get('max_episode_steps'))
+                             if env_id else None)
+    summary = _jsonable(summary)
+    _atomic_write_text(os.path.join(run_dir, SUMMARY_FILE), json.dumps(summary, indent=2) + '\n')
+    if config.progress:
+      score = summary['final_score']  # None when nothing was evaluated (eval_episodes = 0)
+      scale = (f" / {summary['max_return']:g} (max return)"
+               if summary['max_return'] is not None and score is not None else '')
+      score_text = 'n/a (no evaluation episodes)' if score is None else f'{score:.1f}'
+      episodes = summary['final_score_iterations'] * config.eval_episodes
+      print(f"[runner] done: final score {score_text}{scale}, the mean eval "
+            f"return of the last {summary['final_score_iterations']} iterations ({episodes} "
+            f'episodes); {run_dir}/{SUMMARY_FILE}', flush=True)
+    return summary
+
+
+def _run(trainer: base.Trainer, config: RunnerConfig, run_dir: str,
+         info: dict[str, Any], ckpt_config: dict[str, Any]) -> dict[str, Any]:
+  session = _Session(trainer, config, run_dir, info, ckpt_config)
+  try:
+    with _Interrupt() as interrupt:
+      _train_alone(session, interrupt)
+  finally:
+    session.close()
+  return session.finish()
+
+
+def _train_alone(session: _Session, interrupt: '_Interrupt') -> None:
+  """The iterations left of one session, its trainer alone."""
+  trainer, config = session.trainer, session.config
+
+  def on_steps(n: int) -> None:
+    session.progress.step(n, trainer.env_steps)
+    interrupt.check()
+  try:
+    for iteration in range(session.start, config.num_iterations):
+      steps = session.begin_iteration(iteration)
+      interrupt.check()
+      session.start_training()
+      train_metrics = session.take_pending()
+      if train_metrics is not None:  # stopped during this iteration's evaluation: trained
+        steps = 0
+      else:
+        train_metrics = trainer.train(steps, progress=on_steps)
+      session.end_iteration(train_metrics, steps, interrupt)
+  except StopRequested:
+    session.stopped()
+    raise
+
+
+def run_population(population, config: RunnerConfig, run_dirs: Sequence[str],
+                   infos: Sequence[dict[str, Any]]) -> list[dict[str, Any] | RunFailed]:
+  """Trains a population's members to the end, each in its own run dir, as `run` would.
+
+  Every member's run dir gets what a solo run writes (metrics rows, checkpoints, copies,
+  summary.json, policy) and resumes as a solo run does; rows and summaries equal the solo
+  run's up to the float differences of batched kernels (agents/population.py), except
+  time/* and summary.json's `population` entry ({'size', 'member'}). Members resume together
+  when their checkpoints are at the same point; the others (e.g. a run dir taken further by
+  a solo run) are trained alone after the population. A member whose state goes non-finite
+  fails (its summary.json says so) and leaves the population; the others go on. A stop
+  (Ctrl-C, SIGTERM, SIGUSR2) waits for the evaluations in progress, then checkpoints every
+  member.
+
+  Args:
+    population: e.g. `agents.population.PPOPopulation`, built on fresh or restored members
+      (`population.members[k]` trains in `run_dirs[k]`); run dirs checked with
+      `check_run_dir` by the caller.
+    config: the runner config every member shares.
+    run_dirs, infos: per member, as `run`'s run_dir and info.
+
+  Returns:
+    Per member, in order: its summary, or the RunFailed that stopped it.
+
+  Raises:
+    StopRequested: after every running member saved its checkpoint.
+    ValueError: lengths that do not match the population's members.
+  """
+  members = list(population.members)
+  if not len(members) == len(run_dirs) == len(infos):
+    raise ValueError(f'{len(members)} population members but {len(run_dirs)} run dirs and '
+                     f'{len(infos)} infos')
+  sessions = []
+  try:
+    for k, (trainer, run_dir, info) in enumerate(zip(members, run_dirs, infos)):
+      os.makedirs(run_dir, exist_ok=True)
+      remove_stale_temp_files(run_dir)
+      label = f"{trainer.name} {info.get('env_id', '')} seed {getattr(trainer, 'seed', k)}"
+      sessions.append(_Session(trainer, config, run_dir, info,
+                               checkpoint_config(info, config), label=label.strip()))
+    results: dict[int, Any] = {}
+    points = [s.resume_point for s in sessions]
+    common = max(sorted(set(points)), key=points.count)  # the most common; ties: earliest
+    together = [k for k, p in enumerate(points) if p == common]
+    for k, member in enumerate(members):
+      if k not in together:
+        population.remove(member)
+        print(f'[runner] {run_dirs[k]} resumes at another point than the population '
+              f'(iteration, partial steps, in evaluation: {points[k]} vs {common}); it '
+              'trains alone after it', flush=True)
+    with _Interrupt() as interrupt:
+      _train_together(population, [sessions[k] for k in together], interrupt, results,
+                      together)
+      for k, session in enumerate(sessions):
+        if k not in together:
+          _train_alone(session, interrupt)
+  finally:
+    for session in sessions:
+      session.close()
+  out = []
+  for k, session in enumerate(sessions):
+    if k in results:
+      out.append(results[k])
+    else:
+      out.append(session.finish({'population': {'size': len(members), 'member': k}}))
+  return out
+
+
+def _train_together(population, sessions: list[_Session], interrupt: _Interrupt,
+                    results: dict[int, Any], indices: list[int]) -> None:
+  """The population's iterations: one `population.train` per iteration, then each member's
+  evaluation, row and checkpoint. A failed member is recorded in `results` and removed."""
+  live = list(zip(indices, sessions))
+  if not live:
+    return
+  config = sessions[0].config
+
+  def on_steps(n: int) -> None:
+    lead = live[0][1]
+    lead.progress.step(n, lead.trainer.env_steps)
+    interrupt.check()
+  try:
+    for iteration in range(sessions[0].start, config.num_iterations):
+      steps = [s.begin_iteration(iteration) for _, s in live][0]
+      interrupt.check()
+      for _, s in live:
+        s.start_training()
+      pending = [s.take_pending() for _, s in live]
+      t0 = time.monotonic()
+      if pending[0] is not None:  # stopped during this iteration's evaluation: trained
+        metrics, steps = pending, 0
+      else:
+        metrics = population.train(steps, progress=on_steps)
+      t_train = time.monotonic() - t0
+      for (k, s), m in zip(list(live), metrics):
+        try:
+          s.end_iteration(m, steps, interrupt, stop_in_evaluation=False, t_train=t_train)
+        except RunFailed as e:
+          results[k] = e
+          live.remove((k, s))
+          population.remove(s.trainer)
+      if not live:
+        return
+  except StopRequested:
+    for k, s in live:
+      try:
+        s.stopped()
+      except RunFailed as e:
+        results[k] = e
+    raise

@@ -1,0 +1,264 @@
+"""Populations: K agents of one configuration trained in lockstep by one compiled program.
+
+A population is K ordinary trainers (its *members*: each has its own seed, envs, normalizers,
+buffers, RNG and counters, and checkpoints, evaluates and exports exactly as a solo trainer)
+whose device work is batched: at every vector step one `jax.vmap`-ped policy call acts for all
+members, and at every update one vmapped update trains them all. The members' agent states are
+stacked along a leading axis of size K for the duration of a `train` call and written back to
+the members when it returns (or is stopped), so between calls each member is a solo trainer in
+every respect (`state_dict`, `evaluate`, `export_policy`, `sparsity_metrics`).
+
+Members must share everything static: agent config (hence network shapes and each network's
+`SparsityConfig`: method, sparsity level, distribution, schedule), env id and env options. They
+differ in seed. A member follows its solo run: the same env steps, RNG streams and update
+sequence; its numbers equal the solo run's up to the float differences of XLA's batched
+kernels (tests/agents/test_population.py states the tolerance it measures).
+
+Only PPO has a population today (`PPOPopulation`); `agents.runner.run_population` drives one
+with a run dir per member.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from agents import ppo as ppo_lib
+from agents.base import ProgressFn, Trainer
+
+
+def _is_shared(path) -> bool:
+  """The leaves every member holds the same value of and control flow reads: the gradient-step
+  counter of each network's sparsity state (`SparsityState.step`), which decides mask updates
+  in `lax.cond`. Kept once, unbatched, so that under `vmap` the cond stays a cond (a batched
+  predicate would turn it into a select that computes the mask update on every step)."""
+  names = [getattr(k, 'name', None) for k in path[-2:]]
+  return names == ['sparsity', 'step']
+
+
+def population_axes(state: Any) -> Any:
+  """`vmap` axes of a stacked state: None for the shared leaves (`_is_shared`), else 0."""
+  return jax.tree_util.tree_map_with_path(lambda p, _: None if _is_shared(p) else 0, state)
+
+
+def stack_states(states: Sequence[Any], template: Any = None) -> Any:
+  """The members' pytrees stacked leaf by leaf along a new leading axis (size K), except the
+  shared leaves (`_is_shared`), kept once (they must be equal across members).
+
+  The static fields (network definitions, optimizers) are `template`'s (default: the first
+  member's): members must share them (`check_compatible`), which jax's own tree equality
+  cannot check because every trainer builds its own optimizer functions.
+
+  Raises:
+    ValueError: states of different structure, or shared leaves that differ.
+  """
+  treedef = jax.tree_util.tree_structure(states[0] if template is None else template)
+  paths = [p for p, _ in jax.tree_util.tree_leaves_with_path(states[0])]
+  leaves = [jax.tree_util.tree_leaves(s) for s in states]
+  if any(len(x) != len(leaves[0]) for x in leaves):
+    raise ValueError('population members have agent states of different structure')
+  out = []
+  for path, column in zip(paths, zip(*jax.device_get(leaves))):
+    if _is_shared(path):
+      values = {int(v) for v in column}
+      if len(values) != 1:
+        raise ValueError(f'population members differ in {jax.tree_util.keystr(path)}: '
+                         f'{sorted(values)}')
+      out.append(np.asarray(column[0]))
+    else:
+      out.append(np.stack(column))
+  return jax.tree_util.tree_unflatten(treedef, jax.device_put(out))  # one transfer
+
+
+def unstack_state(stacked: Any, like: Sequence[Any]) -> list[Any]:
+  """The K member pytrees of `stacked`, each with the static fields of its `like` entry (so a
+  member keeps its own optimizer objects) and fresh device buffers."""
+  paths = [p for p, _ in jax.tree_util.tree_leaves_with_path(stacked)]
+  host = jax.device_get(jax.tree_util.tree_leaves(stacked))
+  out = []
+  for k, member in enumerate(like):
+    treedef = jax.tree_util.tree_structure(member)
+    out.append(jax.tree_util.tree_unflatten(treedef, jax.device_put(
+        [np.array(x if _is_shared(p) else x[k]) for p, x in zip(paths, host)])))
+  return out
+
+
+def _static_description(trainer: Trainer) -> dict[str, Any]:
+  """What population members must share, by name (compared with ==)."""
+  return {'agent': trainer.name, 'agent config': trainer.config,
+          'env id': getattr(trainer, 'env_id', None),
+          'env options': getattr(trainer, '_env_options', None)}
+
+
+def check_compatible(members: Sequence[Trainer]) -> None:
+  """Raises ValueError (one line) unless the members can form one population.
+
+  Raises:
+    ValueError: fewer than one member, repeated trainer objects or seeds, or members that
+      differ in agent, agent config (network shapes, sparsity), env id or env options.
+  """
+  if not members:
+    raise ValueError('a population needs at least one member')
+  if len({id(m) for m in members}) != len(members):
+    raise ValueError('a population lists the same trainer twice')
+  first = _static_description(members[0])
+  for k, member in enumerate(members[1:], start=1):
+    for what, value in _static_description(member).items():
+      if value != first[what]:
+        raise ValueError(f'population member {k} differs from member 0 in its {what}; members '
+                         f'share everything but the seed')
+  seeds = [m.seed for m in members]
+  if len(set(seeds)) != len(seeds):
+    raise ValueError(f'population members repeat a seed: {seeds}')
+
+
+class PPOPopulation:
+  """K `PPOTrainer`s of one configuration trained in lockstep (see the module docstring).
+
+  `train(n)` runs ceil(n / num_envs) vector steps of every member with one vmapped policy
+  call per step and one vmapped update per rollout (MLP setups: the whole `ppo.update` with its
+  `lax.scan`; Atari: one vmapped minibatch update per minibatch, each member's minibatches
+  drawn from its own RNG as in its solo run). Values at time limits and after the rollout use
+  each member's own params.
+
+  Args:
+    members: PPOTrainers sharing config, env id and env options, with distinct seeds; their
+      current state (fresh or restored) is where the population starts.
+
+  Raises:
+    TypeError: a member that is not a PPOTrainer.
+    ValueError: members that cannot form one population (`check_compatible`), or members at
+      different points of training (env steps, rollout position).
+  """
+
+  def __init__(self, members: Sequence[ppo_lib.PPOTrainer]):
+    members = list(members)
+    for m in members:
+      if not isinstance(m, ppo_lib.PPOTrainer):
+        raise TypeError(f'PPOPopulation members must be PPOTrainers, got {type(m).__name__}')
+    check_compatible(members)
+    self.members = members
+    self.config = members[0].config
+    config = self.config
+    # The static fields of every stacked state (and of the vmap axes): the first member's,
+    # kept when members leave, so that the compiled functions stay valid.
+    self._template = jax.tree_util.tree_map(lambda _: 0, members[0]._state)  # pylint: disable=protected-access
+    axes = population_axes(self._template)
+    self._act = jax.jit(jax.vmap(
+        lambda nets, obs, key, step: ppo_lib.act(config, nets, obs, jax.random.fold_in(key, step)),
+        in_axes=(axes.nets, 0, 0, None)))
+    self._value_one = lambda nets, obs: ppo_lib.forward(
+        config, nets, {n: v.params for n, v in nets.items()}, obs)[1]
+    self._value = jax.jit(jax.vmap(self._value_one, in_axes=(axes.nets, 0)))
+    self._update = jax.jit(jax.vmap(functools.partial(ppo_lib.update, config),
+                                    in_axes=(axes, 0), out_axes=(axes, 0)), donate_argnums=0)
+    member_nets = lambda nets, k: jax.tree_util.tree_map(
+        lambda x, axis: x if axis is None else x[k], nets, axes.nets)
+    self._member_value = jax.jit(lambda nets, k, obs: self._value_one(member_nets(nets, k), obs))
+    self._advantages = jax.jit(jax.vmap(functools.partial(ppo_lib.flat_advantages, config)))
+    self._minibatch_update = jax.jit(
+        jax.vmap(functools.partial(ppo_lib.minibatch_update, config), in_axes=(axes, 0),
+                 out_axes=(axes, 0)), donate_argnums=0)
+
+  @property
+  def size(self) -> int:
+    return len(self.members)
+
+  def remove(self, member: ppo_lib.PPOTrainer) -> None:
+    """Takes a member out (e.g. one that failed); the others train on without it."""
+    self.members = [m for m in self.members if m is not member]
+
+  def _check_in_step(self) -> None:
+    points = {(m.env_steps, m._t, m._vector_steps) for m in self.members}  # pylint: disable=protected-access
+    if len(points) != 1:
+      raise ValueError(f'population members are at different points of training '
+                       f'(env steps, rollout step, vector steps): {sorted(points)}')
+
+  def train(self, num_env_steps: int, progress: ProgressFn | None = None
+            ) -> list[dict[str, float]]:
+    """`PPOTrainer.train(num_env_steps)` of every member, batched; returns each member's
+    metrics in member order. `progress(n)` is called once per update with the env steps of
+    one member (every member has taken them) and may raise to stop: the members' states are
+    then consistent, as a solo trainer's are."""
+    members = self.members
+    if not members:
+      return []
+    self._check_in_step()
+    config = self.config
+    chunks = [m._start_chunk() for m in members]  # pylint: disable=protected-access
+    lead = members[0]
+    start = lead.env_steps
+    state = stack_states([m._state for m in members], self._template)  # pylint: disable=protected-access
+    keys = jnp.stack([m._act_key for m in members])  # pylint: disable=protected-access
+    try:
+      for _ in range(-(-num_env_steps // config.num_envs)):
+        state = self._vector_step(state, keys, chunks)
+        if lead._t == config.num_steps:  # pylint: disable=protected-access
+          state = self._run_update(state, chunks)
+          if progress is not None:
+            self._write_back(state)
+            progress(lead.env_steps - start)  # may raise to stop
+            start = lead.env_steps
+      if progress is not None and lead.env_steps > start:
+        self._write_back(state)
+        progress(lead.env_steps - start)
+    finally:
+      self._write_back(state)
+    return [m._finish_chunk() for m in members]  # pylint: disable=protected-access
+
+  # --- the batched steps (members' host-side code does the rest)
+
+  def _write_back(self, state) -> None:
+    for member, member_state in zip(self.members,
+                                    unstack_state(state, [m._state for m in self.members])):  # pylint: disable=protected-access
+      member._state = member_state  # pylint: disable=protected-access
+
+  def _member_values(self, state, k: int) -> Callable[[np.ndarray], np.ndarray]:
+    """V of member k's final observations with member k's params (time-limit bootstrap)."""
+    member = self.members[k]
+
+    def values(final_obs: np.ndarray) -> np.ndarray:
+      return np.asarray(self._member_value(
+          state.nets, k, member._network_obs(final_obs, update_stats=False)))  # pylint: disable=protected-access
+    return values
+
+  def _vector_step(self, state, keys, chunks):
+    members = self.members
+    obs = np.stack([m._obs for m in members])  # pylint: disable=protected-access
+    action, log_prob, value = jax.device_get(
+        self._act(state.nets, obs, keys, members[0]._vector_steps))  # pylint: disable=protected-access
+    for k, (member, chunk) in enumerate(zip(members, chunks)):
+      member._collect_step(chunk['returns'], outputs=(action[k], log_prob[k], value[k]),  # pylint: disable=protected-access
+                           final_values=self._member_values(state, k))
+    return state
+
+  def _run_update(self, state, chunks):
+    members = self.members
+    obs = np.stack([m._obs for m in members])  # pylint: disable=protected-access
+    last_values = np.asarray(self._value(state.nets, obs))
+    for member, last_value in zip(members, last_values):
+      member._end_rollout(last_value)  # pylint: disable=protected-access
+      member._t = 0  # pylint: disable=protected-access
+    buffers = [m._buffers for m in members]  # pylint: disable=protected-access
+    if self.config.setup.scan_update:
+      rollout = ppo_lib.Rollout(*(np.stack(field) for field in zip(*buffers)))
+      state, metrics = self._update(state, rollout)
+    else:
+      adv, ret = jax.device_get(self._advantages(
+          ppo_lib.Rollout(None, *(np.stack(field) for field in list(zip(*buffers))[1:]))))
+      streams = [m._minibatches(adv[k], ret[k]) for k, m in enumerate(members)]  # pylint: disable=protected-access
+      all_metrics = []
+      for minibatches in zip(*streams):
+        stacked = ppo_lib.Minibatch(*(np.stack(field) for field in zip(*minibatches)))
+        state, metrics = self._minibatch_update(state, stacked)
+        all_metrics.append(metrics)
+      metrics = jax.tree_util.tree_map(lambda *xs: jnp.mean(jnp.stack(xs), axis=0),
+                                       *all_metrics)
+    metrics = jax.device_get(metrics)  # sliced on the host: an eager slice compiles per shape
+    for k, chunk in enumerate(chunks):
+      chunk['metrics'].append({name: value[k] for name, value in metrics.items()})
+    return state

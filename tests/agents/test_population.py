@@ -1,0 +1,231 @@
+"""Populations (agents/population.py, agents.runner.run_population): K PPO agents of one
+configuration in one compiled program follow their solo runs, write the run dirs solo runs
+write, resume exactly, and lose only the member that fails.
+
+Expectations come from solo runs of the same seeds (independent of the population code): the
+first rollout is compared bit for bit (same params, so the batched policy must give the same
+actions), the first update within a float tolerance (XLA's batched kernels may sum in another
+order: measured here, at most ~5e-10 absolute on params of order 0.1-1) with identical masks.
+"""
+
+import json
+import os
+import signal
+
+import jax
+import numpy as np
+import pytest
+
+import sparse_rl as sr
+from agents import checkpoint
+from agents import population
+from agents import ppo
+from agents import runner
+
+ENV = 'InvertedPendulum-v5'
+SEEDS = (3, 4, 5)
+
+
+def _config(method='rigl', **kwargs):
+  sparsity = sr.SparsityConfig(method=method, sparsity=0.8 if method != 'dense' else 0.0,
+                               begin_step=0, end_step=40, update_interval=2)
+  return ppo.PPOConfig(**{**dict(
+      num_envs=2, num_steps=32, minibatch_size=32, num_epochs=2, total_env_steps=1024,
+      actor_hidden_sizes=(16, 16), critic_hidden_sizes=(16, 16), actor_sparsity=sparsity,
+      critic_sparsity=sparsity), **kwargs})
+
+
+def _trainer(seed, config=None):
+  return ppo.PPOTrainer(ENV, seed, config or _config(), max_episode_steps=40)
+
+
+def _leaves(trainer):
+  return [(jax.tree_util.keystr(p), np.asarray(x))
+          for p, x in jax.tree_util.tree_leaves_with_path(jax.device_get(trainer.state))]
+
+
+def test_members_act_as_their_solo_runs_and_update_within_float_tolerance():
+  config = _config()
+  rollout = config.rollout_size
+  solo = [_trainer(s, config) for s in SEEDS]
+  members = [_trainer(s, config) for s in SEEDS]
+  pop = population.PPOPopulation(members)
+  # The first rollout, before any update: same params, so the same actions bit for bit.
+  solo_metrics = [t.train(rollout - config.num_envs) for t in solo]
+  pop_metrics = pop.train(rollout - config.num_envs)
+  for s, m in zip(solo, members):
+    for field in ('obs', 'action', 'log_prob', 'value', 'reward', 'done', 'final_value'):
+      np.testing.assert_array_equal(getattr(s._buffers, field), getattr(m._buffers, field),
+                                    err_msg=field)
+  assert [np.isnan(x['loss/total']) for x in solo_metrics + pop_metrics] == [True] * 6
+  # The update (4 gradient steps, RigL mask updates at steps 2 and 4 in each network).
+  solo_metrics = [t.train(config.num_envs) for t in solo]
+  pop_metrics = pop.train(config.num_envs)
+  for s, m, ms, mp in zip(solo, members, solo_metrics, pop_metrics):
+    assert m.gradient_steps == s.gradient_steps == 4
+    assert m.env_steps == s.env_steps == rollout
+    for (path, a), (_, b) in zip(_leaves(s), _leaves(m)):
+      if a.dtype == bool or 'step' in path or 'count' in path or 'key' in path:
+        np.testing.assert_array_equal(a, b, err_msg=path)  # masks, counters, RNG keys
+      else:
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-6, err_msg=path)
+    for key in ms:
+      np.testing.assert_allclose(mp[key], ms[key], rtol=1e-5, atol=1e-7, err_msg=key)
+  # The masks did change (the comparison above covers mask updates).
+  fresh = _trainer(SEEDS[0], config)
+  assert any(not np.array_equal(a, b) for (_, a), (_, b) in zip(_leaves(fresh), _leaves(solo[0]))
+             if a.dtype == bool)
+
+
+def test_a_member_keeps_its_own_state_between_train_calls():
+  """Between calls each member is a solo trainer: evaluation, export and checkpoints use its
+  own params (the population's stacked copy is written back)."""
+  config = _config()
+  members = [_trainer(s, config) for s in SEEDS[:2]]
+  pop = population.PPOPopulation(members)
+  pop.train(config.rollout_size)
+  a, b = (m.state_dict() for m in members)
+  restored = _trainer(SEEDS[0], config)
+  restored.load_state_dict(a)
+  for (path, x), (_, y) in zip(_leaves(restored), _leaves(members[0])):
+    np.testing.assert_array_equal(x, y, err_msg=path)
+  # Different seeds, different params.
+  assert not np.array_equal(a['agent']['nets']['actor']['params']['Dense_0']['kernel'],
+                            b['agent']['nets']['actor']['params']['Dense_0']['kernel'])
+  assert members[1].evaluate(2, eval_index=0)['eval/episodes'] == 2
+
+
+@pytest.mark.parametrize('change,message', [
+    (dict(config=_config(method='set')), 'agent config'),
+    (dict(seed=SEEDS[0]), 'repeat a seed'),
+])
+def test_members_must_share_all_but_the_seed(change, message):
+  a = _trainer(SEEDS[0])
+  b = _trainer(change.get('seed', SEEDS[1]), change.get('config'))
+  try:
+    with pytest.raises(ValueError, match=message):
+      population.PPOPopulation([a, b])
+  finally:
+    a.close()
+    b.close()
+
+
+def _runner_config(**kwargs):
+  return runner.RunnerConfig(**{**dict(
+      num_iterations=3, train_steps_per_iteration=64, eval_episodes=2, checkpoint_every=1,
+      keep_checkpoints=5, progress=False, tensorboard=False), **kwargs})
+
+
+def _info(seed):
+  return {'agent': 'ppo', 'env_id': ENV, 'seed': seed}
+
+
+def _run_population(root, seeds=SEEDS, stop_at=None, poison=None):
+  members = [_trainer(s) for s in seeds]
+  if poison is not None:  # a non-finite critic: that member's first update goes NaN
+    state = members[poison]._state
+    critic = state.nets['critic']
+    bias = critic.params['Dense_2']['bias']
+    params = {**critic.params, 'Dense_2': {**critic.params['Dense_2'],
+                                           'bias': bias.at[0].set(np.nan)}}
+    members[poison]._state = state.replace(nets={**state.nets,
+                                                 'critic': critic.replace(params=params)})
+  pop = population.PPOPopulation(members)
+  if stop_at is not None:
+    train = pop.train
+
+    def stopping_train(n, progress=None):
+      def check(k):
+        if members[0].env_steps >= stop_at:
+          os.kill(os.getpid(), signal.SIGINT)
+        progress(k)
+      return train(n, check)
+    pop.train = stopping_train
+  dirs = [str(root / f'seed_{s}') for s in seeds]
+  try:
+    return runner.run_population(pop, _runner_config(), dirs, [_info(s) for s in seeds])
+  finally:
+    for m in members:
+      m.close()
+
+
+def _rows(run_dir):
+  return [{k: v for k, v in row.items() if not k.startswith('time/')}
+          for row in runner.read_metrics(run_dir)]
+
+
+def test_population_run_dirs_are_solo_run_dirs(tmp_path):
+  summaries = _run_population(tmp_path / 'pop')
+  for k, seed in enumerate(SEEDS):
+    solo_dir = str(tmp_path / 'solo' / f'seed_{seed}')
+    trainer = _trainer(seed)
+    solo = runner.run(lambda t=trainer: t, _runner_config(), solo_dir, info=_info(seed))
+    pop_dir = str(tmp_path / 'pop' / f'seed_{seed}')
+    assert sorted(os.listdir(pop_dir)) == sorted(os.listdir(solo_dir))
+    assert summaries[k]['population'] == {'size': len(SEEDS), 'member': k}
+    _assert_close_summaries(summaries[k], solo)
+    pop_rows, solo_rows = _rows(pop_dir), _rows(solo_dir)
+    assert [sorted(r) for r in pop_rows] == [sorted(r) for r in solo_rows]
+    for a, b in zip(pop_rows, solo_rows):
+      for key in a:
+        if isinstance(a[key], float):
+          np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-5, err_msg=key)
+        else:
+          assert a[key] == b[key], key
+    with open(os.path.join(pop_dir, 'summary.json')) as f:
+      assert json.load(f) == summaries[k]
+
+
+def _assert_close_summaries(a, b):
+  for key in set(a) | set(b):
+    if key == 'population':
+      continue
+    if isinstance(a.get(key), float):
+      np.testing.assert_allclose(a[key], b[key], rtol=1e-4, err_msg=key)
+    elif isinstance(a.get(key), list):
+      np.testing.assert_allclose(a[key], b[key], rtol=1e-4, err_msg=key)
+    else:
+      assert a.get(key) == b.get(key), key
+
+
+def _final_state(run_dir):
+  _, path = runner.list_checkpoints(run_dir)[-1]
+  return checkpoint.read(path)[1]['trainer']['agent']
+
+
+def test_stopped_population_resumes_to_the_uninterrupted_population_bit_for_bit(tmp_path):
+  _run_population(tmp_path / 'whole')
+  with pytest.raises(runner.StopRequested):
+    _run_population(tmp_path / 'stopped', stop_at=100)  # mid-iteration 2 (64 steps each)
+  for seed in SEEDS:
+    ckpts = runner.list_checkpoints(str(tmp_path / 'stopped' / f'seed_{seed}'))
+    assert ckpts[-1][0] == 1  # saved mid-iteration 2: 1 done + a partial one
+  _run_population(tmp_path / 'stopped')
+  for seed in SEEDS:
+    whole, resumed = (str(tmp_path / r / f'seed_{seed}') for r in ('whole', 'stopped'))
+    a, b = _final_state(whole), _final_state(resumed)
+    for (path, x), (_, y) in zip(jax.tree_util.tree_leaves_with_path(a),
+                                 jax.tree_util.tree_leaves_with_path(b)):
+      np.testing.assert_array_equal(x, y, err_msg=jax.tree_util.keystr(path))
+    assert _rows(whole) == _rows(resumed)
+
+
+def test_a_member_that_goes_non_finite_fails_and_the_others_finish(tmp_path):
+  results = _run_population(tmp_path, poison=1)
+  assert isinstance(results[1], runner.RunFailed)
+  assert 'non-finite' in str(results[1])
+  with open(tmp_path / f'seed_{SEEDS[1]}' / 'summary.json') as f:
+    assert json.load(f)['status'] == 'failed'
+  for k in (0, 2):
+    assert results[k]['status'] == 'completed'
+    assert len(runner.read_metrics(str(tmp_path / f'seed_{SEEDS[k]}'))) == 3
+
+
+def test_a_member_further_along_trains_alone_after_the_population(tmp_path, capsys):
+  ahead = str(tmp_path / f'seed_{SEEDS[0]}')
+  trainer = _trainer(SEEDS[0])
+  runner.run(lambda: trainer, _runner_config(num_iterations=1), ahead, info=_info(SEEDS[0]))
+  results = _run_population(tmp_path, seeds=SEEDS[:2])
+  assert 'trains alone after it' in capsys.readouterr().out
+  assert [r['status'] for r in results] == ['completed', 'completed']
+  assert [len(runner.read_metrics(str(tmp_path / f'seed_{s}'))) for s in SEEDS[:2]] == [3, 3]
