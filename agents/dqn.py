@@ -383,7 +383,26 @@ class DQNTrainer(base.Trainer):
     """num_env_steps env steps; one gradient step every update_period steps once the replay
     holds min_replay_size transitions. A chunk stopped by `progress` (Ctrl-C) keeps its
     statistics in the trainer state: the next call continues it."""
-    cfg = self.config
+    chunk = self._start_chunk()
+    since_progress = 0
+    for _ in range(num_env_steps):
+      self._state, action = self._act(self._state, self._obs)
+      if self._env_step(int(action), chunk):  # int(): the one host sync per step
+        batch, mask_update, sync_target = self._update_inputs()
+        self._state, step_metrics = self._update(self._state, batch, mask_update=mask_update,
+                                                 sync_target=sync_target)
+        self._gradient_steps += 1
+        chunk['metrics'].append(step_metrics)
+      since_progress += 1
+      if progress is not None and since_progress == 100:
+        since_progress = 0
+        progress(100)  # may raise to stop the run: the state is consistent here
+    if progress is not None and since_progress:
+      progress(since_progress)
+    return self._finish_chunk()
+
+  def _start_chunk(self) -> dict[str, Any]:
+    """Allocates the replay, resets the env, refills a replay lost in a resume; the chunk."""
     if self._replay is None:
       self._replay = self._make_replay()
     if self._obs is None:
@@ -391,35 +410,34 @@ class DQNTrainer(base.Trainer):
     if self._refill:
       self._refill_replay()
     chunk = self._chunk = self._chunk or self._new_chunk()
-    since_progress = 0
-    for _ in range(num_env_steps):
-      self._state, action = self._act(self._state, self._obs)
-      action = int(action)  # the one host sync per step
-      next_obs, reward, terminated, truncated, info = self._env.step(action)
-      self._replay.add(self._obs, action, reward, next_obs, terminated, truncated)
-      self._env_steps += 1
-      if (self._env_steps % cfg.update_period == 0
-          and len(self._replay) >= max(cfg.min_replay_size, 1)):
-        batch = self._replay.sample(self._replay_rng, cfg.batch_size)
-        mask_update = self._state.q.opt.is_update_step(self._gradient_steps + 1)
-        sync_target = (self._gradient_steps + 1) % cfg.target_update_period == 0
-        self._state, step_metrics = self._update(self._state, batch, mask_update=mask_update,
-                                                 sync_target=sync_target)
-        self._gradient_steps += 1
-        chunk['metrics'].append(step_metrics)
-      result = envs_lib.episode_result(info)
-      if result is not None:
-        chunk['returns'].append(result[0])
-        chunk['lengths'].append(result[1])
-      self._obs = self._env.reset()[0] if terminated or truncated else next_obs
-      chunk['steps'] += 1
-      since_progress += 1
-      if progress is not None and since_progress == 100:
-        since_progress = 0
-        progress(100)  # may raise to stop the run: the state is consistent here
-    if progress is not None and since_progress:
-      progress(since_progress)
-    self._chunk = None
+    return chunk
+
+  def _env_step(self, action: int, chunk: dict[str, Any]) -> bool:
+    """Steps the env with `action`, stores the transition; True if a gradient step is due."""
+    cfg = self.config
+    next_obs, reward, terminated, truncated, info = self._env.step(action)
+    self._replay.add(self._obs, action, reward, next_obs, terminated, truncated)
+    self._env_steps += 1
+    result = envs_lib.episode_result(info)
+    if result is not None:
+      chunk['returns'].append(result[0])
+      chunk['lengths'].append(result[1])
+    self._obs = self._env.reset()[0] if terminated or truncated else next_obs
+    chunk['steps'] += 1
+    return (self._env_steps % cfg.update_period == 0
+            and len(self._replay) >= max(cfg.min_replay_size, 1))
+
+  def _update_inputs(self) -> tuple[replay_lib.Batch, bool, bool]:
+    """(replay batch, mask update?, target sync?) of the next gradient step."""
+    batch = self._replay.sample(self._replay_rng, self.config.batch_size)
+    mask_update = self._state.q.opt.is_update_step(self._gradient_steps + 1)
+    sync_target = (self._gradient_steps + 1) % self.config.target_update_period == 0
+    return batch, mask_update, sync_target
+
+  def _finish_chunk(self) -> dict[str, float]:
+    """The metrics of the train() chunk just ended (and the first non-finite step, if any)."""
+    cfg = self.config
+    chunk, self._chunk = self._chunk, None
     updates = len(chunk['metrics'])
     self._flops['acting'] += chunk['steps'] * chunk['forward']
     self._flops['target'] += updates * chunk['forward'] * cfg.batch_size

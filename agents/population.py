@@ -14,8 +14,8 @@ differ in seed. A member follows its solo run: the same env steps, RNG streams a
 sequence; its numbers equal the solo run's up to the float differences of XLA's batched
 kernels (tests/agents/test_population.py states the tolerance it measures).
 
-Only PPO has a population today (`PPOPopulation`); `agents.runner.run_population` drives one
-with a run dir per member.
+`DQNPopulation` and `PPOPopulation` (SAC: not yet); `agents.runner.run_population` drives one
+with a run dir per member; `make_population` picks the class for the members.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from agents import dqn as dqn_lib
 from agents import ppo as ppo_lib
 from agents.base import ProgressFn, Trainer
 
@@ -115,8 +116,43 @@ def check_compatible(members: Sequence[Trainer]) -> None:
   if len(set(seeds)) != len(seeds):
     raise ValueError(f'population members repeat a seed: {seeds}')
 
+class _Population:
+  """What every population shares: members, the stacked state's template, write-back."""
 
-class PPOPopulation:
+  member_type: type = Trainer
+
+  def __init__(self, members: Sequence[Trainer]):
+    members = list(members)
+    for m in members:
+      if not isinstance(m, self.member_type):
+        raise TypeError(f'{type(self).__name__} members must be '
+                        f'{self.member_type.__name__}s, got {type(m).__name__}')
+    check_compatible(members)
+    self.members = members
+    self.config = members[0].config
+    # The static fields of every stacked state (and of the vmap axes): the first member's,
+    # kept when members leave, so that the compiled functions stay valid.
+    self._template = jax.tree_util.tree_map(lambda _: 0, members[0]._state)  # pylint: disable=protected-access
+    self._axes = population_axes(self._template)
+
+  @property
+  def size(self) -> int:
+    return len(self.members)
+
+  def remove(self, member: Trainer) -> None:
+    """Takes a member out (e.g. one that failed); the others train on without it."""
+    self.members = [m for m in self.members if m is not member]
+
+  def _stack(self):
+    return stack_states([m._state for m in self.members], self._template)  # pylint: disable=protected-access
+
+  def _write_back(self, state) -> None:
+    for member, member_state in zip(self.members,
+                                    unstack_state(state, [m._state for m in self.members])):  # pylint: disable=protected-access
+      member._state = member_state  # pylint: disable=protected-access
+
+
+class PPOPopulation(_Population):
   """K `PPOTrainer`s of one configuration trained in lockstep (see the module docstring).
 
   `train(n)` runs ceil(n / num_envs) vector steps of every member with one vmapped policy
@@ -135,19 +171,11 @@ class PPOPopulation:
       different points of training (env steps, rollout position).
   """
 
+  member_type = ppo_lib.PPOTrainer
+
   def __init__(self, members: Sequence[ppo_lib.PPOTrainer]):
-    members = list(members)
-    for m in members:
-      if not isinstance(m, ppo_lib.PPOTrainer):
-        raise TypeError(f'PPOPopulation members must be PPOTrainers, got {type(m).__name__}')
-    check_compatible(members)
-    self.members = members
-    self.config = members[0].config
-    config = self.config
-    # The static fields of every stacked state (and of the vmap axes): the first member's,
-    # kept when members leave, so that the compiled functions stay valid.
-    self._template = jax.tree_util.tree_map(lambda _: 0, members[0]._state)  # pylint: disable=protected-access
-    axes = population_axes(self._template)
+    super().__init__(members)
+    config, axes = self.config, self._axes
     self._act = jax.jit(jax.vmap(
         lambda nets, obs, key, step: ppo_lib.act(config, nets, obs, jax.random.fold_in(key, step)),
         in_axes=(axes.nets, 0, 0, None)))
@@ -163,14 +191,6 @@ class PPOPopulation:
     self._minibatch_update = jax.jit(
         jax.vmap(functools.partial(ppo_lib.minibatch_update, config), in_axes=(axes, 0),
                  out_axes=(axes, 0)), donate_argnums=0)
-
-  @property
-  def size(self) -> int:
-    return len(self.members)
-
-  def remove(self, member: ppo_lib.PPOTrainer) -> None:
-    """Takes a member out (e.g. one that failed); the others train on without it."""
-    self.members = [m for m in self.members if m is not member]
 
   def _check_in_step(self) -> None:
     points = {(m.env_steps, m._t, m._vector_steps) for m in self.members}  # pylint: disable=protected-access
@@ -192,7 +212,7 @@ class PPOPopulation:
     chunks = [m._start_chunk() for m in members]  # pylint: disable=protected-access
     lead = members[0]
     start = lead.env_steps
-    state = stack_states([m._state for m in members], self._template)  # pylint: disable=protected-access
+    state = self._stack()
     keys = jnp.stack([m._act_key for m in members])  # pylint: disable=protected-access
     try:
       for _ in range(-(-num_env_steps // config.num_envs)):
@@ -200,22 +220,15 @@ class PPOPopulation:
         if lead._t == config.num_steps:  # pylint: disable=protected-access
           state = self._run_update(state, chunks)
           if progress is not None:
-            self._write_back(state)
-            progress(lead.env_steps - start)  # may raise to stop
+            progress(lead.env_steps - start)  # may raise to stop: `finally` writes back
             start = lead.env_steps
       if progress is not None and lead.env_steps > start:
-        self._write_back(state)
         progress(lead.env_steps - start)
     finally:
       self._write_back(state)
     return [m._finish_chunk() for m in members]  # pylint: disable=protected-access
 
   # --- the batched steps (members' host-side code does the rest)
-
-  def _write_back(self, state) -> None:
-    for member, member_state in zip(self.members,
-                                    unstack_state(state, [m._state for m in self.members])):  # pylint: disable=protected-access
-      member._state = member_state  # pylint: disable=protected-access
 
   def _member_values(self, state, k: int) -> Callable[[np.ndarray], np.ndarray]:
     """V of member k's final observations with member k's params (time-limit bootstrap)."""
@@ -262,3 +275,101 @@ class PPOPopulation:
     for k, chunk in enumerate(chunks):
       chunk['metrics'].append({name: value[k] for name, value in metrics.items()})
     return state
+
+
+class DQNPopulation(_Population):
+  """K `DQNTrainer`s of one configuration trained in lockstep (see the module docstring).
+
+  Every env step: one vmapped epsilon-greedy act for all members, each member's env step and
+  replay insert on the host; every update_period steps: each member samples its own batch
+  from its own replay with its own RNG, and one vmapped gradient step (mask update and target
+  sync decided on the host, as the solo trainer does) trains them all.
+
+  Args:
+    members: DQNTrainers sharing config, sparsity, env id and env options, with distinct
+      seeds, at the same env step.
+
+  Raises:
+    TypeError: a member that is not a DQNTrainer.
+    ValueError: members that cannot form one population (`check_compatible`, which also
+      compares their SparsityConfig), or members at different env or gradient steps.
+  """
+
+  member_type = dqn_lib.DQNTrainer
+
+  def __init__(self, members: Sequence[dqn_lib.DQNTrainer]):
+    super().__init__(members)
+    sparsity = {m.sparsity_config for m in self.members}
+    if len(sparsity) != 1:
+      raise ValueError('population members differ in their sparsity config; members share '
+                       'everything but the seed')
+    config, axes = self.config, self._axes
+    self._act = jax.jit(jax.vmap(functools.partial(dqn_lib.act, config),
+                                 in_axes=(axes, 0), out_axes=(axes, 0)), donate_argnums=0)
+    self._updates: dict[tuple[bool, bool], Callable] = {}
+    self._update_fn = lambda mask_update, sync_target: self._updates.setdefault(
+        (mask_update, sync_target), jax.jit(jax.vmap(
+            functools.partial(dqn_lib.update, config, mask_update=mask_update,
+                              sync_target=sync_target),
+            in_axes=(axes, 0), out_axes=(axes, 0)), donate_argnums=0))
+
+  def train(self, num_env_steps: int, progress: ProgressFn | None = None
+            ) -> list[dict[str, float]]:
+    """`DQNTrainer.train(num_env_steps)` of every member, batched; returns each member's
+    metrics in member order. `progress(n)` is called every 100 env steps (of each member) and
+    may raise to stop: the members' states are then consistent."""
+    members = self.members
+    if not members:
+      return []
+    points = {(m.env_steps, m.gradient_steps) for m in members}
+    if len(points) != 1:
+      raise ValueError(f'population members are at different points of training '
+                       f'(env steps, gradient steps): {sorted(points)}')
+    chunks = [m._start_chunk() for m in members]  # pylint: disable=protected-access
+    pending: list[dict[str, jax.Array]] = []  # stacked metrics not yet given to the members
+    state = self._stack()
+    since_progress = 0
+    try:
+      for _ in range(num_env_steps):
+        obs = np.stack([m._obs for m in members])  # pylint: disable=protected-access
+        state, actions = self._act(state, obs)
+        actions = np.asarray(actions)  # the one host sync per step
+        due = {m._env_step(int(a), c) for m, a, c in zip(members, actions, chunks)}  # pylint: disable=protected-access
+        if len(due) != 1:
+          raise RuntimeError('population members disagree on whether an update is due')
+        if due.pop():
+          inputs = [m._update_inputs() for m in members]  # pylint: disable=protected-access
+          batch = type(inputs[0][0])(*(np.stack(f) for f in zip(*(x[0] for x in inputs))))
+          _, mask_update, sync_target = inputs[0]
+          state, metrics = self._update_fn(mask_update, sync_target)(state, batch)
+          pending.append(metrics)
+          for m in members:
+            m._gradient_steps += 1  # pylint: disable=protected-access
+        since_progress += 1
+        if progress is not None and since_progress == 100:
+          since_progress = 0
+          progress(100)  # may raise to stop: `finally` writes back
+      if progress is not None and since_progress:
+        progress(since_progress)
+    finally:
+      self._write_back(state)
+      for metrics in jax.device_get(pending):  # one transfer for the chunk's updates
+        for k, chunk in enumerate(chunks):
+          chunk['metrics'].append({name: value[k] for name, value in metrics.items()})
+    return [m._finish_chunk() for m in members]  # pylint: disable=protected-access
+
+
+def make_population(members: Sequence[Trainer]) -> _Population:
+  """The population class of the members' agent.
+
+  Raises:
+    ValueError: an agent without populations (one line naming it), or members that cannot
+      form one (`check_compatible`).
+  """
+  kinds = {dqn_lib.DQNTrainer: DQNPopulation, ppo_lib.PPOTrainer: PPOPopulation}
+  cls = kinds.get(type(members[0])) if members else None
+  if cls is None:
+    name = type(members[0]).__name__ if members else 'nothing'
+    raise ValueError(f'populations train DQN and PPO agents; {name} has none (train its runs '
+                     f'alone)')
+  return cls(members)
