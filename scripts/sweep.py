@@ -126,6 +126,49 @@ def command(spec: grid_lib.RunSpec, run_dir: str) -> list[str]:
   return cmd + ['--run_dir', run_dir, '--seed', str(spec.seed)]
 
 
+def population_command(specs: list[grid_lib.RunSpec], run_dirs: list[str]) -> list[str]:
+  """The scripts.train_population command line of runs that differ only in their seed."""
+  cmd = [sys.executable, '-m', 'scripts.train_population']
+  for f in specs[0].gin_files:
+    cmd += ['--gin_file', _resolve_gin_path(f)]
+  for b in specs[0].bindings:
+    cmd += ['--gin_binding', b]
+  return cmd + ['--seeds', *(str(s.seed) for s in specs), '--member_dirs', *run_dirs]
+
+
+def group_populations(tasks: list[dict[str, Any]], size: int) -> list[dict[str, Any]]:
+  """Tasks of runs that differ only in their seed (same experiment, cell, gin files and
+  bindings) grouped into population tasks of at most `size` members, each at the place of its
+  first member; a group of one stays a plain run. A population task is
+  {'name' (its first member's), 'run_dir' (same), 'members': [{'name', 'run_dir'}],
+  'command', 'cwd', 'specs'}."""
+  if size <= 1:
+    return tasks
+  groups: dict[tuple, list[list[dict[str, Any]]]] = {}
+  order: list[tuple[tuple, int]] = []
+  for task in tasks:
+    spec = task['spec']
+    key = (spec.experiment, spec.cell, tuple(spec.gin_files), tuple(spec.bindings))
+    chunks = groups.setdefault(key, [])
+    if not chunks or len(chunks[-1]) == size:
+      chunks.append([])
+      order.append((key, len(chunks) - 1))
+    chunks[-1].append(task)
+  out = []
+  for key, index in order:
+    members = groups[key][index]
+    if len(members) == 1:
+      out.append(members[0])
+      continue
+    specs = [t['spec'] for t in members]
+    dirs = [t['run_dir'] for t in members]
+    out.append({'name': members[0]['name'], 'run_dir': members[0]['run_dir'],
+                'members': [{'name': t['name'], 'run_dir': t['run_dir']} for t in members],
+                'command': population_command(specs, dirs), 'cwd': REPO_ROOT,
+                'specs': specs})
+  return out
+
+
 def thread_defaults(threads: int) -> dict[str, str]:
   """Thread-count variables for a run that may use `threads` cores (unless already set).
 
@@ -318,6 +361,10 @@ def _parse_args(argv):
   slurm.add_argument('--slurm_cluster', choices=('slurm', 'local'), default='slurm',
                      help="'local': the same jobs as local processes (submitit's local "
                           'executor), to try a grid before submitting it')
+  parser.add_argument('--population', type=int, default=1,
+                      help='train up to this many seeds of a cell together as one population '
+                           '(agents/population.py; DQN and PPO, one process, one compiled '
+                           'program; local and Ray backends); 1: every run alone')
   parser.add_argument('--compile_cache', default=None,
                       help="JAX compilation cache shared by the runs (default: ROOT/.jax_cache "
                            "with the local backend, none with Ray; 'none': off)")
@@ -362,6 +409,10 @@ def _argument_problem(args) -> str | None:
   if not args.gpus_per_run >= 0 or (args.gpus_per_run > 1 and args.gpus_per_run % 1):
     return (f'--gpus_per_run must be a fraction in (0, 1] or a whole number of GPUs, got '
             f'{args.gpus_per_run:g}')
+  if args.population < 1:
+    return f'--population must be at least 1, got {args.population}'
+  if args.population > 1 and args.backend == 'slurm':
+    return '--population runs on the local and Ray backends; the SLURM backend runs runs alone'
   if args.backend == 'slurm':
     return slurm_options(args).problem()
   return None
@@ -486,21 +537,25 @@ def _task_env(args, workers: int, cache_dir: str | None) -> dict[str, str]:
 
 
 def _write_specs(args, tasks, root: str, workers: int) -> dict[str, str]:
-  """Gives each task its environment and writes its sweep.json; run name -> method."""
+  """Gives each task its environment and writes its runs' sweep.json; run name -> method."""
   cache_dir = compile_cache_dir(args.compile_cache, root, args.backend)
   kinds = {}
   for task in tasks:
-    spec = task.pop('spec')
-    kinds[task['name']] = spec.method
-    os.makedirs(task['run_dir'], exist_ok=True)
-    spec_json = {**spec.to_json(), 'command': task['command'], 'grid_file':
-                 os.path.abspath(args.grid), 'root': root}
-    spec_json.pop('width_query')
+    specs = task.pop('specs') if 'members' in task else [task.pop('spec')]
+    members = task.get('members') or [{'name': task['name'], 'run_dir': task['run_dir']}]
     task['env_defaults'] = _task_env(args, workers, cache_dir)
-    # What the run's environment holds for each variable the sweep sets by default.
-    spec_json['env'] = {k: os.environ.get(k, v) for k, v in task['env_defaults'].items()}
-    _warn_if_changed(os.path.join(task['run_dir'], SPEC_FILE), spec)
-    backends.write_json(os.path.join(task['run_dir'], SPEC_FILE), spec_json)
+    for spec, member in zip(specs, members):
+      kinds[member['name']] = spec.method
+      os.makedirs(member['run_dir'], exist_ok=True)
+      spec_json = {**spec.to_json(), 'command': task['command'], 'grid_file':
+                   os.path.abspath(args.grid), 'root': root}
+      if 'members' in task:
+        spec_json['population'] = [m['name'] for m in members]
+      spec_json.pop('width_query')
+      # What the run's environment holds for each variable the sweep sets by default.
+      spec_json['env'] = {k: os.environ.get(k, v) for k, v in task['env_defaults'].items()}
+      _warn_if_changed(os.path.join(member['run_dir'], SPEC_FILE), spec)
+      backends.write_json(os.path.join(member['run_dir'], SPEC_FILE), spec_json)
   return kinds
 
 
@@ -545,6 +600,7 @@ def main(argv=None) -> int:
         f"failed before, {counts['new']} new); backend {args.backend}"
         + (f', {workers} workers' if args.backend == 'local' else ''), flush=True)
   tasks, busy = _make_tasks(specs, statuses, width_errors, root)
+  tasks = group_populations(tasks, args.population)
   if args.dry_run:
     _print_dry_run(specs, statuses, tasks, width_errors)
     return 0
@@ -561,6 +617,7 @@ def main(argv=None) -> int:
                'error': e, 'status': 'failed'} for n, e in width_errors.items()]
   t0 = time.monotonic()
   pending_kinds = dict(kinds)  # run name -> method, for the runs not reported yet
+  planned_runs = len(kinds)
   finished_times: list[tuple[str, float]] = []
 
   def on_done(result: dict[str, Any]) -> None:
@@ -578,8 +635,8 @@ def main(argv=None) -> int:
         except (OSError, results_lib.ResultsError) as e:
           print(f"[sweep] warning: {result['name']} not added to {args.results}: {e}",
                 file=sys.stderr, flush=True)
-    parallel = workers if args.backend == 'local' else len(tasks)
-    print(f"[sweep] {len(results)}/{len(tasks)} {result['status']:11s} {result['name']} "
+    parallel = workers * args.population if args.backend == 'local' else planned_runs
+    print(f"[sweep] {len(results)}/{planned_runs} {result['status']:11s} {result['name']} "
           f"({result['seconds']:.0f} s); "
           + progress_note(time.monotonic() - t0, finished_times, list(pending_kinds.values()),
                           parallel), flush=True)
@@ -589,7 +646,7 @@ def main(argv=None) -> int:
   except backends.BackendError as e:  # nothing ran: the runs stay as they were
     print(f'error: {e}', file=sys.stderr)
     return 2
-  return _report(results, counts['done'], failures, busy, len(tasks), time.monotonic() - t0,
+  return _report(results, counts['done'], failures, busy, planned_runs, time.monotonic() - t0,
                  completed)
 
 

@@ -203,8 +203,10 @@ def execute_run(task: dict[str, Any]) -> dict[str, Any]:
     os.close(lock)
 
 
-def _execute_locked(task: dict[str, Any], lock: int) -> dict[str, Any]:
-  """`execute_run` once the run dir's lock is taken: `lock` passes to the run's process."""
+def _execute_locked(task: dict[str, Any], lock: int, extra_fds: tuple[int, ...] = (),
+                    write_status: bool = True) -> dict[str, Any]:
+  """`execute_run` once the run dir's lock is taken: `lock` (and `extra_fds`, a population's
+  other locks) pass to the run's process."""
   run_dir = task['run_dir']
   grace_s = float(task.get('stop_grace_s', STOP_GRACE_S))
   log_path = os.path.join(run_dir, LOG_FILE)
@@ -221,7 +223,7 @@ def _execute_locked(task: dict[str, Any], lock: int) -> dict[str, Any]:
       # so proc.pid is the run's).
       proc = subprocess.Popen(guarded_command(task['command'], grace_s), stdout=log,
                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                              cwd=task['cwd'], pass_fds=(lock,),
+                              cwd=task['cwd'], pass_fds=(lock, *extra_fds),
                               env={**run_env(task['cwd'], task.get('env_defaults', {})),
                                    LOCK_HELD_ENV: str(lock)},
                               start_new_session=True)
@@ -257,12 +259,95 @@ def _execute_locked(task: dict[str, Any], lock: int) -> dict[str, Any]:
       'name': task['name'], 'run_dir': run_dir, 'status': status, 'returncode': returncode,
       'seconds': round(time.monotonic() - t0, 2), 'error': error, 'time': now(),
   }
+  if not write_status:
+    return result
   try:
     os.makedirs(run_dir, exist_ok=True)
     write_json(os.path.join(run_dir, STATUS_FILE), result)
   except OSError as e:  # the result still reaches the sweep's report
     result['error'] = (result['error'] + f'\n(sweep_status.json not written: {e})').strip()
   return result
+
+
+def execute_task(task: dict[str, Any]) -> list[dict[str, Any]]:
+  """Runs a task to its end: one run (`execute_run`) or a population (`execute_population`);
+  the results of its runs."""
+  if 'members' in task:
+    return execute_population(task)
+  return [execute_run(task)]
+
+
+def execute_population(task: dict[str, Any]) -> list[dict[str, Any]]:
+  """Runs a population task (scripts/sweep.py `group_populations`): one process trains the
+  members whose run dirs it can lock (a busy one is left alone and reported 'busy'); the
+  process's output goes to every member's log. Each member's result comes from the exit code
+  and its own summary.json (a member that failed alone is 'failed', the others 'finished')."""
+  locks, members, results = [], [], []
+  wait_s = float(task.get('lock_wait_s', 0.0))
+  try:
+    for member in task['members']:
+      os.makedirs(member['run_dir'], exist_ok=True)
+      lock = lock_run(member['run_dir'], wait_s)
+      if lock is None:
+        results.append(busy_result(member['name'], member['run_dir']))
+      else:
+        locks.append(lock)
+        members.append(member)
+    if members:
+      results.extend(_execute_population_locked(task, members, locks))
+  finally:
+    for lock in locks:
+      os.close(lock)
+  order = {m['name']: i for i, m in enumerate(task['members'])}
+  return sorted(results, key=lambda r: order[r['name']])
+
+
+def _population_command(task, members) -> list[str]:
+  """The task's command for these members (some may have been left out as busy)."""
+  command = list(task['command'])
+  seeds_at, dirs_at = command.index('--seeds'), command.index('--member_dirs')
+  by_dir = dict(zip(command[dirs_at + 1:], command[seeds_at + 1:dirs_at]))
+  return command[:seeds_at] + ['--seeds', *(by_dir[m['run_dir']] for m in members),
+                               '--member_dirs', *(m['run_dir'] for m in members)]
+
+
+def _execute_population_locked(task, members, locks) -> list[dict[str, Any]]:
+  first = members[0]['run_dir']
+  command = _population_command(task, members)
+  result = _execute_locked({**task, 'name': members[0]['name'], 'run_dir': first,
+                            'command': command}, locks[0], extra_fds=tuple(locks[1:]),
+                           write_status=False)
+  with open(os.path.join(first, LOG_FILE), 'rb') as f:
+    log = f.read()
+  start = log.rfind(b'\n=== [sweep] ')
+  attempt = log[start:] if start >= 0 else log
+  out = []
+  for member in members:
+    run_dir = member['run_dir']
+    if run_dir != first:  # the attempt's output, in every member's log
+      with open(os.path.join(run_dir, LOG_FILE), 'ab') as f:
+        f.write(attempt)
+    status = result['status']
+    summary = read_json(os.path.join(run_dir, SUMMARY_FILE)) if os.path.exists(
+        os.path.join(run_dir, SUMMARY_FILE)) else None
+    if result['returncode'] in (0, 1) and isinstance(summary, dict):
+      status = {'completed': 'finished', 'failed': 'failed'}.get(summary.get('status'), status)
+    missing = missing_outputs(run_dir) if status == 'finished' else []
+    error = result['error']
+    if missing:
+      status, error = 'failed', (f"the population exited but {', '.join(missing)} "
+                                 f'{"is" if len(missing) == 1 else "are"} missing from {run_dir}')
+    elif status == 'finished':
+      error = ''
+    member_result = {**result, 'name': member['name'], 'run_dir': run_dir, 'status': status,
+                     'error': error}
+    try:
+      write_json(os.path.join(run_dir, STATUS_FILE), member_result)
+    except OSError as e:
+      member_result['error'] = (member_result['error'] + f'\n(sweep_status.json not written: '
+                                f'{e})').strip()
+    out.append(member_result)
+  return out
 
 
 # What a finished run leaves in its run dir (agents/runner.py, scripts/train.py).
@@ -381,12 +466,13 @@ def run_local(tasks: list[dict[str, Any]], workers: int, on_done: OnDone) -> boo
     False if interrupted by Ctrl-C (running runs were asked to checkpoint and stop).
   """
   pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers))
-  futures = [pool.submit(execute_run, task) for task in tasks]
+  futures = [pool.submit(execute_task, task) for task in tasks]
   reported = set()  # futures already passed to on_done (each is reported once)
   try:
     for future in concurrent.futures.as_completed(futures):
       reported.add(future)
-      on_done(future.result())
+      for result in future.result():
+        on_done(result)
   except KeyboardInterrupt:
     print('\n[sweep] interrupted: asking running runs to save a checkpoint and stop '
           f'(up to {STOP_GRACE_S:.0f} s)...', file=sys.stderr, flush=True)
@@ -396,7 +482,8 @@ def run_local(tasks: list[dict[str, Any]], workers: int, on_done: OnDone) -> boo
     for future in futures:
       if future not in reported and not future.cancelled():
         try:
-          on_done(future.result(timeout=STOP_GRACE_S + 30))
+          for result in future.result(timeout=STOP_GRACE_S + 30):
+            on_done(result)
         except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError):
           pass
     pool.shutdown(wait=False, cancel_futures=True)
@@ -458,7 +545,7 @@ def run_ray(tasks: list[dict[str, Any]], address: str | None, cpus_per_run: floa
   # A task whose node dies is retried (Ray retries system failures, not a run's own error) on
   # a live node, where the run resumes from its checkpoint in the shared run dir; the retry
   # waits for the lost attempt's run to finish saving it (run_guard stops it, with a grace).
-  remote = ray.remote(execute_run).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run,
+  remote = ray.remote(execute_task).options(num_cpus=cpus_per_run, num_gpus=gpus_per_run,
                                            max_retries=RAY_MAX_RETRIES,
                                            runtime_env=runtime_env)
   pending = {remote.remote({**task, 'lock_wait_s': task.get('lock_wait_s', STOP_GRACE_S + 30)}):
@@ -469,11 +556,13 @@ def run_ray(tasks: list[dict[str, Any]], address: str | None, cpus_per_run: floa
       for ref in done:
         task = pending.pop(ref)
         try:
-          result = ray.get(ref)
-        except Exception as e:  # the task itself died (node lost, ...): a failed run
-          result = {'name': task['name'], 'run_dir': task['run_dir'], 'status': 'failed',
-                    'returncode': None, 'seconds': 0.0, 'error': f'Ray task failed: {e}'}
-        on_done(result)
+          results = ray.get(ref)
+        except Exception as e:  # the task itself died (node lost, ...): failed runs
+          results = [{'name': m['name'], 'run_dir': m['run_dir'], 'status': 'failed',
+                      'returncode': None, 'seconds': 0.0, 'error': f'Ray task failed: {e}'}
+                     for m in task.get('members') or [task]]
+        for result in results:
+          on_done(result)
     return True
   except KeyboardInterrupt:
     print('\n[sweep] interrupted: cancelling Ray tasks (running runs save a checkpoint)...',
