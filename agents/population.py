@@ -14,8 +14,8 @@ differ in seed. A member follows its solo run: the same env steps, RNG streams a
 sequence; its numbers equal the solo run's up to the float differences of XLA's batched
 kernels (tests/agents/test_population.py states the tolerance it measures).
 
-`DQNPopulation` and `PPOPopulation` (SAC: not yet); `agents.runner.run_population` drives one
-with a run dir per member; `make_population` picks the class for the members.
+`DQNPopulation`, `SACPopulation` and `PPOPopulation` (all setups); `agents.runner.run_population`
+drives one with a run dir per member; `make_population` picks the class for the members.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import numpy as np
 
 from agents import dqn as dqn_lib
 from agents import ppo as ppo_lib
+from agents import sac as sac_lib
 from agents.base import ProgressFn, Trainer
 
 
@@ -366,10 +367,80 @@ def make_population(members: Sequence[Trainer]) -> _Population:
     ValueError: an agent without populations (one line naming it), or members that cannot
       form one (`check_compatible`).
   """
-  kinds = {dqn_lib.DQNTrainer: DQNPopulation, ppo_lib.PPOTrainer: PPOPopulation}
+  kinds = {dqn_lib.DQNTrainer: DQNPopulation, ppo_lib.PPOTrainer: PPOPopulation,
+           sac_lib.SACTrainer: SACPopulation}
   cls = kinds.get(type(members[0])) if members else None
   if cls is None:
     name = type(members[0]).__name__ if members else 'nothing'
-    raise ValueError(f'populations train DQN and PPO agents; {name} has none (train its runs '
-                     f'alone)')
+    raise ValueError(f'populations train DQN, SAC and PPO agents; {name} has none (train its '
+                     f'runs alone)')
   return cls(members)
+
+
+class SACPopulation(_Population):
+  """K `SACTrainer`s of one configuration trained in lockstep (see the module docstring).
+
+  Every env step: each member's action (the one its last fused step picked; uniform random
+  during its initial random steps, from its own RNG), env step and replay insert on the host;
+  once learning starts, each member samples its own batch and one vmapped fused step (the
+  gradient step of every network, then the next action with the updated actor) serves all.
+
+  Args:
+    members: SACTrainers sharing config, env id and env options, with distinct seeds, at the
+      same env step.
+
+  Raises:
+    TypeError: a member that is not a SACTrainer.
+    ValueError: members that cannot form one population, or at different env steps.
+  """
+
+  member_type = sac_lib.SACTrainer
+
+  def __init__(self, members: Sequence[sac_lib.SACTrainer]):
+    super().__init__(members)
+    axes = self._axes
+    lead = self.members[0]
+    self._train_step = jax.jit(jax.vmap(
+        lead._train_step_fn, in_axes=(axes, 0, 0, 0), out_axes=(axes, 0, 0)),  # pylint: disable=protected-access
+        donate_argnums=(0, 1))
+
+  def train(self, num_env_steps: int, progress: ProgressFn | None = None
+            ) -> list[dict[str, float]]:
+    """`SACTrainer.train(num_env_steps)` of every member, batched; returns each member's
+    metrics in member order. `progress(n)` is called every 100 env steps and may raise to
+    stop: the members' states are then consistent."""
+    members = self.members
+    if not members:
+      return []
+    points = {(m.env_steps, m.gradient_steps) for m in members}
+    if len(points) != 1:
+      raise ValueError(f'population members are at different points of training '
+                       f'(env steps, gradient steps): {sorted(points)}')
+    chunks = [m._start_chunk() for m in members]  # pylint: disable=protected-access
+    sums = {k: jnp.stack([c['sums'][k] for c in chunks]) for k in sac_lib.METRIC_KEYS}
+    state = self._stack()
+    learning_starts = members[0]._learning_starts()  # pylint: disable=protected-access
+    reported = 0
+    try:
+      for i in range(num_env_steps):
+        next_obs = np.stack([m._env_step(m._policy_action(), c)  # pylint: disable=protected-access
+                             for m, c in zip(members, chunks)])
+        if members[0].env_steps >= learning_starts:
+          batch = sac_lib.Batch(*(np.stack(f) for f in zip(
+              *(m._sample_batch() for m in members))))  # pylint: disable=protected-access
+          state, sums, actions = self._train_step(state, sums, batch, next_obs[:, None])
+          actions = np.asarray(actions)
+          for m, c, action in zip(members, chunks, actions):
+            m._pending_action = action  # pylint: disable=protected-access
+            m._count_updates(c)  # pylint: disable=protected-access
+        if progress is not None and (i + 1) % 100 == 0:
+          progress(i + 1 - reported)  # may raise to stop: `finally` writes back
+          reported = i + 1
+      if progress is not None and num_env_steps > reported:
+        progress(num_env_steps - reported)
+    finally:
+      self._write_back(state)
+      host_sums = jax.device_get(sums)
+      for k, chunk in enumerate(chunks):
+        chunk['sums'] = {name: jnp.asarray(value[k]) for name, value in host_sums.items()}
+    return [m._finish_chunk() for m in members]  # pylint: disable=protected-access

@@ -958,16 +958,20 @@ def _train_together(population, sessions: list[_Session], interrupt: _Interrupt,
   live = list(zip(indices, sessions))
   if not live:
     return
-  config = sessions[0].config
+  config, lead = sessions[0].config, sessions[0].trainer
+  label = (f"{lead.name} {sessions[0].info.get('env_id', '')} population of {len(live)} "
+           f'(steps per member)')
+  progress = _Progress(config, label, config.num_iterations * config.train_steps_per_iteration,
+                       lead.env_steps)
 
   def on_steps(n: int) -> None:
-    lead = live[0][1]
-    lead.progress.step(n, lead.trainer.env_steps)
+    progress.step(n, live[0][1].trainer.env_steps)
     interrupt.check()
   try:
     for iteration in range(sessions[0].start, config.num_iterations):
       steps = [s.begin_iteration(iteration) for _, s in live][0]
       interrupt.check()
+      progress.start_iteration()
       for _, s in live:
         s.start_training()
       pending = [s.take_pending() for _, s in live]

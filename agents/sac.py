@@ -370,6 +370,7 @@ class SACTrainer(Trainer):
       action = act(state.actor, next_obs, jax.random.fold_in(state.key, 1))
       return state, sums, action[0]
 
+    self._train_step_fn = train_step  # unjitted: populations vmap it
     self._train_step = jax.jit(train_step, donate_argnums=(0, 1))
     self._update = jax.jit(update_fn)
     self._act = jax.jit(act, static_argnames='deterministic')
@@ -412,42 +413,61 @@ class SACTrainer(Trainer):
   def train(self, num_env_steps: int, progress: ProgressFn | None = None) -> dict[str, float]:
     """Runs num_env_steps env steps; one fused update + act per step once learning starts.
     A chunk stopped by `progress` (Ctrl-C) keeps its statistics in the trainer state."""
-    config = self.config
-    if self._refill:
-      self._refill_replay()
-    if self._chunk is None:
-      self._chunk = {'sums': {k: jnp.zeros((), jnp.float32) for k in METRIC_KEYS},
-                     'returns': [], 'updates': 0}
-    chunk, reported = self._chunk, 0
-    learning_starts = self._learning_starts()
+    chunk, reported = self._start_chunk(), 0
     for i in range(num_env_steps):
-      action = self._policy_action()
-      next_obs, reward, terminated, truncated, info = self._env.step(
-          scale_action(action, self._low, self._high))
-      self._replay.add(self._obs, action, reward, next_obs, terminated, truncated)
-      self._env_steps += 1
-      if terminated or truncated:
-        result = envs_lib.episode_result(info)
-        if result is not None:
-          chunk['returns'].append(result[0])
-        self._episodes += 1
-        next_obs, _ = self._env.reset()
-      self._obs = next_obs
-      if self._env_steps >= learning_starts:
-        batch = self._replay.sample(self._rng, config.batch_size * config.updates_per_step)
-        if config.updates_per_step > 1:
-          batch = Batch(*(x.reshape(config.updates_per_step, config.batch_size, *x.shape[1:])
-                          for x in batch))
+      next_obs = self._env_step(self._policy_action(), chunk)
+      if self._env_steps >= self._learning_starts():
         self._state, chunk['sums'], self._pending_action = self._train_step(
-            self._state, chunk['sums'], batch, np.asarray(next_obs, np.float32)[None])
-        self._gradient_steps += config.updates_per_step
-        chunk['updates'] += config.updates_per_step
+            self._state, chunk['sums'], self._sample_batch(), next_obs[None])
+        self._count_updates(chunk)
       if progress is not None and (i + 1) % 100 == 0:
         progress(i + 1 - reported)  # may raise to stop the run: the state is consistent here
         reported = i + 1
     if progress is not None and num_env_steps > reported:
       progress(num_env_steps - reported)
-    self._chunk, updates = None, chunk['updates']
+    return self._finish_chunk()
+
+  def _start_chunk(self) -> dict[str, Any]:
+    if self._refill:
+      self._refill_replay()
+    if self._chunk is None:
+      self._chunk = {'sums': {k: jnp.zeros((), jnp.float32) for k in METRIC_KEYS},
+                     'returns': [], 'updates': 0}
+    return self._chunk
+
+  def _env_step(self, action: np.ndarray, chunk: dict[str, Any]) -> np.ndarray:
+    """Steps the env with `action` (in [-1, 1]), stores the transition; returns the next
+    observation (float32), the one the next action is for."""
+    next_obs, reward, terminated, truncated, info = self._env.step(
+        scale_action(action, self._low, self._high))
+    self._replay.add(self._obs, action, reward, next_obs, terminated, truncated)
+    self._env_steps += 1
+    if terminated or truncated:
+      result = envs_lib.episode_result(info)
+      if result is not None:
+        chunk['returns'].append(result[0])
+      self._episodes += 1
+      next_obs, _ = self._env.reset()
+    self._obs = next_obs
+    return np.asarray(next_obs, np.float32)
+
+  def _sample_batch(self) -> Batch:
+    """The replay batch of one fused step: (batch_size, ...) leaves, or (updates_per_step,
+    batch_size, ...)."""
+    config = self.config
+    batch = self._replay.sample(self._rng, config.batch_size * config.updates_per_step)
+    if config.updates_per_step > 1:
+      batch = Batch(*(x.reshape(config.updates_per_step, config.batch_size, *x.shape[1:])
+                      for x in batch))
+    return batch
+
+  def _count_updates(self, chunk: dict[str, Any]) -> None:
+    self._gradient_steps += self.config.updates_per_step
+    chunk['updates'] += self.config.updates_per_step
+
+  def _finish_chunk(self) -> dict[str, float]:
+    chunk, self._chunk = self._chunk, None
+    updates = chunk['updates']
     sums = jax.device_get(chunk['sums'])
     metrics = {k: (float(v) / updates if updates else float('nan')) for k, v in sums.items()}
     metrics.update(episode_metrics('train', chunk['returns']))

@@ -363,8 +363,8 @@ def _parse_args(argv):
                           'executor), to try a grid before submitting it')
   parser.add_argument('--population', type=int, default=1,
                       help='train up to this many seeds of a cell together as one population '
-                           '(agents/population.py; DQN and PPO, one process, one compiled '
-                           'program; local and Ray backends); 1: every run alone')
+                           '(agents/population.py: one process, one compiled program; local '
+                           'and Ray backends); 1: every run alone')
   parser.add_argument('--compile_cache', default=None,
                       help="JAX compilation cache shared by the runs (default: ROOT/.jax_cache "
                            "with the local backend, none with Ray; 'none': off)")

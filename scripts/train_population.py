@@ -4,12 +4,13 @@
         --gin_file gin_configs/experiments/quickstart_cartpole_rigl.gin \\
         --seeds 0 1 2 3 --run_dir runs/quickstart_population
 
-trains the seeds together (agents/population.py: DQN and PPO; one vmapped policy call per
-step and one vmapped update for all of them) and writes what `scripts.train` writes for each
+trains the seeds together (agents/population.py: DQN, SAC and PPO; one vmapped policy call
+per step and one vmapped update for all of them) and writes what `scripts.train` writes for each
 seed, in RUN_DIR/seed_<seed> (or in the directories given by --member_dirs, one per seed, as
 sweeps do). Each member's run dir is a solo run dir: `scripts.compare`, `scripts.evaluate` and
 the reports read it, and `scripts.train` can resume it alone. Rerunning the command resumes
-every member. SAC has no population yet: its seeds run one after another in this process.
+every member (members whose checkpoints are at different points: see
+`agents.runner.run_population`).
 
 Bad input (a gin error as in `scripts.train`, repeated or bad seeds, a run dir in use or of
 another configuration) is one line, exit code 2, nothing written. Exit codes: 0 all members
@@ -145,6 +146,7 @@ def main(argv=None) -> int:
         if not str(e).startswith('populations train'):
           raise
         print(f'[population] note: {e}; the seeds run one after another', flush=True)
+        population = None
   except (ValueError, OSError, SyntaxError) as e:
     for trainer in trainers:
       trainer.close()
