@@ -307,12 +307,13 @@ class DQNPopulation(_Population):
     config, axes = self.config, self._axes
     self._act = jax.jit(jax.vmap(functools.partial(dqn_lib.act, config),
                                  in_axes=(axes, 0), out_axes=(axes, 0)), donate_argnums=0)
-    self._updates: dict[tuple[bool, bool], Callable] = {}
-    self._update_fn = lambda mask_update, sync_target: self._updates.setdefault(
-        (mask_update, sync_target), jax.jit(jax.vmap(
+    # One compiled update per (mask update, target sync), decided on the host as solo runs do.
+    self._updates = {
+        (mask_update, sync_target): jax.jit(jax.vmap(
             functools.partial(dqn_lib.update, config, mask_update=mask_update,
                               sync_target=sync_target),
-            in_axes=(axes, 0), out_axes=(axes, 0)), donate_argnums=0))
+            in_axes=(axes, 0), out_axes=(axes, 0)), donate_argnums=0)
+        for mask_update in (False, True) for sync_target in (False, True)}
 
   def train(self, num_env_steps: int, progress: ProgressFn | None = None
             ) -> list[dict[str, float]]:
@@ -342,7 +343,7 @@ class DQNPopulation(_Population):
           inputs = [m._update_inputs() for m in members]  # pylint: disable=protected-access
           batch = type(inputs[0][0])(*(np.stack(f) for f in zip(*(x[0] for x in inputs))))
           _, mask_update, sync_target = inputs[0]
-          state, metrics = self._update_fn(mask_update, sync_target)(state, batch)
+          state, metrics = self._updates[mask_update, sync_target](state, batch)
           pending.append(metrics)
           for m in members:
             m._gradient_steps += 1  # pylint: disable=protected-access
