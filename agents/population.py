@@ -20,6 +20,7 @@ drives one with a run dir per member; `make_population` picks the class for the 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any, Callable, Sequence
 
@@ -31,6 +32,9 @@ from agents import dqn as dqn_lib
 from agents import ppo as ppo_lib
 from agents import sac as sac_lib
 from agents.base import ProgressFn, Trainer
+from agents.train_state import SparseTrainState
+import sparse_rl
+from sparse_rl import updaters
 
 
 def _is_shared(path) -> bool:
@@ -45,6 +49,12 @@ def _is_shared(path) -> bool:
 def population_axes(state: Any) -> Any:
   """`vmap` axes of a stacked state: None for the shared leaves (`_is_shared`), else 0."""
   return jax.tree_util.tree_map_with_path(lambda p, _: None if _is_shared(p) else 0, state)
+
+
+def vmap(fun, in_axes=0, out_axes=0):
+  """`jax.vmap` over population members, named `MEMBER_AXIS` (read by updaters built with
+  member configs)."""
+  return jax.vmap(fun, in_axes=in_axes, out_axes=out_axes, axis_name=updaters.MEMBER_AXIS)
 
 
 def stack_states(states: Sequence[Any], template: Any = None) -> Any:
@@ -89,11 +99,42 @@ def unstack_state(stacked: Any, like: Sequence[Any]) -> list[Any]:
   return out
 
 
+def _shared_config(config: Any) -> Any:
+  """An agent config with each SparsityConfig field reduced to what members share
+  (`sparse_rl.updaters.shared_part`: not the sparsity level or distribution)."""
+  changes = {f.name: updaters.shared_part(getattr(config, f.name))
+             for f in dataclasses.fields(config)
+             if isinstance(getattr(config, f.name), sparse_rl.SparsityConfig)}
+  return dataclasses.replace(config, **changes)
+
+
 def _static_description(trainer: Trainer) -> dict[str, Any]:
   """What population members must share, by name (compared with ==)."""
-  return {'agent': trainer.name, 'agent config': trainer.config,
-          'env id': getattr(trainer, 'env_id', None),
-          'env options': getattr(trainer, '_env_options', None)}
+  out = {'agent': trainer.name, 'agent config': _shared_config(trainer.config),
+         'env id': getattr(trainer, 'env_id', None),
+         'env options': getattr(trainer, '_env_options', None)}
+  if isinstance(getattr(trainer, 'sparsity_config', None), sparse_rl.SparsityConfig):  # DQN
+    out['sparsity config'] = updaters.shared_part(trainer.sparsity_config)
+  return out
+
+
+def _is_net(x) -> bool:
+  return isinstance(x, SparseTrainState)
+
+
+def population_template(states: Sequence[Any]) -> Any:
+  """The static skeleton of the stacked state (leaves 0): the first member's, and where the
+  members' networks differ in sparsity level or distribution, each network's optimizer with
+  every member's SparsityConfig (`SparseOptimizer.member_configs`), so that under
+  `vmap(axis_name=MEMBER_AXIS)` each member keeps its own counts."""
+  flat = [jax.tree_util.tree_flatten(s, is_leaf=_is_net) for s in states]
+  leaves, treedef = list(flat[0][0]), flat[0][1]
+  for i, leaf in enumerate(leaves):
+    if _is_net(leaf):
+      configs = tuple(f[0][i].opt.config for f in flat)
+      if len(set(configs)) > 1:
+        leaves[i] = leaf.replace(opt=dataclasses.replace(leaf.opt, member_configs=configs))
+  return jax.tree_util.tree_map(lambda _: 0, jax.tree_util.tree_unflatten(treedef, leaves))
 
 
 def check_compatible(members: Sequence[Trainer]) -> None:
@@ -131,18 +172,30 @@ class _Population:
     check_compatible(members)
     self.members = members
     self.config = members[0].config
+    self._build()
+
+  def _build(self) -> None:
+    """The stacked state's template and the compiled functions for the current members."""
     # The static fields of every stacked state (and of the vmap axes): the first member's,
-    # kept when members leave, so that the compiled functions stay valid.
-    self._template = jax.tree_util.tree_map(lambda _: 0, members[0]._state)  # pylint: disable=protected-access
+    # with every member's sparsity configs where they differ.
+    self._template = population_template([m._state for m in self.members])  # pylint: disable=protected-access
     self._axes = population_axes(self._template)
+    self._mixed = self._template != jax.tree_util.tree_map(lambda _: 0, self.members[0]._state)  # pylint: disable=protected-access
+    self._compile()
+
+  def _compile(self) -> None:
+    """Builds the vmapped, jitted functions (subclasses)."""
 
   @property
   def size(self) -> int:
     return len(self.members)
 
   def remove(self, member: Trainer) -> None:
-    """Takes a member out (e.g. one that failed); the others train on without it."""
+    """Takes a member out (e.g. one that failed); the others train on without it. Members of
+    different sparsity levels are compiled again (each reads its row by member index)."""
     self.members = [m for m in self.members if m is not member]
+    if self._mixed and self.members:
+      self._build()
 
   def _stack(self):
     return stack_states([m._state for m in self.members], self._template)  # pylint: disable=protected-access
@@ -174,23 +227,22 @@ class PPOPopulation(_Population):
 
   member_type = ppo_lib.PPOTrainer
 
-  def __init__(self, members: Sequence[ppo_lib.PPOTrainer]):
-    super().__init__(members)
+  def _compile(self) -> None:
     config, axes = self.config, self._axes
-    self._act = jax.jit(jax.vmap(
+    self._act = jax.jit(vmap(
         lambda nets, obs, key, step: ppo_lib.act(config, nets, obs, jax.random.fold_in(key, step)),
         in_axes=(axes.nets, 0, 0, None)))
     self._value_one = lambda nets, obs: ppo_lib.forward(
         config, nets, {n: v.params for n, v in nets.items()}, obs)[1]
-    self._value = jax.jit(jax.vmap(self._value_one, in_axes=(axes.nets, 0)))
-    self._update = jax.jit(jax.vmap(functools.partial(ppo_lib.update, config),
+    self._value = jax.jit(vmap(self._value_one, in_axes=(axes.nets, 0)))
+    self._update = jax.jit(vmap(functools.partial(ppo_lib.update, config),
                                     in_axes=(axes, 0), out_axes=(axes, 0)), donate_argnums=0)
     member_nets = lambda nets, k: jax.tree_util.tree_map(
         lambda x, axis: x if axis is None else x[k], nets, axes.nets)
     self._member_value = jax.jit(lambda nets, k, obs: self._value_one(member_nets(nets, k), obs))
-    self._advantages = jax.jit(jax.vmap(functools.partial(ppo_lib.flat_advantages, config)))
+    self._advantages = jax.jit(vmap(functools.partial(ppo_lib.flat_advantages, config)))
     self._minibatch_update = jax.jit(
-        jax.vmap(functools.partial(ppo_lib.minibatch_update, config), in_axes=(axes, 0),
+        vmap(functools.partial(ppo_lib.minibatch_update, config), in_axes=(axes, 0),
                  out_axes=(axes, 0)), donate_argnums=0)
 
   def _check_in_step(self) -> None:
@@ -206,8 +258,8 @@ class PPOPopulation(_Population):
     one member (every member has taken them) and may raise to stop: the members' states are
     then consistent, as a solo trainer's are."""
     members = self.members
-    if not members:
-      return []
+    if len(members) <= 1:  # one member trains as the solo run it is (no vmap overhead)
+      return [m.train(num_env_steps, progress) for m in members]
     self._check_in_step()
     config = self.config
     chunks = [m._start_chunk() for m in members]  # pylint: disable=protected-access
@@ -298,18 +350,13 @@ class DQNPopulation(_Population):
 
   member_type = dqn_lib.DQNTrainer
 
-  def __init__(self, members: Sequence[dqn_lib.DQNTrainer]):
-    super().__init__(members)
-    sparsity = {m.sparsity_config for m in self.members}
-    if len(sparsity) != 1:
-      raise ValueError('population members differ in their sparsity config; members share '
-                       'everything but the seed')
+  def _compile(self) -> None:
     config, axes = self.config, self._axes
-    self._act = jax.jit(jax.vmap(functools.partial(dqn_lib.act, config),
+    self._act = jax.jit(vmap(functools.partial(dqn_lib.act, config),
                                  in_axes=(axes, 0), out_axes=(axes, 0)), donate_argnums=0)
     # One compiled update per (mask update, target sync), decided on the host as solo runs do.
     self._updates = {
-        (mask_update, sync_target): jax.jit(jax.vmap(
+        (mask_update, sync_target): jax.jit(vmap(
             functools.partial(dqn_lib.update, config, mask_update=mask_update,
                               sync_target=sync_target),
             in_axes=(axes, 0), out_axes=(axes, 0)), donate_argnums=0)
@@ -321,8 +368,8 @@ class DQNPopulation(_Population):
     metrics in member order. `progress(n)` is called every 100 env steps (of each member) and
     may raise to stop: the members' states are then consistent."""
     members = self.members
-    if not members:
-      return []
+    if len(members) <= 1:  # one member trains as the solo run it is (no vmap overhead)
+      return [m.train(num_env_steps, progress) for m in members]
     points = {(m.env_steps, m.gradient_steps) for m in members}
     if len(points) != 1:
       raise ValueError(f'population members are at different points of training '
@@ -397,11 +444,10 @@ class SACPopulation(_Population):
 
   member_type = sac_lib.SACTrainer
 
-  def __init__(self, members: Sequence[sac_lib.SACTrainer]):
-    super().__init__(members)
+  def _compile(self) -> None:
     axes = self._axes
     lead = self.members[0]
-    self._train_step = jax.jit(jax.vmap(
+    self._train_step = jax.jit(vmap(
         lead._train_step_fn, in_axes=(axes, 0, 0, 0), out_axes=(axes, 0, 0)),  # pylint: disable=protected-access
         donate_argnums=(0, 1))
 
@@ -411,8 +457,8 @@ class SACPopulation(_Population):
     metrics in member order. `progress(n)` is called every 100 env steps and may raise to
     stop: the members' states are then consistent."""
     members = self.members
-    if not members:
-      return []
+    if len(members) <= 1:  # one member trains as the solo run it is (no vmap overhead)
+      return [m.train(num_env_steps, progress) for m in members]
     points = {(m.env_steps, m.gradient_steps) for m in members}
     if len(points) != 1:
       raise ValueError(f'population members are at different points of training '

@@ -12,6 +12,8 @@ below the worst measured seed, far above the untrained return).
     20,480 env steps (10 rollouts, 3,200 gradient steps).
 
     python -m benchmarks.learning_checks --seeds 0,1,2,3,4
+    python -m benchmarks.learning_checks --seeds 0,1,2,3,4 --population   # the seeds as one
+                                                                          # population
 """
 
 from __future__ import annotations
@@ -104,16 +106,38 @@ def run(check: Check, seed: int) -> dict[str, Any]:
           'sparsity': sparsity, 'seconds': time.monotonic() - t0}
 
 
+def run_population(check: Check, seeds: list[int]) -> list[dict[str, Any]]:
+  """`run` of every seed, trained together as one population (agents/population.py)."""
+  from agents import population  # pylint: disable=import-outside-toplevel
+  t0 = time.monotonic()
+  trainers = [check.make(seed) for seed in seeds]
+  try:
+    before = [t.evaluate(check.eval_episodes)['eval/episode_return'] for t in trainers]
+    population.make_population(trainers).train(check.env_steps)
+    after = [t.evaluate(check.eval_episodes)['eval/episode_return'] for t in trainers]
+    sparsity = [t.sparsity_metrics()['sparsity/total'] for t in trainers]
+  finally:
+    for t in trainers:
+      t.close()
+  seconds = time.monotonic() - t0
+  return [{'check': check.name, 'seed': seed, 'before': b, 'after': a, 'sparsity': s,
+           'seconds': seconds} for seed, b, a, s in zip(seeds, before, after, sparsity)]
+
+
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--checks', default=','.join(CHECKS))
   parser.add_argument('--seeds', default='0,1,2')
+  parser.add_argument('--population', action='store_true',
+                      help='train the seeds as one population (seconds: the whole population)')
   args = parser.parse_args(argv)
   for name in args.checks.split(','):
     check = CHECKS[name]
-    for seed in (int(s) for s in args.seeds.split(',')):
-      r = run(check, seed)
+    seeds = [int(s) for s in args.seeds.split(',')]
+    results = (run_population(check, seeds) if args.population
+               else [run(check, seed) for seed in seeds])
+    for seed, r in zip(seeds, results):
       print(f"{name} seed {seed}: eval return {r['before']:.1f} -> {r['after']:.1f} "
             f"(threshold {check.threshold:g}), sparsity {r['sparsity']:.3f}, "
             f"{r['seconds']:.1f} s", flush=True)

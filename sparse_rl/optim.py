@@ -66,13 +66,18 @@ class SparseOptimizer:
   Attributes:
     tx: any optax GradientTransformation.
     config: SparsityConfig selecting the method and its schedule.
+    member_configs: in a population of members with different sparsity levels or
+      distributions, every member's SparsityConfig (`make_updater`); () otherwise.
   """
   tx: optax.GradientTransformation
   config: SparsityConfig = SparsityConfig()
+  # A population's members' configs (`make_updater`), set only on the optimizer of the
+  # stacked state a population's vmapped functions see (agents/population.py).
+  member_configs: tuple = ()
 
   @property
   def updater(self) -> Updater:
-    return make_updater(self.config)
+    return make_updater(self.config, self.member_configs)
 
   def init(self, params: PyTree, key: jax.Array) -> tuple[PyTree, SparseOptState]:
     """Draws the masks and returns (masked params, state)."""

@@ -267,7 +267,7 @@ def _no_update(config: SparsityConfig, dense_start=False) -> Updater:
       is_update_step=None, update_masks=None, config=config)
 
 
-def _prune(config: SparsityConfig) -> Updater:
+def _prune(config: SparsityConfig, member_configs: tuple = ()) -> Updater:
   """Gradual magnitude pruning (Zhu & Gupta 2017) with a cubic schedule.
 
   The scheduled kept count of every leaf at every pruning step is computed on
@@ -277,9 +277,9 @@ def _prune(config: SparsityConfig) -> Updater:
   b, e, f = config.begin_step, config.end_step, config.update_interval
   steps = schedules.prune_steps(b, e, f)
 
-  def tables(params):
-    """{leaf index: (kept count per pruning step, max removal per step)}."""
-    targets = jax.tree_util.tree_leaves(config.target_sparsities(params),
+  def tables(params, cfg):
+    """{leaf index: (kept count per pruning step, max removal per step)} of `cfg`."""
+    targets = jax.tree_util.tree_leaves(cfg.target_sparsities(params),
                                         is_leaf=tree_lib.is_none)
     out = {}
     for i, (s_f, p) in enumerate(zip(targets, jax.tree_util.tree_leaves(params))):
@@ -291,9 +291,23 @@ def _prune(config: SparsityConfig) -> Updater:
       out[i] = (np.asarray(kept, np.int32), int(max(0, -removals.min())))
     return out
 
+  def member_tables(params):
+    """`tables` of this config, or of every member (the row of this member, the largest
+    removal of any member)."""
+    if not member_configs:
+      return tables(params, config)
+    per_member = [tables(params, cfg) for cfg in member_configs]
+    out = {}
+    for i in set().union(*per_member):
+      size = jax.tree_util.tree_leaves(params)[i].size
+      rows = [t[i][0] if i in t else np.full(len(steps), size, np.int32) for t in per_member]
+      out[i] = (_member_row(rows, member_configs), max(t[i][1] if i in t else 0
+                                                       for t in per_member))
+    return out
+
   def update_masks(state, params, grads):
     del grads
-    table = tables(params)
+    table = member_tables(params)
     flat_masks, treedef = jax.tree_util.tree_flatten(state.masks, is_leaf=tree_lib.is_none)
     flat_params = jax.tree_util.tree_leaves(params)
     index = jnp.searchsorted(jnp.asarray(steps), state.step + 1)
@@ -317,7 +331,7 @@ def _prune(config: SparsityConfig) -> Updater:
       update_masks=update_masks, config=config, masks_after_step=True)
 
 
-def _dynamic(config: SparsityConfig, grow: str) -> Updater:
+def _dynamic(config: SparsityConfig, grow: str, member_configs: tuple = ()) -> Updater:
   """Drop-and-grow (SET: random regrowth; RigL: largest |dense gradient|).
 
   At update step c (0-based) each masked layer with n_active active weights
@@ -336,20 +350,22 @@ def _dynamic(config: SparsityConfig, grow: str) -> Updater:
     flat_masks, treedef = jax.tree_util.tree_flatten(state.masks, is_leaf=tree_lib.is_none)
     flat_params = jax.tree_util.tree_leaves(params)
     flat_grads = jax.tree_util.tree_leaves(grads)
-    targets = jax.tree_util.tree_leaves(config.target_sparsities(params),
-                                        is_leaf=tree_lib.is_none)
+    per_member = [jax.tree_util.tree_leaves(cfg.target_sparsities(params),
+                                            is_leaf=tree_lib.is_none)
+                  for cfg in (member_configs or (config,))]
     key, sub = jax.random.split(state.key)
     new = []
-    for i, (m, w, g, s) in enumerate(zip(flat_masks, flat_params, flat_grads, targets)):
+    for i, (m, w, g) in enumerate(zip(flat_masks, flat_params, flat_grads)):
       if m is None:
         new.append(m)
         continue
-      n_active = masking.num_kept(m.size, s)
-      # The largest count any step can drop (the cosine decay only lowers d).
-      k_max = min(int(np.float32(n_active) * np.float32(config.drop_fraction)), n_active)
+      actives = [masking.num_kept(m.size, targets[i]) for targets in per_member]
+      # The largest count any step can drop (the cosine decay only lowers d), of any member.
+      k_max = max(min(int(np.float32(n) * np.float32(config.drop_fraction)), n) for n in actives)
       if k_max == 0:
         new.append(m)
         continue
+      n_active = _member_row([np.int32(n) for n in actives], member_configs)
       # int(float32(n_active) * d), as the reference casts.
       n_drop = jnp.minimum((jnp.float32(n_active) * fraction).astype(jnp.int32), k_max)
       kept = _reference_kept(m, w, n_drop, k_max)
@@ -370,14 +386,51 @@ def _dynamic(config: SparsityConfig, grow: str) -> Updater:
       masks_after_step=config.update_order == 'step_first')
 
 
-def make_updater(config: SparsityConfig) -> Updater:
-  """Builds the Updater for `config.method`."""
-  if config.method == 'dense':
-    return _no_update(config)
-  if config.method == 'static':
+# The vmap axis name of population members (agents/population.py): an updater built with
+# `member_configs` reads its member's row of the per-member counts with `lax.axis_index`.
+MEMBER_AXIS = 'members'
+
+# The SparsityConfig fields population members may differ in: what sets the kept counts, not
+# the schedule (all members must update their masks at the same steps).
+MEMBER_FIELDS = ('sparsity', 'distribution', 'erk_power', 'custom_sparsity_map')
+
+
+def shared_part(config: SparsityConfig) -> SparsityConfig:
+  """`config` with the fields members may differ in (`MEMBER_FIELDS`) set to fixed values:
+  two configs whose shared parts are equal can train in one population."""
+  return dataclasses.replace(config, sparsity=0.0, distribution='erk', erk_power=1.0,
+                             custom_sparsity_map=())
+
+
+def _member_row(values: list[Any], member_configs: tuple) -> Any:
+  """values[0] (solo), or the row of this population member (traced, under vmap)."""
+  if not member_configs:
+    return values[0]
+  return jnp.asarray(np.stack(values))[jax.lax.axis_index(MEMBER_AXIS)]
+
+
+def make_updater(config: SparsityConfig, member_configs: tuple = ()) -> Updater:
+  """Builds the Updater for `config.method`.
+
+  Args:
+    config: the method and its schedule.
+    member_configs: for a population whose members differ in sparsity level or distribution
+      (`MEMBER_FIELDS`): every member's config, in member order. The updater then runs under
+      `jax.vmap(..., axis_name=MEMBER_AXIS)`, and each member keeps and moves its own exact
+      counts (tables of all members are built on the host; top-k sizes cover the largest).
+
+  Raises:
+    ValueError: member configs that differ from `config` in more than `MEMBER_FIELDS`.
+  """
+  member_configs = tuple(member_configs)
+  for other in member_configs:
+    if shared_part(other) != shared_part(config):
+      raise ValueError('population members may differ only in ' + ', '.join(MEMBER_FIELDS)
+                       + f' of their SparsityConfig: {other} vs {config}')
+  if config.method in ('dense', 'static'):
     return _no_update(config)
   if config.method == 'prune':
-    return _prune(config)
+    return _prune(config, member_configs)
   if config.method == 'set':
-    return _dynamic(config, grow='random')
-  return _dynamic(config, grow='gradient')
+    return _dynamic(config, 'random', member_configs)
+  return _dynamic(config, 'gradient', member_configs)

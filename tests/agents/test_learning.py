@@ -14,3 +14,16 @@ def test_the_agent_learns(name):
   assert abs(result['sparsity'] - 0.8) < 0.01  # trained sparse, at its target
   assert result['after'] > check.threshold, result
   assert result['after'] > result['before'] + abs(check.threshold) * 0.25, result
+
+
+# Populations learn as solo runs do: each member of a two-seed population passes the check's
+# threshold (seeds whose solo runs pass with the current seed streams:
+# docs/benchmarks/learning_checks_population_2026-12-07.txt).
+@pytest.mark.parametrize('name,seeds', [
+    ('dqn', [0, 3]), pytest.param('ppo', [1, 3], marks=pytest.mark.slow)])
+def test_population_members_learn(name, seeds):
+  check = learning_checks.CHECKS[name]
+  for result in learning_checks.run_population(check, seeds):
+    assert abs(result['sparsity'] - 0.8) < 0.01
+    assert result['after'] > check.threshold, result
+    assert result['after'] > result['before'] + abs(check.threshold) * 0.25, result

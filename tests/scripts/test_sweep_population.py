@@ -85,7 +85,9 @@ def test_population_rejected_on_slurm(tiny_grid_file, tmp_path, capsys):
   assert not os.path.exists(tmp_path / 'r')
 
 
-# ~20 s. A real Ctrl-C to a population sweep: every member checkpoints; a rerun resumes both.
+# ~25 s (slow set: the stop of a population in-process is tests/agents/test_population.py's
+# resume test). A real Ctrl-C to a population sweep: every member checkpoints; a rerun resumes.
+@pytest.mark.slow
 def test_ctrl_c_checkpoints_every_member_and_a_rerun_resumes(tmp_path):
   grid = tmp_path / 'grid.toml'
   grid.write_text('''
