@@ -20,13 +20,17 @@ def test_missing_ray_gives_an_install_hint(monkeypatch):
 @pytest.mark.filterwarnings('ignore:os.fork')  # Ray starts its daemons with fork + exec
 @pytest.mark.slow  # ~50 s on 2 cores (Ray start-up plus the 11 tiny runs), near the 60 s bar
 @pytest.mark.cluster
-def test_ray_backend_runs_the_tiny_grid(tiny_grid_file, tmp_path, monkeypatch, capsys):
+# population 2: each cell's two seeds as one Ray task (scripts.train_population).
+@pytest.mark.parametrize('population', [1, 2])
+def test_ray_backend_runs_the_tiny_grid(tiny_grid_file, tmp_path, monkeypatch, capsys,
+                                        population):
   ray = pytest.importorskip('ray', reason='Ray is an optional extra: pip install .[ray]')
   monkeypatch.delenv('RAY_ADDRESS', raising=False)
   root = str(tmp_path / 'runs')
   ray.init(address='local', num_cpus=2, include_dashboard=False, log_to_driver=False)
   try:
-    returncode = sweep.main(['--grid', tiny_grid_file, '--root', root, '--backend', 'ray'])
+    returncode = sweep.main(['--grid', tiny_grid_file, '--root', root, '--backend', 'ray',
+                             '--population', str(population)])
     assert returncode == 1  # the broken run
     # Same run-directory layout as the local backend.
     for name in TINY_FINISHED:
@@ -35,6 +39,9 @@ def test_ray_backend_runs_the_tiny_grid(tiny_grid_file, tmp_path, monkeypatch, c
         assert os.path.exists(os.path.join(run_dir, file)), (name, file)
       with open(os.path.join(run_dir, 'sweep_status.json')) as f:
         assert json.load(f)['status'] == 'finished'
+      with open(os.path.join(run_dir, 'summary.json')) as f:
+        assert (json.load(f).get('population') or {}).get('size') == (
+            2 if population == 2 else None), name
     with open(os.path.join(root, TINY_BROKEN, 'sweep_status.json')) as f:
       status = json.load(f)
     assert status['status'] == 'failed' and 'no_such_parameter' in status['error']
@@ -42,7 +49,7 @@ def test_ray_backend_runs_the_tiny_grid(tiny_grid_file, tmp_path, monkeypatch, c
 
     # A rerun skips what is done.
     assert sweep.main(['--grid', tiny_grid_file, '--root', root, '--backend', 'ray',
-                       '--only', 'cartpole/*']) == 0
+                       '--only', 'cartpole/*', '--population', str(population)]) == 0
     assert '10 were done' in capsys.readouterr().out
   finally:
     ray.shutdown()
