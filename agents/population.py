@@ -158,6 +158,13 @@ def check_compatible(members: Sequence[Trainer]) -> None:
   if len(set(seeds)) != len(seeds):
     raise ValueError(f'population members repeat a seed: {seeds}')
 
+def _check_lockstep(points: set[tuple[int, ...]], what: str) -> None:
+  """Raises ValueError unless every member is at the same point (one tuple in `points`)."""
+  if len(points) != 1:
+    raise ValueError(f'population members are at different points of training ({what}): '
+                     f'{sorted(points)}')
+
+
 class _Population:
   """What every population shares: members, the stacked state's template, write-back."""
 
@@ -246,10 +253,8 @@ class PPOPopulation(_Population):
                  out_axes=(axes, 0)), donate_argnums=0)
 
   def _check_in_step(self) -> None:
-    points = {(m.env_steps, m._t, m._vector_steps) for m in self.members}  # pylint: disable=protected-access
-    if len(points) != 1:
-      raise ValueError(f'population members are at different points of training '
-                       f'(env steps, rollout step, vector steps): {sorted(points)}')
+    _check_lockstep({(m.env_steps, m._t, m._vector_steps) for m in self.members},  # pylint: disable=protected-access
+                    'env steps, rollout step, vector steps')
 
   def train(self, num_env_steps: int, progress: ProgressFn | None = None
             ) -> list[dict[str, float]]:
@@ -370,10 +375,8 @@ class DQNPopulation(_Population):
     members = self.members
     if len(members) <= 1:  # one member trains as the solo run it is (no vmap overhead)
       return [m.train(num_env_steps, progress) for m in members]
-    points = {(m.env_steps, m.gradient_steps) for m in members}
-    if len(points) != 1:
-      raise ValueError(f'population members are at different points of training '
-                       f'(env steps, gradient steps): {sorted(points)}')
+    _check_lockstep({(m.env_steps, m.gradient_steps) for m in members},
+                    'env steps, gradient steps')
     chunks = [m._start_chunk() for m in members]  # pylint: disable=protected-access
     pending: list[dict[str, jax.Array]] = []  # stacked metrics not yet given to the members
     state = self._stack()
@@ -459,10 +462,8 @@ class SACPopulation(_Population):
     members = self.members
     if len(members) <= 1:  # one member trains as the solo run it is (no vmap overhead)
       return [m.train(num_env_steps, progress) for m in members]
-    points = {(m.env_steps, m.gradient_steps) for m in members}
-    if len(points) != 1:
-      raise ValueError(f'population members are at different points of training '
-                       f'(env steps, gradient steps): {sorted(points)}')
+    _check_lockstep({(m.env_steps, m.gradient_steps) for m in members},
+                    'env steps, gradient steps')
     chunks = [m._start_chunk() for m in members]  # pylint: disable=protected-access
     sums = {k: jnp.stack([c['sums'][k] for c in chunks]) for k in sac_lib.METRIC_KEYS}
     state = self._stack()

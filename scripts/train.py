@@ -24,32 +24,27 @@ import signal
 import sys
 
 
-def _interrupted_at_start_up(signum, frame):
-  """SIGINT before the runner takes over (imports, building, compiling): one line, exit 130;
-  the runner's own handler replaces this one while it runs (a checkpoint is saved then)."""
-  del signum, frame
-  print('[train] interrupted during start-up; no training was done (rerun to start).',
-        file=sys.stderr, flush=True)
-  # At once: raising SystemExit inside an import or a compilation can crash or hang there.
-  # Nothing is half-written at this point (every file is written atomically).
-  os._exit(130)
-
-
 if __name__ == '__main__':  # before the imports below, which take seconds
-  signal.signal(signal.SIGINT, _interrupted_at_start_up)
+  from scripts import startup  # pylint: disable=g-import-not-at-top
+  startup.exit_on_ctrl_c_during_start_up('train')
 
 from agents import configurables  # noqa: E402
 from agents import runner  # noqa: E402
 from scripts import sweep_backends  # noqa: E402
 
 
-def _parse_args(argv):
-  parser = argparse.ArgumentParser(prog='python -m scripts.train', description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_gin_arguments(parser: argparse.ArgumentParser) -> None:
+  """--gin_file and --gin_binding, as every launcher takes them."""
   parser.add_argument('--gin_file', action='append', required=True,
                       help='gin config file (repeatable; later files override earlier ones)')
   parser.add_argument('--gin_binding', action='append', default=[],
                       help="gin binding such as 'DQNConfig.learning_rate = 1e-4' (repeatable)")
+
+
+def _parse_args(argv):
+  parser = argparse.ArgumentParser(prog='python -m scripts.train', description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  add_gin_arguments(parser)
   parser.add_argument('--run_dir', required=True, help='output directory; reused to resume')
   parser.add_argument('--seed', default=None,
                       help='overrides build_experiment.seed: an int in [0, 2**32 - 1]')

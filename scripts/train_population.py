@@ -26,16 +26,9 @@ import signal
 import sys
 
 
-def _interrupted_at_start_up(signum, frame):
-  """SIGINT before the runner takes over: one line, exit 130 (as scripts.train)."""
-  del signum, frame
-  print('[population] interrupted during start-up; no training was done (rerun to start).',
-        file=sys.stderr, flush=True)
-  os._exit(130)
-
-
 if __name__ == '__main__':  # before the imports below, which take seconds
-  signal.signal(signal.SIGINT, _interrupted_at_start_up)
+  from scripts import startup  # pylint: disable=g-import-not-at-top
+  startup.exit_on_ctrl_c_during_start_up('population')
 
 from agents import configurables  # noqa: E402
 from agents import population as population_lib  # noqa: E402
@@ -47,10 +40,7 @@ from scripts import train as train_lib  # noqa: E402
 def _parse_args(argv):
   parser = argparse.ArgumentParser(prog='python -m scripts.train_population', description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('--gin_file', action='append', required=True,
-                      help='gin config file (repeatable; later files override earlier ones)')
-  parser.add_argument('--gin_binding', action='append', default=[],
-                      help="gin binding such as 'DQNConfig.learning_rate = 1e-4' (repeatable)")
+  train_lib.add_gin_arguments(parser)
   parser.add_argument('--seeds', nargs='+', required=True,
                       help='the members\' seeds, distinct ints in [0, 2**32 - 1]')
   where = parser.add_mutually_exclusive_group(required=True)
