@@ -44,7 +44,10 @@ output in DIR/stdout.log, in a deterministic DIR = ROOT/<experiment>/<cell>/seed
     JAX_COMPILATION_CACHE_DIR is set, or `--compile_cache none`), so the runs of a grid whose
     networks have the same shapes (every sparse method masks the same dense kernels) compile
     their jitted steps once. Cached programs are the same programs: results do not change.
-  * Backends (scripts/sweep_backends.py): both run the same `execute_run` per run.
+  * Backends (scripts/sweep_backends.py): local and Ray run the same `execute_task` per task:
+    one run (`execute_run`), or with `--population K` a population of up to K seeds of a cell
+    in one `scripts.train_population` process (`execute_population`; every member's run dir
+    as a solo run's).
   * Ray backend (`pip install .[ray]`): the same runs as Ray tasks of `--cpus_per_run` CPUs
     (and `--gpus_per_run` GPUs; a fraction shares a GPU, each run preallocating its share)
     each, on the cluster at --ray_address or RAY_ADDRESS (a new local instance if neither).

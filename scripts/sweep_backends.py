@@ -1,6 +1,8 @@
 """Sweep backends: run one training process, and pools of them locally or on Ray.
 
-`execute_run` is the unit of work of both backends: it starts one `scripts.train` process in
+`execute_task` is the unit of work of the local and Ray backends: one run (`execute_run`) or
+a population (`execute_population`, one `scripts.train_population` process for several run
+dirs). `execute_run` starts one `scripts.train` process in
 its own session with its output appended to RUN_DIR/stdout.log, waits for it, and writes
 RUN_DIR/sweep_status.json. On KeyboardInterrupt (Ray's cancel, or the local pool's Ctrl-C) it
 sends the process one SIGINT, so that the runner saves a checkpoint, and kills it after a grace
