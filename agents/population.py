@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import sys
 from typing import Any, Callable, Sequence
 
 import jax
@@ -207,6 +208,18 @@ class _Population:
   def _stack(self):
     return stack_states([m._state for m in self.members], self._template)  # pylint: disable=protected-access
 
+  def _write_back_after(self, state) -> None:
+    """`_write_back` at the end of a train call. When the call is failing with an error
+    raised inside a donating update, the stacked state may be deleted: the write-back error
+    is then dropped so that the original one propagates (no checkpoint follows a plain
+    error)."""
+    failing = sys.exc_info()[0] is not None
+    try:
+      self._write_back(state)
+    except RuntimeError:
+      if not failing:
+        raise
+
   def _write_back(self, state) -> None:
     for member, member_state in zip(self.members,
                                     unstack_state(state, [m._state for m in self.members])):  # pylint: disable=protected-access
@@ -283,7 +296,7 @@ class PPOPopulation(_Population):
       if progress is not None and lead.env_steps > start:
         progress(lead.env_steps - start)
     finally:
-      self._write_back(state)
+      self._write_back_after(state)
     return [m._finish_chunk() for m in members]  # pylint: disable=protected-access
 
   # --- the batched steps (members' host-side code does the rest)
@@ -404,7 +417,7 @@ class DQNPopulation(_Population):
       if progress is not None and since_progress:
         progress(since_progress)
     finally:
-      self._write_back(state)
+      self._write_back_after(state)
       for metrics in jax.device_get(pending):  # one transfer for the chunk's updates
         for k, chunk in enumerate(chunks):
           chunk['metrics'].append({name: value[k] for name, value in metrics.items()})
@@ -487,7 +500,7 @@ class SACPopulation(_Population):
       if progress is not None and num_env_steps > reported:
         progress(num_env_steps - reported)
     finally:
-      self._write_back(state)
+      self._write_back_after(state)
       host_sums = jax.device_get(sums)
       for k, chunk in enumerate(chunks):
         chunk['sums'] = {name: jnp.asarray(value[k]) for name, value in host_sums.items()}

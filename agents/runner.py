@@ -938,7 +938,10 @@ def run_population(population, config: RunnerConfig, run_dirs: Sequence[str],
                       together)
       for k, session in enumerate(sessions):
         if k not in together:
-          _train_alone(session, interrupt)
+          try:
+            _train_alone(session, interrupt)
+          except RunFailed as e:  # the others still get their summaries
+            results[k] = e
   finally:
     for session in sessions:
       session.close()

@@ -432,3 +432,33 @@ def test_ppo_atari_members_follow_their_solo_runs():
   finally:
     for t in solo + members:
       t.close()
+
+
+def test_a_member_failing_alone_after_the_population_leaves_the_others_completed(tmp_path):
+  """The member trained alone (its run dir was further along) goes non-finite: it fails, and
+  the members that finished in the population still get their summaries (review finding)."""
+  ahead = str(tmp_path / f'seed_{SEEDS[0]}')
+  trainer = _trainer(SEEDS[0])
+  runner.run(lambda: trainer, _runner_config(num_iterations=1), ahead, info=_info(SEEDS[0]))
+  members = [_trainer(s) for s in SEEDS[:2]]
+  train = members[0].train
+
+  def poisoned_train(n, progress=None):  # after its resume: NaN in the critic, then train
+    state = members[0]._state
+    critic = state.nets['critic']
+    bias = critic.params['Dense_2']['bias'].at[0].set(np.nan)
+    params = {**critic.params, 'Dense_2': {**critic.params['Dense_2'], 'bias': bias}}
+    members[0]._state = state.replace(nets={**state.nets, 'critic': critic.replace(params=params)})
+    return train(n, progress)
+  members[0].train = poisoned_train
+  dirs = [str(tmp_path / f'seed_{s}') for s in SEEDS[:2]]
+  try:
+    results = runner.run_population(population.PPOPopulation(members), _runner_config(), dirs,
+                                     [_info(s) for s in SEEDS[:2]])
+  finally:
+    for m in members:
+      m.close()
+  assert isinstance(results[0], runner.RunFailed)
+  assert results[1]['status'] == 'completed'
+  with open(os.path.join(dirs[1], 'summary.json')) as f:
+    assert json.load(f)['status'] == 'completed'
