@@ -142,8 +142,9 @@ def check_compatible(members: Sequence[Trainer]) -> None:
   """Raises ValueError (one line) unless the members can form one population.
 
   Raises:
-    ValueError: fewer than one member, repeated trainer objects or seeds, or members that
-      differ in agent, agent config (network shapes, sparsity), env id or env options.
+    ValueError: fewer than one member, repeated trainer objects, a seed repeated within one
+      configuration, or members that differ in agent, agent config (network shapes, method,
+      schedule; not the sparsity level or distribution), env id or env options.
   """
   if not members:
     raise ValueError('a population needs at least one member')
@@ -155,9 +156,11 @@ def check_compatible(members: Sequence[Trainer]) -> None:
       if value != first[what]:
         raise ValueError(f'population member {k} differs from member 0 in its {what}; members '
                          f'share everything but the seed')
-  seeds = [m.seed for m in members]
-  if len(set(seeds)) != len(seeds):
-    raise ValueError(f'population members repeat a seed: {seeds}')
+  # The same seed twice is the same run, unless the sparsity level or distribution differs.
+  keys = [(m.seed, repr(m.config), repr(getattr(m, 'sparsity_config', None))) for m in members]
+  if len(set(keys)) != len(keys):
+    raise ValueError(f'population members repeat a seed of one configuration: '
+                     f'{[m.seed for m in members]}')
 
 def _check_lockstep(points: set[tuple[int, ...]], what: str) -> None:
   """Raises ValueError unless every member is at the same point (one tuple in `points`)."""

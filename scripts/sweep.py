@@ -45,8 +45,8 @@ output in DIR/stdout.log, in a deterministic DIR = ROOT/<experiment>/<cell>/seed
     networks have the same shapes (every sparse method masks the same dense kernels) compile
     their jitted steps once. Cached programs are the same programs: results do not change.
   * Backends (scripts/sweep_backends.py): local and Ray run the same `execute_task` per task:
-    one run (`execute_run`), or with `--population K` a population of up to K seeds of a cell
-    in one `scripts.train_population` process (`execute_population`; every member's run dir
+    one run (`execute_run`), or with `--population K` a population of up to K runs of a
+    method in one `scripts.train_population` process (`execute_population`; every member's run dir
     as a solo run's).
   * Ray backend (`pip install .[ray]`): the same runs as Ray tasks of `--cpus_per_run` CPUs
     (and `--gpus_per_run` GPUs; a fraction shares a GPU, each run preallocating its share)
@@ -130,28 +130,36 @@ def command(spec: grid_lib.RunSpec, run_dir: str) -> list[str]:
 
 
 def population_command(specs: list[grid_lib.RunSpec], run_dirs: list[str]) -> list[str]:
-  """The scripts.train_population command line of runs that differ only in their seed."""
+  """The scripts.train_population command line of runs of one experiment and method: each
+  member with its seed, run dir and bindings (`--member`)."""
   cmd = [sys.executable, '-m', 'scripts.train_population']
   for f in specs[0].gin_files:
     cmd += ['--gin_file', _resolve_gin_path(f)]
-  for b in specs[0].bindings:
-    cmd += ['--gin_binding', b]
-  return cmd + ['--seeds', *(str(s.seed) for s in specs), '--member_dirs', *run_dirs]
+  for spec, run_dir in zip(specs, run_dirs):
+    cmd += ['--member', str(spec.seed), run_dir, *spec.bindings]
+  return cmd
+
+
+def _population_key(spec: grid_lib.RunSpec) -> tuple:
+  """Runs that may share a population: one experiment, method and gin files (seeds, sparsity
+  levels and distributions differ; scripts/train_population.py splits members whose configs
+  turn out incompatible). A small dense network's width follows its sparsity: one per level."""
+  level = spec.sparsity if spec.method == 'small_dense' else None
+  return (spec.experiment, spec.method, tuple(spec.gin_files), level)
 
 
 def group_populations(tasks: list[dict[str, Any]], size: int) -> list[dict[str, Any]]:
-  """Tasks of runs that differ only in their seed (same experiment, cell, gin files and
-  bindings) grouped into population tasks of at most `size` members, each at the place of its
-  first member; a group of one stays a plain run. A population task is
-  {'name' (its first member's), 'run_dir' (same), 'members': [{'name', 'run_dir'}],
-  'command', 'cwd', 'specs'}."""
+  """Tasks of runs that may train together (`_population_key`: the seeds, sparsity levels and
+  distributions of a method) grouped into population tasks of at most `size` members, each at
+  the place of its first member; a group of one stays a plain run. A population task is
+  {'name' (its first member's), 'run_dir' (same), 'members': [{'name', 'run_dir', 'args'}],
+  'command', 'cwd', 'specs'}, a member's 'args' its `--member` values."""
   if size <= 1:
     return tasks
   groups: dict[tuple, list[list[dict[str, Any]]]] = {}
   order: list[tuple[tuple, int]] = []
   for task in tasks:
-    spec = task['spec']
-    key = (spec.experiment, spec.cell, tuple(spec.gin_files), tuple(spec.bindings))
+    key = _population_key(task['spec'])
     chunks = groups.setdefault(key, [])
     if not chunks or len(chunks[-1]) == size:
       chunks.append([])
@@ -166,7 +174,9 @@ def group_populations(tasks: list[dict[str, Any]], size: int) -> list[dict[str, 
     specs = [t['spec'] for t in members]
     dirs = [t['run_dir'] for t in members]
     out.append({'name': members[0]['name'], 'run_dir': members[0]['run_dir'],
-                'members': [{'name': t['name'], 'run_dir': t['run_dir']} for t in members],
+                'members': [{'name': t['name'], 'run_dir': t['run_dir'],
+                             'args': [str(t['spec'].seed), t['run_dir'], *t['spec'].bindings]}
+                            for t in members],
                 'command': population_command(specs, dirs), 'cwd': REPO_ROOT,
                 'specs': specs})
   return out
@@ -365,9 +375,10 @@ def _parse_args(argv):
                      help="'local': the same jobs as local processes (submitit's local "
                           'executor), to try a grid before submitting it')
   parser.add_argument('--population', type=int, default=1,
-                      help='train up to this many seeds of a cell together as one population '
-                           '(agents/population.py: one process, one compiled program; local '
-                           'and Ray backends); 1: every run alone')
+                      help='train up to this many runs of a method (seeds, sparsity levels, '
+                           'distributions) together as one population (agents/population.py: '
+                           'one process, one compiled program; local and Ray backends); 1: '
+                           'every run alone')
   parser.add_argument('--compile_cache', default=None,
                       help="JAX compilation cache shared by the runs (default: ROOT/.jax_cache "
                            "with the local backend, none with Ray; 'none': off)")

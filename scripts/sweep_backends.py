@@ -307,10 +307,10 @@ def execute_population(task: dict[str, Any]) -> list[dict[str, Any]]:
 def _population_command(task, members) -> list[str]:
   """The task's command for these members (some may have been left out as busy)."""
   command = list(task['command'])
-  seeds_at, dirs_at = command.index('--seeds'), command.index('--member_dirs')
-  by_dir = dict(zip(command[dirs_at + 1:], command[seeds_at + 1:dirs_at]))
-  return command[:seeds_at] + ['--seeds', *(by_dir[m['run_dir']] for m in members),
-                               '--member_dirs', *(m['run_dir'] for m in members)]
+  base = command[:command.index('--member')]
+  for member in members:
+    base += ['--member', *member['args']]
+  return base
 
 
 def _execute_population_locked(task, members, locks) -> list[dict[str, Any]]:

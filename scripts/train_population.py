@@ -6,8 +6,12 @@
 
 trains the seeds together (agents/population.py: DQN, SAC and PPO; one vmapped policy call
 per step and one vmapped update for all of them) and writes what `scripts.train` writes for each
-seed, in RUN_DIR/seed_<seed> (or in the directories given by --member_dirs, one per seed, as
-sweeps do). Each member's run dir is a solo run dir: `scripts.compare`, `scripts.evaluate` and
+seed, in RUN_DIR/seed_<seed> (or in the directories given by --member_dirs, one per seed).
+`--member SEED RUN_DIR [BINDING ...]` (repeatable, as sweeps use it) gives each member its own
+bindings after the common ones, e.g. its sparsity level or distribution: members of different
+levels train in one population, each keeping its own counts; members that cannot share one
+program (other network shapes, method or schedule) are split into populations trained one
+after another (`partition`). Each member's run dir is a solo run dir: `scripts.compare`, `scripts.evaluate` and
 the reports read it, and `scripts.train` can resume it alone. Rerunning the command resumes
 every member (members whose checkpoints are at different points: see
 `agents.runner.run_population`).
@@ -41,31 +45,61 @@ def _parse_args(argv):
   parser = argparse.ArgumentParser(prog='python -m scripts.train_population', description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   train_lib.add_gin_arguments(parser)
-  parser.add_argument('--seeds', nargs='+', required=True,
+  parser.add_argument('--seeds', nargs='+', default=None,
                       help='the members\' seeds, distinct ints in [0, 2**32 - 1]')
   where = parser.add_mutually_exclusive_group(required=True)
-  where.add_argument('--run_dir', help='members go to RUN_DIR/seed_<seed>')
-  where.add_argument('--member_dirs', nargs='+', help='one run dir per seed, in order')
+  where.add_argument('--run_dir', help='with --seeds: members go to RUN_DIR/seed_<seed>')
+  where.add_argument('--member_dirs', nargs='+', help='with --seeds: one run dir per seed')
+  where.add_argument('--member', nargs='+', action='append', metavar='SEED RUN_DIR [BINDING',
+                     help='one member: its seed, its run dir and its own gin bindings (after '
+                          'the common ones), e.g. a sparsity level (repeatable; sweeps use it)')
   return parser.parse_args(argv)
 
 
 def _member_args(args) -> list[argparse.Namespace]:
   """One `scripts.train` argument set per member; ValueError (one line) for bad input."""
-  dirs = args.member_dirs or [os.path.join(args.run_dir, f'seed_{s}') for s in args.seeds]
-  if len(dirs) != len(args.seeds):
-    raise ValueError(f'--member_dirs lists {len(dirs)} run dirs for {len(args.seeds)} seeds')
+  if args.member:
+    if args.seeds:
+      raise ValueError('--member gives each member its seed: leave out --seeds')
+    if any(len(m) < 2 for m in args.member):
+      raise ValueError('--member needs SEED RUN_DIR [BINDING ...]')
+    specs = [(m[0], m[1], m[2:]) for m in args.member]
+  else:
+    if not args.seeds:
+      raise ValueError('--seeds is needed with --run_dir or --member_dirs')
+    dirs = args.member_dirs or [os.path.join(args.run_dir, f'seed_{s}') for s in args.seeds]
+    if len(dirs) != len(args.seeds):
+      raise ValueError(f'--member_dirs lists {len(dirs)} run dirs for {len(args.seeds)} seeds')
+    if len(set(args.seeds)) != len(args.seeds):
+      raise ValueError(f'--seeds repeats a seed: {" ".join(args.seeds)}')
+    specs = [(seed, run_dir, []) for seed, run_dir in zip(args.seeds, dirs)]
   members = []
-  for seed, run_dir in zip(args.seeds, dirs):
-    member = argparse.Namespace(gin_file=args.gin_file, gin_binding=args.gin_binding,
+  for seed, run_dir, bindings in specs:
+    member = argparse.Namespace(gin_file=args.gin_file,
+                                gin_binding=[*args.gin_binding, *bindings],
                                 run_dir=run_dir, seed=seed)
     train_lib._check_args(member)  # pylint: disable=protected-access
     members.append(member)
-  seeds = [m.seed for m in members]
-  if len(set(seeds)) != len(seeds):
-    raise ValueError(f'--seeds repeats a seed: {" ".join(args.seeds)}')
   if len({os.path.abspath(m.run_dir) for m in members}) != len(members):
-    raise ValueError('--member_dirs repeats a run dir')
+    raise ValueError('two members share a run dir')
   return members
+
+
+def partition(trainers) -> list[list[int]]:
+  """Indices of the trainers grouped into populations: each joins the first group it is
+  compatible with (`population.check_compatible`), in order."""
+  groups: list[list[int]] = []
+  for i, trainer in enumerate(trainers):
+    for group in groups:
+      try:
+        population_lib.check_compatible([trainers[j] for j in group] + [trainer])
+      except ValueError:
+        continue
+      group.append(i)
+      break
+    else:
+      groups.append([i])
+  return groups
 
 
 def _build(members):
@@ -128,15 +162,13 @@ def main(argv=None) -> int:
     runners = {e.runner for e in experiments}
     if len(runners) != 1:
       raise ValueError('the members\' RunnerConfigs differ; a population shares one')
-    population = None
-    if len(trainers) > 1:
-      try:
-        population = population_lib.make_population(trainers)
-      except ValueError as e:
-        if not str(e).startswith('populations train'):
-          raise
-        print(f'[population] note: {e}; the seeds run one after another', flush=True)
-        population = None
+    groups = partition(trainers)
+    populations = [population_lib.make_population([trainers[i] for i in g]) if len(g) > 1
+                   else None for g in groups]
+    if len(groups) > 1:
+      print(f'[population] {len(trainers)} members in {len(groups)} populations of compatible '
+            f'members ({", ".join(str(len(g)) for g in groups)}), trained one after another',
+            flush=True)
   except (ValueError, OSError, SyntaxError) as e:
     for trainer in trainers:
       trainer.close()
@@ -153,7 +185,7 @@ def main(argv=None) -> int:
     print(f'warning: {line}', file=sys.stderr)
   signal.signal(signal.SIGINT, signal.default_int_handler)
   try:
-    return _run(population, members, experiments, trainers)
+    return _run(groups, populations, members, experiments, trainers)
   finally:
     for trainer in trainers:
       trainer.close()
@@ -161,20 +193,24 @@ def main(argv=None) -> int:
       os.close(lock)
 
 
-def _run(population, members, experiments, trainers) -> int:
+def _run(groups, populations, members, experiments, trainers) -> int:
   config = experiments[0].runner
   dirs = [m.run_dir for m in members]
   infos = [e.info for e in experiments]
+  results: list = [None] * len(members)
   try:
-    if population is not None:
-      results = runner.run_population(population, config, dirs, infos)
-    else:  # one member, or an agent without populations: one after another
-      results = []
-      for trainer, run_dir, info in zip(trainers, dirs, infos):
+    for group, population in zip(groups, populations):
+      if population is not None:
+        out = runner.run_population(population, config, [dirs[i] for i in group],
+                                    [infos[i] for i in group])
+      else:  # a member alone
+        i = group[0]
         try:
-          results.append(runner.run(lambda t=trainer: t, config, run_dir, info=info))
+          out = [runner.run(lambda t=trainers[i]: t, config, dirs[i], info=infos[i])]
         except runner.RunFailed as e:
-          results.append(e)
+          out = [e]
+      for i, result in zip(group, out):
+        results[i] = result
   except runner.StopRequested as e:
     print('[population] interrupted.', file=sys.stderr)
     return 128 + e.signum

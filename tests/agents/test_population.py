@@ -101,7 +101,7 @@ def test_a_member_keeps_its_own_state_between_train_calls():
 
 @pytest.mark.parametrize('change,message', [
     (dict(config=_config(method='set')), 'agent config'),  # another method
-    (dict(seed=SEEDS[0]), 'repeat a seed'),
+    (dict(seed=SEEDS[0]), 'repeat a seed of one configuration'),
 ])
 def test_members_must_share_all_but_the_seed(change, message):
   a = _trainer(SEEDS[0])

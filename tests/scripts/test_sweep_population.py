@@ -2,8 +2,9 @@
 (scripts/train_population.py), each member's run dir a solo run dir.
 
 The tiny grid (conftest.py) has 5 cells x 2 seeds on CartPole plus a broken run; with
-`--population 2` each cell's two seeds are one population (5 processes instead of 10), the
-broken run alone. Expectations: the same finished runs and report as without populations
+`--population 4` RigL's two sparsity levels x two seeds are one population of 4 (members of
+different sparsities), each small dense width's two seeds one of 2, dense's two seeds one of 2
+(4 processes instead of 10), the broken run alone. Expectations: the same finished runs and report as without populations
 (tests/scripts/test_sweep.py), every member's run dir complete, a rerun that finds every run
 done, and a population stopped with Ctrl-C that resumes.
 """
@@ -33,7 +34,7 @@ def _json(path):
 def swept(tiny_grid_file, tmp_path_factory):
   root = str(tmp_path_factory.mktemp('population') / 'runs')
   code = sweep.main(['--grid', tiny_grid_file, '--root', root, '--workers', '1',
-                     '--population', '2'])
+                     '--population', '4'])
   return root, code
 
 
@@ -44,12 +45,17 @@ def test_cells_run_as_populations_and_every_member_finishes(swept, capsys):
     run_dir = os.path.join(root, name)
     summary = _json(os.path.join(run_dir, 'summary.json'))
     assert summary['status'] == 'completed', name
-    assert summary['population']['size'] == 2
     assert summary['seed'] == int(name[-1])
     assert _json(os.path.join(run_dir, 'sweep_status.json'))['status'] == 'finished'
     spec = _json(os.path.join(run_dir, 'sweep.json'))
     cell = os.path.dirname(name)
-    assert spec['population'] == [f'{cell}/seed_0', f'{cell}/seed_1']
+    if cell.startswith('cartpole/rigl'):  # both levels, both seeds: each keeps its own level
+      assert spec['population'] == [f'cartpole/rigl_erk_s{p}/seed_{k}'
+                                    for k in (0, 1) for p in (0.5, 0.9)]
+      assert summary['sparsity/total'] == pytest.approx(float(cell.split('_s')[-1]), abs=0.01)
+    else:
+      assert spec['population'] == [f'{cell}/seed_0', f'{cell}/seed_1']
+    assert summary['population']['size'] == len(spec['population'])
     assert spec['command'][2] == 'scripts.train_population'
     with open(os.path.join(run_dir, 'stdout.log')) as f:
       assert 'scripts.train_population' in f.read()
@@ -71,7 +77,7 @@ def test_report_reads_population_run_dirs(swept, tmp_path):
 def test_rerun_finds_every_run_done(swept, tiny_grid_file, capsys):
   root, _ = swept
   capsys.readouterr()
-  sweep.main(['--grid', tiny_grid_file, '--root', root, '--workers', '1', '--population', '2',
+  sweep.main(['--grid', tiny_grid_file, '--root', root, '--workers', '1', '--population', '4',
               '--only', 'cartpole/*'])
   out = capsys.readouterr().out
   assert '0 finished now, 10 were done' in out
@@ -128,3 +134,22 @@ gin_files = ["gin_configs/experiments/dqn_classic_{method}.gin"]
     assert _json(m / 'summary.json')['env_steps'] == 4000
     rows = [json.loads(line) for line in open(m / 'metrics.jsonl')]
     assert [r['iteration'] for r in rows] == list(range(20))
+
+
+def test_members_that_cannot_share_a_population_are_split_in_order():
+  """scripts.train_population partitions its members: other network shapes (a width) start a
+  group of their own; another sparsity level of the same shapes joins."""
+  import sparse_rl as sr  # pylint: disable=import-outside-toplevel
+  from agents import dqn  # pylint: disable=import-outside-toplevel
+  from scripts import train_population  # pylint: disable=import-outside-toplevel
+
+  def make(seed, sparsity, width):
+    return dqn.DQNTrainer('CartPole-v0', seed, dqn.DQNConfig(hidden_sizes=(8, 8), width=width),
+                          sr.SparsityConfig(method='rigl', sparsity=sparsity))
+  trainers = [make(0, 0.5, 1.0), make(0, 0.9, 1.0), make(1, 0.5, 2.0), make(1, 0.9, 1.0),
+              make(0, 0.5, 1.0)]
+  try:
+    assert train_population.partition(trainers) == [[0, 1, 3], [2], [4]]  # 4 repeats 0
+  finally:
+    for t in trainers:
+      t.close()
