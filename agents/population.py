@@ -208,6 +208,14 @@ class _Population:
     if self._mixed and self.members:
       self._build()
 
+  def _begin_step_loop(self):
+    """For the per-env-step populations (DQN, SAC): checks the members are at one step and
+    returns (their chunks, the stacked state)."""
+    _check_lockstep({(m.env_steps, m.gradient_steps) for m in self.members},
+                    'env steps, gradient steps')
+    chunks = [m._start_chunk() for m in self.members]  # pylint: disable=protected-access
+    return chunks, self._stack()
+
   def _stack(self):
     return stack_states([m._state for m in self.members], self._template)  # pylint: disable=protected-access
 
@@ -391,11 +399,8 @@ class DQNPopulation(_Population):
     members = self.members
     if len(members) <= 1:  # one member trains as the solo run it is (no vmap overhead)
       return [m.train(num_env_steps, progress) for m in members]
-    _check_lockstep({(m.env_steps, m.gradient_steps) for m in members},
-                    'env steps, gradient steps')
-    chunks = [m._start_chunk() for m in members]  # pylint: disable=protected-access
+    chunks, state = self._begin_step_loop()
     pending: list[dict[str, jax.Array]] = []  # stacked metrics not yet given to the members
-    state = self._stack()
     since_progress = 0
     try:
       for _ in range(num_env_steps):
@@ -478,11 +483,8 @@ class SACPopulation(_Population):
     members = self.members
     if len(members) <= 1:  # one member trains as the solo run it is (no vmap overhead)
       return [m.train(num_env_steps, progress) for m in members]
-    _check_lockstep({(m.env_steps, m.gradient_steps) for m in members},
-                    'env steps, gradient steps')
-    chunks = [m._start_chunk() for m in members]  # pylint: disable=protected-access
+    chunks, state = self._begin_step_loop()
     sums = {k: jnp.stack([c['sums'][k] for c in chunks]) for k in sac_lib.METRIC_KEYS}
-    state = self._stack()
     learning_starts = members[0]._learning_starts()  # pylint: disable=protected-access
     reported = 0
     try:

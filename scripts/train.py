@@ -146,15 +146,8 @@ def main(argv=None) -> int:
 def _run(args, experiment, trainer) -> int:
   try:
     runner.run(lambda: trainer, experiment.runner, args.run_dir, info=experiment.info)
-  except runner.StopRequested as e:  # a checkpoint was saved: 130 (Ctrl-C) or 143 (SIGTERM)
-    print('[train] interrupted.', file=sys.stderr)
-    return 128 + e.signum
-  except KeyboardInterrupt:
-    print('[train] interrupted.', file=sys.stderr)
-    return 130
-  except runner.RunDirError as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
+  except (KeyboardInterrupt, runner.RunDirError) as e:
+    return stop_exit_code(e, 'train')
   except runner.RunFailed as e:
     print(f'error: the run failed: {e}', file=sys.stderr)
     return 1
@@ -163,6 +156,17 @@ def _run(args, experiment, trainer) -> int:
           '(rerun to resume once fixed)', file=sys.stderr)
     return 1
   return 0
+
+
+def stop_exit_code(e: BaseException, name: str) -> int:
+  """The exit code of a launcher stopped by `e`, after its line: a stop with a checkpoint
+  (StopRequested: 128 + signal, 130 Ctrl-C, 143 SIGTERM), a second Ctrl-C (130), or a run dir
+  it cannot use (RunDirError: 2)."""
+  if isinstance(e, runner.RunDirError):
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  print(f'[{name}] interrupted.', file=sys.stderr)
+  return 128 + e.signum if isinstance(e, runner.StopRequested) else 130
 
 
 def _os_message(e: Exception) -> str:

@@ -211,15 +211,8 @@ def _run(groups, populations, members, experiments, trainers) -> int:
           out = [e]
       for i, result in zip(group, out):
         results[i] = result
-  except runner.StopRequested as e:
-    print('[population] interrupted.', file=sys.stderr)
-    return 128 + e.signum
-  except KeyboardInterrupt:
-    print('[population] interrupted.', file=sys.stderr)
-    return 130
-  except runner.RunDirError as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
+  except (KeyboardInterrupt, runner.RunDirError) as e:
+    return train_lib.stop_exit_code(e, 'population')
   except OSError as e:
     print(f'error: {train_lib._os_message(e)}; the newest checkpoints are intact (rerun to '  # pylint: disable=protected-access
           'resume once fixed)', file=sys.stderr)

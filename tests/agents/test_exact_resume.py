@@ -36,14 +36,18 @@ def _dqn():
   return dqn.DQNTrainer('CartPole-v0', 4, config, sparsity)
 
 
-def _sac():
+def sac_config():
+  """A small SAC with SET after the step (also tests/agents/test_population.py's)."""
   common = dict(method='set', begin_step=0, end_step=200, update_interval=20,
                 drop_fraction=0.5, sparse_init=True, update_order='step_first')
-  config = sac.SACConfig(initial_random_steps=40, batch_size=16, actor_hidden_sizes=(16, 16),
-                         critic_hidden_sizes=(16, 16),
-                         actor_sparsity=sr.SparsityConfig(sparsity=0.5, **common),
-                         critic_sparsity=sr.SparsityConfig(sparsity=0.7, **common))
-  return sac.SACTrainer('Pendulum-v1', 2, config, max_episode_steps=50)
+  return sac.SACConfig(initial_random_steps=40, batch_size=16, actor_hidden_sizes=(16, 16),
+                       critic_hidden_sizes=(16, 16),
+                       actor_sparsity=sr.SparsityConfig(sparsity=0.5, **common),
+                       critic_sparsity=sr.SparsityConfig(sparsity=0.7, **common))
+
+
+def _sac():
+  return sac.SACTrainer('Pendulum-v1', 2, sac_config(), max_episode_steps=50)
 
 
 def _ppo():

@@ -25,6 +25,7 @@ from agents import population
 from agents import ppo
 from agents import runner
 from agents import sac
+from tests.agents import test_exact_resume
 
 ENV = 'InvertedPendulum-v5'
 SEEDS = (3, 4, 5)
@@ -41,6 +42,15 @@ def _config(method='rigl', **kwargs):
 
 def _trainer(seed, config=None):
   return ppo.PPOTrainer(ENV, seed, config or _config(), max_episode_steps=40)
+
+
+def _assert_follows(solo, member, atol):
+  """Float leaves within `atol` of the solo run's; masks, counters and RNG keys identical."""
+  for (path, a), (_, b) in zip(_leaves(solo), _leaves(member)):
+    if a.dtype.kind == 'f':
+      np.testing.assert_allclose(b, a, rtol=0, atol=atol, err_msg=path)
+    else:
+      np.testing.assert_array_equal(a, b, err_msg=path)
 
 
 def _leaves(trainer):
@@ -258,11 +268,7 @@ def test_dqn_members_follow_their_solo_runs_within_float_tolerance():
     pop_metrics = pop.train(100)
   for s, m, ms, mp in zip(solo, members, solo_metrics, pop_metrics):
     assert m.gradient_steps == s.gradient_steps == 141
-    for (path, a), (_, b) in zip(_leaves(s), _leaves(m)):
-      if a.dtype.kind == 'f':
-        np.testing.assert_allclose(b, a, rtol=0, atol=1e-5, err_msg=path)
-      else:
-        np.testing.assert_array_equal(a, b, err_msg=path)  # masks, counters, RNG keys
+    _assert_follows(s, m, atol=1e-5)
     np.testing.assert_array_equal(s._replay.state_dict()['obs'], m._replay.state_dict()['obs'])
     for key in ms:
       np.testing.assert_allclose(mp[key], ms[key], rtol=1e-5, err_msg=key)
@@ -286,13 +292,8 @@ def test_dqn_population_writes_solo_run_dirs(tmp_path):
 
 
 def _sac(seed):
-  common = dict(method='set', begin_step=0, end_step=200, update_interval=20,
-                drop_fraction=0.5, sparse_init=True, update_order='step_first')
-  config = sac.SACConfig(initial_random_steps=40, batch_size=16, actor_hidden_sizes=(16, 16),
-                         critic_hidden_sizes=(16, 16),
-                         actor_sparsity=sr.SparsityConfig(sparsity=0.5, **common),
-                         critic_sparsity=sr.SparsityConfig(sparsity=0.7, **common))
-  return sac.SACTrainer('Pendulum-v1', seed, config, max_episode_steps=50)
+  return sac.SACTrainer('Pendulum-v1', seed, test_exact_resume.sac_config(),
+                        max_episode_steps=50)
 
 
 def test_sac_members_follow_their_solo_runs_within_float_tolerance():
@@ -307,11 +308,7 @@ def test_sac_members_follow_their_solo_runs_within_float_tolerance():
   pop_metrics = pop.train(60)
   for s, m, ms, mp in zip(solo, members, solo_metrics, pop_metrics):
     assert m.gradient_steps == s.gradient_steps == 21
-    for (path, a), (_, b) in zip(_leaves(s), _leaves(m)):
-      if a.dtype.kind == 'f':
-        np.testing.assert_allclose(b, a, rtol=0, atol=1e-4, err_msg=path)
-      else:
-        np.testing.assert_array_equal(a, b, err_msg=path)
+    _assert_follows(s, m, atol=1e-4)
     np.testing.assert_allclose(m._replay.state_dict()['action'],
                                s._replay.state_dict()['action'], rtol=0, atol=1e-4)
     for key in ms:
@@ -424,11 +421,7 @@ def test_ppo_atari_members_follow_their_solo_runs():
       for field in ('log_prob', 'value'):
         np.testing.assert_allclose(getattr(m._buffers, field), getattr(s._buffers, field),
                                    rtol=0, atol=1e-6)
-      for (path, a), (_, b) in zip(_leaves(s), _leaves(m)):
-        if a.dtype.kind == 'f':
-          np.testing.assert_allclose(b, a, rtol=0, atol=1e-5, err_msg=path)
-        else:
-          np.testing.assert_array_equal(a, b, err_msg=path)
+      _assert_follows(s, m, atol=1e-5)
   finally:
     for t in solo + members:
       t.close()
