@@ -280,10 +280,13 @@ def update(config: DQNConfig, state: DQNState, batch: replay_lib.Batch,
   grads, metrics = jax.grad(functools.partial(loss, config), has_aux=True)(
       state.q.params, state.q, batch)
   # The target keeps its own mask snapshot until the next sync (mask_target=False).
-  q, stepped = state.q.apply_gradients(grads, update_masks=mask_update, mask_target=False,
-                                       return_stepped=True)
-  synced = (stepped if config.sync_before_pruning and state.q.opt.config.method == 'prune'
-            else q.params)
+  q = state.q.apply_update(grads, update_masks=mask_update, mask_target=False)
+  stepped = q.params
+  q = q.update_topology(lambda params: grads, update_masks=mask_update, mask_target=False)
+  # A sync on a step whose mask update the reference applies in the next forward pass
+  # (pruning, tfmot) copies the weights before that update.
+  synced = (stepped if config.sync_before_pruning
+            and q.opt.method.reference_updates_at_next_forward else q.params)
   gradient_steps = state.gradient_steps + 1
   if sync_target is None:
     target_params = jax.lax.cond(gradient_steps % config.target_update_period == 0,

@@ -237,14 +237,14 @@ def update(config: SACConfig, alpha_tx: optax.GradientTransformation, target_ent
       state.critic.params, state, batch, target, config.critic_loss_weight)
   # The paper's SAC code (rigl/rl/tfagents/sac_train_eval.py `_train`) takes the critic and the
   # actor steps, then updates the masks of both critics and of the actor, each RigL update
-  # growing by its loss recomputed at the updated weights. With a method whose mask update
-  # follows the step (update_order 'step_first', pruning) the updates are deferred to match;
-  # with 'masks_first' / 'skip_step' they happen inside each network's step.
-  critic = state.critic.apply_gradients(c_grads, defer_mask_update=True)
+  # growing by its loss recomputed at the updated weights: the two phases of each network's
+  # gradient step are called in that order (a method that chooses its topology before the
+  # step does so inside `apply_update`; `update_topology` then changes nothing).
+  critic = state.critic.apply_update(c_grads)
   state = state.replace(critic=critic)
   (a_loss, log_prob), a_grads = jax.value_and_grad(actor_loss, has_aux=True)(
       state.actor.params, state, batch.obs, alpha, actor_key)
-  actor = state.actor.apply_gradients(a_grads, defer_mask_update=True)
+  actor = state.actor.apply_update(a_grads)
   state = state.replace(actor=actor)
   # The critics' grow gradient: their loss after both steps, the TD target recomputed with the
   # updated actor and a fresh next-action sample (only mask-update steps compute it).
@@ -254,9 +254,9 @@ def update(config: SACConfig, alpha_tx: optax.GradientTransformation, target_ent
                                             config.reward_scale))
     return jax.grad(critic_loss, has_aux=True)(p, state, batch, fresh,
                                                config.critic_loss_weight)[0]
-  critic = state.critic.mask_update_after_step(critic_grad_at)
+  critic = state.critic.update_topology(critic_grad_at)
   state = state.replace(critic=critic)
-  actor = state.actor.mask_update_after_step(
+  actor = state.actor.update_topology(
       lambda p: jax.grad(actor_loss, has_aux=True)(p, state, batch.obs, alpha,
                                                     jax.random.fold_in(actor_key, 1))[0])
   # alpha loss -log_alpha * (log pi + target entropy) on a fresh sample from the updated actor;

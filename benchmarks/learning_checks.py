@@ -45,7 +45,8 @@ class Check:
 def _sparsity(end_step: int, update_interval: int, method: str = 'rigl', **kwargs):
   return sr.SparsityConfig(method=method, sparsity=0.8, distribution='erk', begin_step=0,
                            end_step=end_step, update_interval=update_interval,
-                           sparse_init=method in ('static', 'set', 'rigl'), **kwargs)
+                           sparse_init=sr.METHODS[method].sparse and not sr.METHODS[method].dense_start,
+                           **kwargs)
 
 
 def _dqn(seed: int) -> base.Trainer:

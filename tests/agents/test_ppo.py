@@ -16,7 +16,7 @@ from agents import ppo
 from agents import rollout as rollout_lib
 from agents.train_state import masks_match
 
-METHODS = ('dense', 'static', 'prune', 'set', 'rigl')
+METHODS = tuple(sr.METHODS)
 
 
 # ------------------------------------------------------------------------------------ GAE

@@ -15,7 +15,7 @@ from agents import sac
 from agents.replay import Batch
 from agents.train_state import masks_match
 
-METHODS = ('dense', 'static', 'prune', 'set', 'rigl')
+METHODS = tuple(sr.METHODS)
 
 
 def normal_cdf(x):
@@ -307,8 +307,8 @@ def test_mask_updates_come_after_both_steps_as_in_the_papers_sac_code():
   alpha = jnp.exp(state.log_alpha)
   target = sac.td_target(state, batch, alpha, critic_key, config.gamma)
   c_grads = jax.grad(sac.critic_loss, has_aux=True)(state.critic.params, state, batch, target)[0]
-  stepped = state.critic.apply_gradients(c_grads, defer_mask_update=True)
-  updated = stepped.mask_update_after_step(lambda p: c_grads)   # any grow score: masks change
+  stepped = state.critic.apply_update(c_grads)
+  updated = stepped.update_topology(lambda p: c_grads)   # any grow score: masks change
 
   def actor_after(critic):
     s = state.replace(critic=critic)
