@@ -281,3 +281,163 @@ class RigL(DropAndGrow):
 
 for _method in (Dense(), Static(), Prune(), SET(), RigL()):
   register_method(_method)
+
+
+def _output_kernels(params) -> set[str]:
+  """Paths of the masked kernels that are a network's output layer: the last dimension (units)
+  is not the input dimension (axis -2) of any other kernel under the same parent. A shape rule,
+  so it does not depend on dict order: hidden layers feed a sibling of the same width; a
+  convolution feeding a flattened dense layer also counts as an output (never ablated)."""
+  leaves = tree_lib.leaves_with_paths(params)
+  kernels = [(path, leaf.shape) for path, leaf in leaves if len(leaf.shape) >= 2]
+  out = set()
+  for path, shape in kernels:
+    parent = path.rsplit('/', 2)[0] if path.count('/') >= 2 else ''
+    fed = any(other != path and (other.rsplit('/', 2)[0] if other.count('/') >= 2 else '')
+              == parent and other_shape[-2] == shape[-1]
+              for other, other_shape in kernels)
+    if not fed:
+      out.add(path)
+  return out
+
+
+def _row_rank(score):
+  """Rank of every entry within its row by descending score (0 = largest; ties: lower index
+  first), for a (rows, n) array."""
+  order = jnp.argsort(-score, axis=-1, stable=True)
+  rows = jnp.arange(score.shape[0])[:, None]
+  return jnp.zeros(score.shape, jnp.int32).at[rows, order].set(
+      jnp.arange(score.shape[1], dtype=jnp.int32)[None, :])
+
+
+class SRigL(RigL):
+  """SRigL (Lasby, Golubeva, Evci, Nica, Ioannou, ICLR 2024): RigL under a constant fan-in
+  constraint, with dynamic neuron ablation.
+
+  Every output unit (the kernel's last axis) of a masked layer keeps the same number of inputs,
+  fan_in = int(size * (1 - s)) // (units - ablated units), so the layer can be stored condensed
+  (values and input indices per unit). At init each unit draws fan_in random inputs. At each
+  RigL update step (schedule, cosine drop fraction d and cost model as RigL) on a layer with
+  n_ones active weights: n_keep = n_ones - int(n_ones * d) (at most the number of nonzero
+  weights); with ablation, the salient weights are the n_keep largest |w| and the
+  n_ones - n_keep largest |grad| of the layer, and a unit with fewer than
+  max(1, int(gamma_sal * fan_in_0)) salient weights is ablated (fan_in_0 = the constant fan-in
+  without ablation; the threshold is lowered so that more than int(size * (1 - s)) // fan-in
+  units survive), never in an output layer; the n_keep largest |w| of the surviving units are
+  kept, at most fan_in per unit (its largest), and each surviving unit grows its largest |grad|
+  positions not kept up to fan_in. Grown weights start at 0. An ablated unit has no inputs.
+
+  Reference: calgaryml/condensed-sparsity src/rigl_torch/rigl_constant_fan.py
+  (`RigLConstFanScheduler`: `random_sparsify`, `_rigl_step`, `_get_neurons_to_ablate`,
+  `_get_drop_mask`, `_get_grow_mask`) and src/rigl_torch/utils/rigl_utils.py
+  (`get_fan_in_after_ablation`), with its default configuration (configs/config.yaml:
+  dynamic_ablation True, min_salient_weights_per_neuron 0.3,
+  use_sparse_const_fan_in_for_ablation True). Two deliberate differences, both where that code
+  does not decide by score: a unit with more than fan_in of the layer's kept weights keeps its
+  largest |w| (the reference keeps those first in an unstable sort of the boolean mask), and an
+  ablated unit keeps no weight (the reference can keep some when the surviving units hold fewer
+  than n_keep nonzero weights). Populations over sparsity levels are not supported.
+
+  Options (`SparsityConfig.method_options`): gamma_sal (the salient-weight fraction, 0.3),
+  ablation (dynamic neuron ablation, True).
+  """
+  name = 'srigl'
+  options = {'gamma_sal': 0.3, 'ablation': True}
+
+  def validate(self, config) -> None:
+    options = self.resolved_options(config)
+    checks.check_probability(config, "method_options['gamma_sal']", options['gamma_sal'])
+    checks.check_bool(config, "method_options['ablation']", options['ablation'])
+
+  @staticmethod
+  def _units(shape) -> tuple[int, int]:
+    """(dense fan-in, units) of a kernel: units on the last axis."""
+    return math.prod(shape[:-1]), shape[-1]
+
+  @staticmethod
+  def _budget(size: int, sparsity: float) -> int:
+    """int(size * (1 - s)): the reference's count of weights a layer may keep."""
+    return int(size * (1.0 - sparsity))
+
+  def initial_masks(self, config, params, targets, key):
+    flat_s, treedef = jax.tree_util.tree_flatten(targets, is_leaf=tree_lib.is_none)
+    out = []
+    for i, (s, p) in enumerate(zip(flat_s, jax.tree_util.tree_leaves(params))):
+      if s is None:
+        out.append(None)
+        continue
+      fan_in_dense, units = self._units(p.shape)
+      fan_in = self._budget(p.size, s) // units
+      if fan_in < 1:
+        raise ValueError(f'srigl: a layer of shape {tuple(p.shape)} at sparsity {s:.4f} keeps '
+                         f'no input per unit (constant fan-in 0): lower its sparsity.')
+      scores = jax.random.uniform(jax.random.fold_in(key, i), (units, fan_in_dense))
+      rows = _row_rank(scores) < fan_in                        # (units, fan-in) per unit
+      out.append(rows.T.reshape(p.shape))
+    return jax.tree_util.tree_unflatten(treedef, out)
+
+  def update_masks(self, config, member_configs: tuple = ()):
+    if member_configs:
+      raise ValueError('srigl: populations whose members differ in sparsity are not supported.')
+    options = self.resolved_options(config)
+    e = config.end_step
+
+    def update(state, params, grads):
+      fraction = schedules.drop_fraction(state.step, config.drop_fraction, e,
+                                         config.drop_fraction_decay)
+      targets = tree_lib.leaves_with_paths(config.target_sparsities(params),
+                                           is_leaf=tree_lib.is_none)
+      outputs = _output_kernels(params)
+      flat_masks, treedef = jax.tree_util.tree_flatten(state.masks, is_leaf=tree_lib.is_none)
+      flat_params = jax.tree_util.tree_leaves(params)
+      flat_grads = jax.tree_util.tree_leaves(grads)
+      new = []
+      for (path, s), m, w, g in zip(targets, flat_masks, flat_params, flat_grads):
+        if m is None:
+          new.append(m)
+          continue
+        ablate = options['ablation'] and path not in outputs
+        new.append(self._layer_update(m, w, g, s, fraction, ablate, options['gamma_sal'],
+                                      config.skip_zero_drop))
+      return jax.tree_util.tree_unflatten(treedef, new), state.key
+
+    return update
+
+  def _layer_update(self, mask, weights, grads, sparsity, fraction, ablate: bool,
+                    gamma_sal: float, skip_zero_drop: bool):
+    """The new mask of one layer (see the class docstring)."""
+    fan_in_dense, units = self._units(mask.shape)
+    budget = self._budget(mask.size, sparsity)
+    to_rows = lambda x: x.reshape(fan_in_dense, units).T      # (units, fan-in)
+    m = to_rows(mask)
+    drop_score = jnp.where(m, updaters.finite(jnp.abs(to_rows(weights))), 0.0)
+    grow_score = updaters.finite(jnp.abs(to_rows(grads)))
+    n_ones = jnp.sum(m, dtype=jnp.int32)
+    n_prune = (jnp.float32(n_ones) * fraction).astype(jnp.int32)
+    n_keep = jnp.minimum(n_ones - n_prune, jnp.sum(drop_score != 0, dtype=jnp.int32))
+    n_prune = n_ones - n_keep
+    flat_rank = lambda score: _row_rank(score.reshape(1, -1)).reshape(score.shape)
+    if ablate:
+      salient = (flat_rank(drop_score) < n_keep) | (flat_rank(grow_score) < n_prune)
+      counts = jnp.sum(salient, axis=1, dtype=jnp.int32)
+      threshold = max(1, int(gamma_sal * (budget // units)))
+      min_units = min(budget // fan_in_dense, units - 1)
+      threshold = jnp.minimum(threshold, jnp.sort(counts)[::-1][min_units])
+      ablated = counts < threshold
+    else:
+      ablated = jnp.zeros((units,), bool)
+    fan_in = budget // (units - jnp.sum(ablated, dtype=jnp.int32))
+    live = ~ablated[:, None]
+    # Keep the n_keep largest |w| of the surviving units, at most fan_in (the largest) per unit.
+    kept = (flat_rank(jnp.where(live, drop_score, -1.0)) < n_keep) & live & m
+    kept &= _row_rank(jnp.where(kept, drop_score, -1.0)) < fan_in
+    # Grow each surviving unit to fan_in by the largest |grad| among its positions not kept.
+    need = fan_in - jnp.sum(kept, axis=1, dtype=jnp.int32)
+    grown = (_row_rank(jnp.where(kept, -1.0, grow_score)) < need[:, None]) & ~kept & live
+    new = (kept | grown).T.reshape(mask.shape)
+    if skip_zero_drop:  # as RigL (TF2): no update when d(t) == 0
+      new = jnp.where(fraction > 0, new, mask)
+    return new
+
+
+register_method(SRigL())

@@ -55,9 +55,31 @@ class Method:
   sparse: bool = True
   dense_start: bool = False
   reference_updates_at_next_forward: bool = False
+  #: {option name: default}: the method's own hyperparameters, set per config through
+  #: `SparsityConfig.method_options` (e.g. gin `SparsityConfig.method_options = {...}`).
+  options: dict = {}
 
   def validate(self, config) -> None:
     """Raises ValueError (via `sparse_rl.checks.fail`) for a config this method cannot run."""
+
+  def resolved_options(self, config) -> dict:
+    """`options` updated with the config's `method_options`. Raises ValueError for a name the
+    method does not have."""
+    given = dict(config.method_options)
+    unknown = sorted(set(given) - set(self.options))
+    if unknown:
+      known = sorted(self.options) or 'none'
+      raise ValueError(f'SparsityConfig.method_options: {unknown} are not options of method '
+                       f'{self.name!r} (its options: {known}).')
+    return {**self.options, **given}
+
+  def initial_masks(self, config, params, targets, key):
+    """The masks at init: all ones for a dense-start method, else a uniformly random subset of
+    num_kept positions per masked leaf (`targets`: per-leaf sparsity or None)."""
+    from sparse_rl import masking  # pylint: disable=g-import-not-at-top (masking imports jax)
+    if self.dense_start:
+      return masking.ones_masks(params, targets)
+    return masking.random_masks(key, params, targets)
 
   def placement(self, config) -> str | None:
     """One of `PLACEMENTS`, or None if the masks never change."""

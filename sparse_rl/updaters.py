@@ -25,7 +25,6 @@ import numpy as np
 
 from sparse_rl import checks
 from sparse_rl import distributions
-from sparse_rl import masking
 from sparse_rl.registry import METHODS
 
 PyTree = Any
@@ -77,6 +76,8 @@ class SparsityConfig:
       Atari DQN code) run it with zero drops: False. A zero-drop update is
       not a no-op: the lower-index tie rule can move an active weight that
       is exactly 0 onto a lower-index inactive position.
+    method_options: {option: value} of the method's own hyperparameters
+      (`sparse_rl.registry.Method.options`; e.g. SRigL's 'gamma_sal'); unknown names raise.
   """
   method: str = 'dense'
   sparsity: float = 0.0
@@ -92,6 +93,7 @@ class SparsityConfig:
   update_order: str = 'masks_first'
   sparse_init: bool = False
   skip_zero_drop: bool = True
+  method_options: Mapping[str, Any] | tuple = ()
 
   def __post_init__(self):
     method = METHODS[self.method]  # ValueError naming the registered methods
@@ -127,6 +129,16 @@ class SparsityConfig:
     checks.check_choice(self, 'update_order', self.update_order, UPDATE_ORDERS)
     checks.check_bool(self, 'sparse_init', self.sparse_init)
     checks.check_bool(self, 'skip_zero_drop', self.skip_zero_drop)
+    options = self.method_options
+    if isinstance(options, Mapping):  # keep the config hashable
+      options = tuple(sorted(options.items()))
+    if not (isinstance(options, (tuple, list))
+            and all(isinstance(p, (tuple, list)) and len(p) == 2 and isinstance(p[0], str)
+                    for p in options)):
+      checks.fail(self, 'method_options', self.method_options,
+                  'must be a dict {option name: value}')
+    object.__setattr__(self, 'method_options', tuple((k, v) for k, v in options))
+    method.resolved_options(self)  # unknown option names fail here
 
   def target_sparsities(self, params: PyTree) -> PyTree:
     """Per-leaf final sparsities (None = dense) for these params' shapes."""
@@ -179,7 +191,7 @@ def _flat(x):
   return x.reshape(-1)
 
 
-def _finite(score):
+def finite(score):
   """Scores with NaN and -inf mapped to the lowest finite value and +inf to the highest, so
   that the -inf of excluded positions ranks strictly below every candidate (top_k on NaN or
   tied infinities would otherwise pick excluded positions and change the kept counts)."""
@@ -206,7 +218,7 @@ def drop_smallest(mask, weights, n_drop, k_max: int):
   flat_m = _flat(mask)
   # Non-finite weights (NaN, inf) rank as the largest finite magnitude: inactive positions
   # (-inf) stay strictly below every active one, so exactly n_drop active weights go.
-  score = jnp.where(flat_m, _finite(-jnp.abs(_flat(weights))), -jnp.inf)
+  score = jnp.where(flat_m, finite(-jnp.abs(_flat(weights))), -jnp.inf)
   _, idx_rev = jax.lax.top_k(score[::-1], k_max)
   idx = flat_m.shape[0] - 1 - idx_rev
   return _set_first(flat_m, idx, n_drop, False).reshape(mask.shape)
@@ -236,18 +248,15 @@ def reference_kept(mask, weights, n_drop, k_max: int):
 def grow_largest(mask, grow_score, n_grow, k_max: int):
   """Activates the n_grow inactive positions of largest grow_score (ties: lower index)."""
   flat_m = _flat(mask)
-  score = jnp.where(flat_m, -jnp.inf, _finite(_flat(grow_score)))
+  score = jnp.where(flat_m, -jnp.inf, finite(_flat(grow_score)))
   _, idx = jax.lax.top_k(score, k_max)
   return _set_first(flat_m, idx, n_grow, True).reshape(mask.shape)
 
 
-def _init_state(config: SparsityConfig, params, key, dense_start: bool):
+def _init_state(config: SparsityConfig, params, key, method) -> SparsityState:
   targets = config.target_sparsities(params)
   mask_key, key = jax.random.split(key)
-  if dense_start:
-    masks = masking.ones_masks(params, targets)
-  else:
-    masks = masking.random_masks(mask_key, params, targets)
+  masks = method.initial_masks(config, params, targets, mask_key)
   return SparsityState(masks=masks, step=jnp.zeros((), jnp.int32), key=key)
 
 
@@ -294,7 +303,7 @@ def make_updater(config: SparsityConfig, member_configs: tuple = ()) -> Updater:
                        + f' of their SparsityConfig: {other} vs {config}')
   method = METHODS[config.method]
   return Updater(
-      init=lambda params, key: _init_state(config, params, key, method.dense_start),
+      init=lambda params, key: _init_state(config, params, key, method),
       is_update_step=method.is_update_step(config),
       update_masks=method.update_masks(config, member_configs), config=config,
       placement=method.placement(config))

@@ -25,7 +25,8 @@ def test_readme_method_example_registers_a_method_the_config_accepts():
   block, = [b for b in re.findall(r'```python\n(.*?)```', README.read_text(), flags=re.S)
             if 'register_method' in b]
   try:
-    assert _run(block)[-1] == str(['dense', 'static', 'prune', 'set', 'rigl', 'noisy_rigl'])
+    assert _run(block)[-1] == str(['dense', 'static', 'prune', 'set', 'rigl', 'srigl',
+                                   'noisy_rigl'])
     assert sparse_rl.SparsityConfig(method='noisy_rigl', sparsity=0.5).method == 'noisy_rigl'
   finally:
     sparse_rl.METHODS.unregister('noisy_rigl')

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from flax import serialization
 
+from tests.sparse_rl import test_srigl
 import sparse_rl as sr
 from agents import checkpoint
 from agents import distributions
@@ -163,8 +164,11 @@ def check_smoke(trainer, metrics, method, targets):
   if method == 'dense':
     assert stats['sparsity/total'] == 0.0
   for name, target in targets.items():
+    net = trainer.state.nets[name]
     if method != 'dense':
-      assert abs(network_sparsity(trainer.state.nets[name]) - target) < 0.02, name
+      low, high = test_srigl.sparsity_bounds(net.opt.config, net.params)
+      assert low - 0.02 <= network_sparsity(net) <= high + 0.02, name
+      assert abs(net.opt.config.sparsity - target) < 1e-9, name
   assert trainer.training_flops() > 0
 
 
@@ -179,7 +183,7 @@ def _smoke_train(env_id, config, method):
   check_smoke(trainer, metrics, method, {'actor': 0.8, 'critic': 0.6})
   if method != 'dense':
     changed = not masks_match(initial, trainer.state.nets['actor'].masks)
-    assert changed == (method in ('prune', 'set', 'rigl'))
+    assert changed == (method in ('prune', 'set', 'rigl', 'srigl'))
   return trainer, metrics
 
 

@@ -39,9 +39,9 @@ def registered():
 
 
 def test_the_built_in_methods_are_registered_once_in_order():
-  assert list(sr.METHODS) == ['dense', 'static', 'prune', 'set', 'rigl']
-  assert sr.METHODS.sparse_names() == ['static', 'prune', 'set', 'rigl']
-  assert grid.methods() == ['dense', 'small_dense', 'static', 'prune', 'set', 'rigl']
+  assert list(sr.METHODS) == ['dense', 'static', 'prune', 'set', 'rigl', 'srigl']
+  assert sr.METHODS.sparse_names() == ['static', 'prune', 'set', 'rigl', 'srigl']
+  assert grid.methods() == ['dense', 'small_dense', 'static', 'prune', 'set', 'rigl', 'srigl']
   with pytest.raises(ValueError, match='already registered'):
     sr.register_method(methods_lib.RigL())
 
@@ -50,9 +50,11 @@ def test_an_unknown_method_fails_in_one_place_naming_the_registered_ones():
   with pytest.raises(ValueError) as error:
     sr.SparsityConfig(method='rigl2', sparsity=0.9)
   assert str(error.value) == ("Unknown sparse training method 'rigl2' (SparsityConfig.method); "
-                              "choose one of ['dense', 'static', 'prune', 'set', 'rigl'].")
+                              "choose one of ['dense', 'static', 'prune', 'set', 'rigl', "
+                              "'srigl'].")
   with pytest.raises(grid.GridError, match=r"unknown \['rigl2'\]; choose from \['dense', "
-                                           r"'small_dense', 'static', 'prune', 'set', 'rigl'\]"):
+                                           r"'small_dense', 'static', 'prune', 'set', 'rigl', "
+                                           r"'srigl'\]"):
     grid._axes({'methods': ['rigl2']}, 'grid')
 
 
