@@ -129,6 +129,11 @@ class Experiment:
   warnings: tuple[str, ...] = ()
 
 
+# Fields added to a config class after runs were made with it, with their defaults: left out of
+# `_config_dict` while at the default, so that runs (and checkpoints) made before resume.
+_ADDED_FIELDS = {'SparsityConfig': {'method_options': ()}}
+
+
 def _config_dict(config: Any) -> dict[str, Any] | None:
   """A JSON-able dict of a config dataclass (nested configs as dicts, callables as repr)."""
   if config is None:
@@ -136,6 +141,9 @@ def _config_dict(config: Any) -> dict[str, Any] | None:
   out = {}
   for field in dataclasses.fields(config):
     value = getattr(config, field.name)
+    if field.name in _ADDED_FIELDS.get(type(config).__name__, {}) and \
+        value == _ADDED_FIELDS[type(config).__name__][field.name]:
+      continue  # at its default: the dict (and run fingerprints) as before the field existed
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
       value = _config_dict(value)
     elif not isinstance(value, (str, int, float, bool, type(None), tuple, list)):

@@ -87,6 +87,12 @@ def methods() -> list[str]:
   return [*sparse_rl.METHODS.dense_names(), SMALL_DENSE, *sparse_rl.METHODS.sparse_names()]
 
 
+def default_methods() -> list[str]:
+  """The arms of a grid that lists no `methods`: `methods()` but those registered with
+  `in_default_grid` False (methods added since the paper, e.g. srigl)."""
+  return [m for m in methods() if m == SMALL_DENSE or sparse_rl.METHODS[m].in_default_grid]
+
+
 def sparse_methods() -> list[str]:
   """The registered methods that train a sparse network."""
   return sparse_rl.METHODS.sparse_names()
@@ -378,7 +384,7 @@ def validate(grid: dict[str, Any], where: str = 'grid') -> dict[str, Any]:
       'root': grid.get('root', os.path.join('runs', name)),
       'description': grid.get('description', ''),
       'bindings': _str_list(grid.get('bindings', []), f'{where}.bindings'),
-      'methods': methods(), 'sparsities': [0.9], 'distributions': ['erk'],
+      'methods': default_methods(), 'sparsities': [0.9], 'distributions': ['erk'],
       'extra_points': [], 'seeds': [0],
   }
   out.update(_axes(grid, where))

@@ -72,7 +72,8 @@ def condense(params: PyTree, masks: PyTree, skip_irregular: bool = False
   Args:
     params: the network's params (inactive weights at 0).
     masks: its masks (None for dense leaves), as `SparseOptimizer` keeps them.
-    skip_irregular: leave kernels without a constant fan-in out instead of raising.
+    skip_irregular: leave kernels without a constant fan-in (or with every input kept) out
+      instead of raising.
   """
   out = {}
   flat_masks = dict(tree_lib.leaves_with_paths(masks, is_leaf=tree_lib.is_none))
@@ -81,8 +82,8 @@ def condense(params: PyTree, masks: PyTree, skip_irregular: bool = False
     if m is None or np.ndim(leaf) != 2:
       continue
     m = np.asarray(jax.device_get(m))
-    if skip_irregular and not is_constant_fan_in(m):
-      continue
+    if skip_irregular and not (is_constant_fan_in(m) and fan_ins(m).max() < m.shape[0]):
+      continue  # not constant fan-in, or every input kept (e.g. before pruning starts)
     values, indices = condense_kernel(np.asarray(jax.device_get(leaf)), m)
     out[path] = {'values': values, 'indices': indices}
   return out

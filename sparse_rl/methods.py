@@ -283,24 +283,6 @@ for _method in (Dense(), Static(), Prune(), SET(), RigL()):
   register_method(_method)
 
 
-def _output_kernels(params) -> set[str]:
-  """Paths of the masked kernels that are a network's output layer: the last dimension (units)
-  is not the input dimension (axis -2) of any other kernel under the same parent. A shape rule,
-  so it does not depend on dict order: hidden layers feed a sibling of the same width; a
-  convolution feeding a flattened dense layer also counts as an output (never ablated)."""
-  leaves = tree_lib.leaves_with_paths(params)
-  kernels = [(path, leaf.shape) for path, leaf in leaves if len(leaf.shape) >= 2]
-  out = set()
-  for path, shape in kernels:
-    parent = path.rsplit('/', 2)[0] if path.count('/') >= 2 else ''
-    fed = any(other != path and (other.rsplit('/', 2)[0] if other.count('/') >= 2 else '')
-              == parent and other_shape[-2] == shape[-1]
-              for other, other_shape in kernels)
-    if not fed:
-      out.add(path)
-  return out
-
-
 def _row_rank(score):
   """Rank of every entry within its row by descending score (0 = largest; ties: lower index
   first), for a (rows, n) array."""
@@ -323,31 +305,42 @@ class SRigL(RigL):
   n_ones - n_keep largest |grad| of the layer, and a unit with fewer than
   max(1, int(gamma_sal * fan_in_0)) salient weights is ablated (fan_in_0 = the constant fan-in
   without ablation; the threshold is lowered so that more than int(size * (1 - s)) // fan-in
-  units survive), never in an output layer; the n_keep largest |w| of the surviving units are
-  kept, at most fan_in per unit (its largest), and each surviving unit grows its largest |grad|
-  positions not kept up to fan_in. Grown weights start at 0. An ablated unit has no inputs.
+  units survive); the n_keep largest |w| of the surviving units are kept, at most fan_in per
+  unit (its largest), and each surviving unit grows its largest |grad| positions not kept up to
+  fan_in. Grown weights start at 0. An ablated unit has no inputs.
 
   Reference: calgaryml/condensed-sparsity src/rigl_torch/rigl_constant_fan.py
   (`RigLConstFanScheduler`: `random_sparsify`, `_rigl_step`, `_get_neurons_to_ablate`,
   `_get_drop_mask`, `_get_grow_mask`) and src/rigl_torch/utils/rigl_utils.py
   (`get_fan_in_after_ablation`), with its default configuration (configs/config.yaml:
   dynamic_ablation True, min_salient_weights_per_neuron 0.3,
-  use_sparse_const_fan_in_for_ablation True). Two deliberate differences, both where that code
-  does not decide by score: a unit with more than fan_in of the layer's kept weights keeps its
-  largest |w| (the reference keeps those first in an unstable sort of the boolean mask), and an
-  ablated unit keeps no weight (the reference can keep some when the surviving units hold fewer
-  than n_keep nonzero weights). Populations over sparsity levels are not supported.
+  use_sparse_const_fan_in_for_ablation True). As there with `no_ablation_module_names` unset
+  (rigl_scheduler.py turns None into []), every masked layer may be ablated, output layers
+  included; the option `no_ablation` names kernels that never are. Two deliberate
+  differences, where that code does not decide by score: a unit with more than fan_in of the
+  layer's kept weights keeps its largest |w| (the reference keeps those first in an unstable
+  sort of the boolean mask), and only active weights are kept (when the surviving units hold
+  fewer than n_keep nonzero weights, the reference's top-n_keep also keeps positions of score
+  0, among ties in no defined order; here the grow step fills those units by |grad|).
+  Populations over sparsity levels are split by level (`member_sparsities` False).
 
   Options (`SparsityConfig.method_options`): gamma_sal (the salient-weight fraction, 0.3),
-  ablation (dynamic neuron ablation, True).
+  ablation (dynamic neuron ablation, True), no_ablation (kernel paths, e.g. ('Dense_2/kernel',),
+  never ablated; ()).
   """
   name = 'srigl'
-  options = {'gamma_sal': 0.3, 'ablation': True}
+  options = {'gamma_sal': 0.3, 'ablation': True, 'no_ablation': ()}
+  member_sparsities = False
+  in_default_grid = False
 
   def validate(self, config) -> None:
     options = self.resolved_options(config)
     checks.check_probability(config, "method_options['gamma_sal']", options['gamma_sal'])
     checks.check_bool(config, "method_options['ablation']", options['ablation'])
+    if not (isinstance(options['no_ablation'], tuple)
+            and all(isinstance(p, str) for p in options['no_ablation'])):
+      checks.fail(config, "method_options['no_ablation']", options['no_ablation'],
+                  'must be a list of kernel paths')
 
   @staticmethod
   def _units(shape) -> tuple[int, int]:
@@ -377,8 +370,8 @@ class SRigL(RigL):
     return jax.tree_util.tree_unflatten(treedef, out)
 
   def update_masks(self, config, member_configs: tuple = ()):
-    if member_configs:
-      raise ValueError('srigl: populations whose members differ in sparsity are not supported.')
+    if member_configs:  # shared_part keeps such members apart (member_sparsities False)
+      raise ValueError('srigl: population members must share the sparsity level.')
     options = self.resolved_options(config)
     e = config.end_step
 
@@ -387,7 +380,6 @@ class SRigL(RigL):
                                          config.drop_fraction_decay)
       targets = tree_lib.leaves_with_paths(config.target_sparsities(params),
                                            is_leaf=tree_lib.is_none)
-      outputs = _output_kernels(params)
       flat_masks, treedef = jax.tree_util.tree_flatten(state.masks, is_leaf=tree_lib.is_none)
       flat_params = jax.tree_util.tree_leaves(params)
       flat_grads = jax.tree_util.tree_leaves(grads)
@@ -396,7 +388,7 @@ class SRigL(RigL):
         if m is None:
           new.append(m)
           continue
-        ablate = options['ablation'] and path not in outputs
+        ablate = options['ablation'] and path not in options['no_ablation']
         new.append(self._layer_update(m, w, g, s, fraction, ablate, options['gamma_sal'],
                                       config.skip_zero_drop))
       return jax.tree_util.tree_unflatten(treedef, new), state.key

@@ -50,11 +50,18 @@ class Method:
     reference_updates_at_next_forward: the reference applies this method's mask update in
       the next forward pass (tfmot's pruning wrapper), so a target copy taken on the update
       step holds the weights before it (`agents.dqn.DQNConfig.sync_before_pruning`).
+    member_sparsities: population members of this method may differ in sparsity level and
+      distribution (`sparse_rl.updaters.make_updater(..., member_configs)`); False: members
+      must share them (populations are split by level).
+    in_default_grid: a sweep grid without a `methods` list runs this method (the paper's
+      methods; methods added since are listed explicitly).
   """
   name: str = ''
   sparse: bool = True
   dense_start: bool = False
   reference_updates_at_next_forward: bool = False
+  member_sparsities: bool = True
+  in_default_grid: bool = True
   #: {option name: default}: the method's own hyperparameters, set per config through
   #: `SparsityConfig.method_options` (e.g. gin `SparsityConfig.method_options = {...}`).
   options: dict = {}

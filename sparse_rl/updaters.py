@@ -98,6 +98,7 @@ class SparsityConfig:
   def __post_init__(self):
     method = METHODS[self.method]  # ValueError naming the registered methods
     checks.check_float(self, 'sparsity', self.sparsity, minimum=0.0, below=1.0)
+    self._normalize_method_options()
     method.validate(self)
     if not isinstance(self.distribution, str) or self.distribution not in distributions.REGISTRY:
       raise ValueError(f'Unknown sparsity distribution {self.distribution!r} '
@@ -129,16 +130,27 @@ class SparsityConfig:
     checks.check_choice(self, 'update_order', self.update_order, UPDATE_ORDERS)
     checks.check_bool(self, 'sparse_init', self.sparse_init)
     checks.check_bool(self, 'skip_zero_drop', self.skip_zero_drop)
+
+  def _normalize_method_options(self) -> None:
+    """method_options as a sorted tuple of (name, value) pairs, lists made tuples (the config
+    stays hashable: it is a static argument of jitted functions); unknown names raise."""
     options = self.method_options
-    if isinstance(options, Mapping):  # keep the config hashable
-      options = tuple(sorted(options.items()))
+    if isinstance(options, Mapping):
+      options = tuple(options.items())
     if not (isinstance(options, (tuple, list))
             and all(isinstance(p, (tuple, list)) and len(p) == 2 and isinstance(p[0], str)
                     for p in options)):
       checks.fail(self, 'method_options', self.method_options,
                   'must be a dict {option name: value}')
-    object.__setattr__(self, 'method_options', tuple((k, v) for k, v in options))
-    method.resolved_options(self)  # unknown option names fail here
+    freeze = lambda v: tuple(freeze(x) for x in v) if isinstance(v, (list, tuple)) else v
+    options = tuple(sorted((k, freeze(v)) for k, v in options))
+    for name, value in options:
+      try:
+        hash(value)
+      except TypeError:
+        checks.fail(self, f'method_options[{name!r}]', value, 'must be hashable')
+    object.__setattr__(self, 'method_options', options)
+    METHODS[self.method].resolved_options(self)  # unknown option names fail here
 
   def target_sparsities(self, params: PyTree) -> PyTree:
     """Per-leaf final sparsities (None = dense) for these params' shapes."""
@@ -271,7 +283,10 @@ MEMBER_FIELDS = ('sparsity', 'distribution', 'erk_power', 'custom_sparsity_map')
 
 def shared_part(config: SparsityConfig) -> SparsityConfig:
   """`config` with the fields members may differ in (`MEMBER_FIELDS`) set to fixed values:
-  two configs whose shared parts are equal can train in one population."""
+  two configs whose shared parts are equal can train in one population. A method without
+  per-member sparsities (`Method.member_sparsities` False) shares the whole config."""
+  if not METHODS[config.method].member_sparsities:
+    return config
   return dataclasses.replace(config, sparsity=0.0, distribution='erk', erk_power=1.0,
                              custom_sparsity_map=())
 

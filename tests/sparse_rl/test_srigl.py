@@ -50,8 +50,11 @@ def reference_update(mask, w, g, sparsity, d, gamma_sal=0.3, ablate=True):
       scores[j] = scores.min() - 1
   keep = np.zeros(mask.size, bool)
   keep[np.argsort(-scores.ravel(), kind='stable')[:n_keep]] = True
-  keep = keep.reshape(mask.shape) & mask.astype(bool)
-  keep[ablated] = False   # DIFFERENCE: an ablated unit keeps nothing
+  keep = keep.reshape(mask.shape)
+  # DIFFERENCE: only active weights are kept (the authors' top-n_keep can also take positions
+  # of score 0, among ties in no defined order, when the surviving units hold fewer than
+  # n_keep nonzero weights; the grow step below then fills those units by |grad| instead).
+  keep &= mask.astype(bool)
   for j in range(units):  # DIFFERENCE: at most fan_in per unit, its largest |w|
     row = np.where(keep[j], score_drop[j], -1.0)
     keep[j, np.argsort(-row, kind='stable')[fan_in:]] = False
@@ -124,12 +127,14 @@ def test_initial_masks_have_a_constant_fan_in_per_unit():
     assert (m.sum(axis=0) == fan_in).all(), name
 
 
-def test_an_output_layer_is_never_ablated_and_training_keeps_constant_fan_in():
+def test_training_keeps_constant_fan_in_and_no_ablation_protects_a_layer():
   """Through the optimizer on a 3-layer MLP: every masked layer keeps a constant fan-in on its
-  live units after every update; the output layer (3 units) keeps all its units."""
+  live units after every update; the output layer (3 units), named in no_ablation, keeps all
+  its units."""
   config = sr.SparsityConfig(method='srigl', sparsity=0.9, distribution='uniform', begin_step=0,
                              end_step=30, update_interval=5, drop_fraction=0.5,
-                             method_options={'gamma_sal': 0.9})
+                             method_options={'gamma_sal': 0.9, 'no_ablation': ['Dense_2/kernel']})
+  assert dict(config.method_options)['no_ablation'] == ('Dense_2/kernel',)   # list -> tuple
   opt = sr.SparseOptimizer(optax.adam(1e-2), config)
   rng = np.random.default_rng(0)
   shapes = {'Dense_0': (20, 50), 'Dense_1': (50, 50), 'Dense_2': (50, 3)}
@@ -165,7 +170,14 @@ def test_method_options_are_validated_by_the_method():
   with pytest.raises(ValueError, match="not options of method 'rigl'"):
     sr.SparsityConfig(method='rigl', sparsity=0.9, method_options={'gamma_sal': 0.3})
   assert methods.SRigL().resolved_options(sr.SparsityConfig(method='srigl', sparsity=0.9)) == {
-      'gamma_sal': 0.3, 'ablation': True}
+      'gamma_sal': 0.3, 'ablation': True, 'no_ablation': ()}
+  with pytest.raises(ValueError, match="method_options = 'gamma': must be a dict"):
+    sr.SparsityConfig(method='srigl', sparsity=0.9, method_options='gamma')
+  a = sr.SparsityConfig(method='srigl', sparsity=0.9, method_options={'gamma_sal': 0.2,
+                                                                      'ablation': False})
+  b = sr.SparsityConfig(method='srigl', sparsity=0.9, method_options=(('ablation', False),
+                                                                     ('gamma_sal', 0.2)))
+  assert a == b and hash(a) == hash(b)   # one order, hashable (a static jit argument)
   assert math.isclose(dict(sr.SparsityConfig(method='srigl', sparsity=0.9, method_options={
       'gamma_sal': 0.5}).method_options)['gamma_sal'], 0.5)
 
@@ -189,3 +201,23 @@ def sparsity_bounds(config, params) -> tuple[float, float]:
       least += min(counts)
       total += p.size
   return 1 - most / total, 1 - least / total
+
+
+def test_populations_split_srigl_members_by_sparsity_level():
+  """SRigL keeps no per-member tables: members at different levels never share a population
+  (their shared parts differ), while RigL members do."""
+  from sparse_rl import updaters
+  for method, together in (('srigl', False), ('rigl', True)):
+    a, b = (sr.SparsityConfig(method=method, sparsity=s) for s in (0.8, 0.9))
+    assert (updaters.shared_part(a) == updaters.shared_part(b)) == together, method
+
+
+def test_a_config_without_method_options_has_the_fingerprint_it_had_before_the_field():
+  """Run fingerprints (checkpoint compatibility) hash the config dict: the field added for
+  method options stays out of it at its default, so runs made before it resume."""
+  from agents import configurables
+  plain = configurables._config_dict(sr.SparsityConfig(method='rigl', sparsity=0.9))  # pylint: disable=protected-access
+  assert 'method_options' not in plain and plain['method'] == 'rigl'
+  tuned = configurables._config_dict(sr.SparsityConfig(  # pylint: disable=protected-access
+      method='srigl', sparsity=0.9, method_options={'gamma_sal': 0.5}))
+  assert tuned['method_options'] == (('gamma_sal', 0.5),)
