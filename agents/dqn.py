@@ -56,36 +56,61 @@ METRIC_KEYS = ('loss/td', 'q/taken')  # per gradient step, averaged per train() 
 class DQNConfig:
   """DQN hyperparameters. Defaults: the paper code's classic-control setup
   (google-research/rigl rigl/rl/tfagents/configs/dqn_gym_dense_config.gin and
-  dqn_train_eval.py; every value with its source in docs/paper_settings.md)."""
+  dqn_train_eval.py; every value with its source in docs/paper_settings.md).
 
-  network: str = 'mlp'  # Q network: 'mlp' (vector obs), 'nature_cnn' or 'impala' (pixels).
-  hidden_sizes: tuple[int, ...] = (512, 512)  # MLP hidden layers, units at width 1.
-  impala_dense_units: int = 256  # Impala ResNet dense layer, units at width 1.
-  width: float = 1.0  # multiplier on hidden units and conv channels (ceil(n * width)).
-  learning_rate: float = 1e-3  # Adam step size.
-  adam_eps: float = 1e-7  # Adam epsilon (the Keras default the paper's TF2 code keeps).
-  # L2 penalty coefficient on kernels, Keras L2(weight_decay) in the reference: adds
-  # 2 * weight_decay * w to the gradient.
+  Attributes:
+    network: the Q network: 'mlp' (vector observations), 'nature_cnn' or 'impala' (pixels).
+    hidden_sizes: the MLP's hidden layers, units at width 1 (1 to 64 ints, each in
+      [1, 65_536]).
+    impala_dense_units: units of the Impala ResNet's dense layer at width 1, >= 1.
+    width: multiplier on hidden units and conv channels (a layer of n units gets
+      ceil(n * width)), > 0.
+    learning_rate: Adam step size, > 0.
+    adam_eps: Adam epsilon, > 0 (1e-7: the Keras default the paper's TF2 code keeps).
+    weight_decay: L2 penalty coefficient on kernels, >= 0; Keras L2(weight_decay) in the
+      reference: adds 2 * weight_decay * w to the gradient.
+    weight_decay_head: decay the Q head's kernel too (the reference's head has no L2).
+    gamma: discount per env step, in [0, 1].
+    batch_size: transitions per gradient step, >= 1.
+    replay_capacity: transitions kept in the replay buffer, >= 1.
+    min_replay_size: env steps of uniform random actions before learning starts, >= 0.
+    update_period: env steps between gradient steps, >= 1.
+    target_update_period: gradient steps between hard target-network updates, >= 1.
+    epsilon_train: exploration rate after the decay, a probability in [0, 1].
+    epsilon_decay_steps: env steps after min_replay_size over which epsilon decays linearly
+      from 1 to epsilon_train, >= 0 (0: epsilon_train from the start).
+    epsilon_eval: exploration rate during evaluation, a probability in [0, 1] (0: greedy).
+    loss: the TD loss: 'squared' ((q - y)**2, tf_agents' element_wise_squared_loss),
+      'huber' (delta 1) or 'mse' (0.5 * (q - y)**2).
+    clip_rewards: sign-clip rewards in the TD target (Atari).
+    double_dqn: Double DQN target: online argmax, target value (not in the paper).
+    sync_before_pruning: when a pruning step and a target sync fall on the same gradient step
+      (every pruning step is a multiple of the sync period in the paper's configs): True syncs
+      the unpruned weights first, as the TF2 code does (tfmot prunes in the next call's forward
+      pass); False prunes first, as the TF1 Atari code does (it applies the masks before
+      syncing).
+  """
+
+  network: str = 'mlp'
+  hidden_sizes: tuple[int, ...] = (512, 512)
+  impala_dense_units: int = 256
+  width: float = 1.0
+  learning_rate: float = 1e-3
+  adam_eps: float = 1e-7
   weight_decay: float = 1e-6
-  weight_decay_head: bool = False  # decay the Q head too (the reference's head has no L2).
-  gamma: float = 0.99  # discount per env step.
-  batch_size: int = 128  # transitions per gradient step.
-  replay_capacity: int = 100_000  # transitions kept in the replay buffer.
-  min_replay_size: int = 1_000  # env steps of uniform random actions before learning starts.
-  update_period: int = 1  # env steps between gradient steps.
-  target_update_period: int = 100  # gradient steps between hard target-network updates.
-  epsilon_train: float = 0.01  # exploration rate after the decay, probability.
-  epsilon_decay_steps: int = 0  # env steps after min_replay_size to decay 1 -> epsilon_train.
-  epsilon_eval: float = 0.0  # exploration rate during evaluation (0: greedy), probability.
-  # TD loss: 'squared' ((q - y)**2, tf_agents' element_wise_squared_loss), 'huber' (delta 1)
-  # or 'mse' (0.5 * (q - y)**2).
+  weight_decay_head: bool = False
+  gamma: float = 0.99
+  batch_size: int = 128
+  replay_capacity: int = 100_000
+  min_replay_size: int = 1_000
+  update_period: int = 1
+  target_update_period: int = 100
+  epsilon_train: float = 0.01
+  epsilon_decay_steps: int = 0
+  epsilon_eval: float = 0.0
   loss: str = 'squared'
-  clip_rewards: bool = False  # sign-clip rewards in the TD target (Atari).
-  double_dqn: bool = False  # Double DQN target: online argmax, target value (not in the paper).
-  # When a pruning step and a target sync fall on the same gradient step (every pruning step
-  # is a multiple of the sync period in the paper's configs): True syncs the unpruned weights
-  # first, as the TF2 code does (tfmot prunes in the next call's forward pass); False prunes
-  # first, as the TF1 Atari code does (it applies the masks before syncing).
+  clip_rewards: bool = False
+  double_dqn: bool = False
   sync_before_pruning: bool = True
 
   def __post_init__(self):
