@@ -34,6 +34,7 @@ import numpy as np
 
 from sparse_rl import analysis
 from sparse_rl import checks
+from sparse_rl import redo as redo_lib
 from sparse_rl import tree as tree_lib
 
 PyTree = Any
@@ -119,6 +120,22 @@ def hidden_activations(state, *inputs) -> dict[str, np.ndarray]:
   outputs = analysis.layer_outputs(module, state.params, *inputs)
   act = _activation_fn(module)
   return {name: act(outputs[name]) for name in hidden_layers(list(outputs))}
+
+
+def recycle_dormant(state, inputs: tuple, redo, key) -> tuple[Any, int]:
+  """ReDo on one `SparseTrainState` (`sparse_rl.redo`): scores its hidden layers on `inputs`
+  with the current params, recycles the tau-dormant neurons of every hidden layer that feeds
+  a next layer directly. Returns (new state, number of neurons recycled)."""
+  outputs = analysis.layer_outputs(state.net.module, state.params, *inputs)
+  act = _activation_fn(state.net.module)
+  following = {layer: nxt for layer, nxt in
+               redo_lib.next_layers(list(outputs), state.params).items()
+               if layer in hidden_layers(list(outputs))}
+  dormant = redo_lib.dormant_units({k: act(outputs[k]) for k in following}, redo.tau)
+  count = int(sum(int(d.sum()) for d in dormant.values()))
+  if not count:
+    return state, 0
+  return state.recycle(dormant, following, key), count
 
 
 def _kernel_paths(params: PyTree) -> list[str]:

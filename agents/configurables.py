@@ -68,6 +68,7 @@ CONFIG_CLASSES = {
     'RunnerConfig': runner_lib.RunnerConfig,
     'AtariConfig': envs.AtariConfig,
     'AnalysisConfig': analysis.AnalysisConfig,
+    'ReDoConfig': sparse_rl.redo.ReDoConfig,
 }
 for _name, _cls in CONFIG_CLASSES.items():
   gin.external_configurable(_cls, name=_name)
@@ -131,7 +132,7 @@ class Experiment:
 
 # Fields added to a config class after runs were made with it, with their defaults: left out of
 # `_config_dict` while at the default, so that runs (and checkpoints) made before resume.
-_ADDED_FIELDS = {'SparsityConfig': {'method_options': ()}}
+_ADDED_FIELDS = {'SparsityConfig': {'method_options': (), 'redo': None}}
 
 
 def _config_dict(config: Any) -> dict[str, Any] | None:

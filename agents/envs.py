@@ -172,7 +172,7 @@ class EpisodeLog(gym.Wrapper):
 
 # The purposes a run draws reset seeds for; each gets its own SeedSequence spawn key, so no
 # two (run seed, purpose, index) streams share a seed except by a 32-bit collision.
-SEED_PURPOSES = {'train': 1, 'eval': 2, 'eval_env': 3}
+SEED_PURPOSES = {'train': 1, 'eval': 2, 'eval_env': 3, 'redo': 4}
 
 
 def stream_seed(seed: int, purpose: str, *index: int) -> int:
@@ -182,7 +182,8 @@ def stream_seed(seed: int, purpose: str, *index: int) -> int:
   Args:
     seed: the run's seed, an int >= 0.
     purpose: a key of `SEED_PURPOSES`: 'train' (index: the sub-env; DQN and SAC train on
-      sub-env 0), 'eval' (index: evaluation call, episode), 'eval_env' (index: the eval env).
+      sub-env 0), 'eval' (index: evaluation call, episode), 'eval_env' (index: the eval env),
+      'redo' (index: the gradient step of a ReDo recycling step).
     index: ints >= 0.
 
   Returns:

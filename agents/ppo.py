@@ -43,6 +43,7 @@ from agents import envs as envs_lib
 from agents import policy as policy_lib
 from agents import ppo_setups
 from agents import rollout as rollout_lib
+from agents import base
 from agents.base import (ProgressFn, Trainer, episode_metrics, restore_env,
                          restore_tree, rng_state, set_rng_state)
 from agents.train_state import SparseTrainState, forward_flops, sparsity_metrics
@@ -445,6 +446,8 @@ class PPOTrainer(Trainer):
       raise ValueError('Atari preprocessing (atari=...) applies to PPOAtariConfig only.')
     if sparsity is not None:
       config = ppo_setups.with_sparsity(config, sparsity)
+    base.refuse_redo('ppo', [getattr(config, n) for n in ('sparsity', 'actor_sparsity',
+                                                          'critic_sparsity') if hasattr(config, n)])
     self.env_id, self.config, self.seed = env_id, config, seed
     self._atari_config = (atari or envs_lib.AtariConfig()) if self.is_atari else None
     self._max_episode_steps = max_episode_steps

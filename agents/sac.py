@@ -33,6 +33,7 @@ import optax
 import sparse_rl
 from agents import envs as envs_lib
 from agents import policy as policy_lib
+from agents import base
 from agents.base import (ProgressFn, Trainer, episode_metrics, restore_env,
                          restore_tree, rng_state, set_rng_state)
 from agents.networks import SACActor, TwinCritic
@@ -345,6 +346,7 @@ class SACTrainer(Trainer):
                max_episode_steps: int | None = None):
     if sparsity is not None:
       config = dataclasses.replace(config, actor_sparsity=sparsity, critic_sparsity=sparsity)
+    base.refuse_redo('sac', (config.actor_sparsity, config.critic_sparsity))
     self.env_id, self.config, self.seed = env_id, config, seed
     self._env_options = {'max_episode_steps': max_episode_steps}
     self._env = envs_lib.make_env(env_id, envs_lib.stream_seed(seed, 'train', 0),

@@ -112,6 +112,16 @@ class SparseTrainState(flax.struct.PyTreeNode):
       return masker(target)
     return jax.lax.cond(is_update_step(index), masker, lambda t: t, target)
 
+  def recycle(self, dormant, following, key) -> 'SparseTrainState':
+    """ReDo on this network (`sparse_rl.redo.recycle`): dormant units' incoming weights
+    re-drawn within the mask, their biases and outgoing weights zeroed, and the optimizer
+    moments of every re-drawn or zeroed weight reset to 0. Masks and target are unchanged."""
+    params, touched = sparse_rl.redo.recycle(self.params, self.masks, dormant, following, key)
+    keep = jax.tree_util.tree_map(lambda t: None if t is None else ~t, touched,
+                                  is_leaf=tree_lib.is_none)
+    inner = sparse_rl.reset_moments(self.opt.tx, self.opt_state.inner, keep, params)
+    return self.replace(params=params, opt_state=self.opt_state.replace(inner=inner))
+
   def hard_update_target(self) -> 'SparseTrainState':
     return self.replace(target_params=self.params)
 

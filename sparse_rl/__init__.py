@@ -9,6 +9,7 @@ for flax.linen modules, sparsity-aware init, and FLOPs accounting.
 # First: registers dense, static, prune, set and rigl before any SparsityConfig is built.
 from sparse_rl import methods
 from sparse_rl import condensed
+from sparse_rl import redo
 from sparse_rl.distributions import default_filter_fn, er, erk, get_distribution, uniform
 from sparse_rl.flops import (LayerCost, forward_flops, layer_costs,
                              network_forward_flops, training_flops)
@@ -23,7 +24,7 @@ from sparse_rl.updaters import SparsityConfig, SparsityState, Updater, make_upda
 from sparse_rl.registry import METHODS, PLACEMENTS, Method, get_method, register_method
 
 __all__ = [
-    'LayerCost', 'METHODS', 'condensed', 'Method', 'PLACEMENTS', 'SparseNetwork', 'SparseOptState', 'SparseOptimizer',
+    'LayerCost', 'METHODS', 'condensed', 'redo', 'Method', 'PLACEMENTS', 'SparseNetwork', 'SparseOptState', 'SparseOptimizer',
     'SparsityConfig', 'SparsityState', 'Updater', 'apply_masks', 'default_filter_fn',
     'as_optax', 'er', 'erk', 'find_sparse_state', 'forward_flops', 'get_distribution', 'get_method', 'layer_costs', 'make_sparse_optimizer',
     'make_updater', 'mask_for_forward', 'methods', 'network_forward_flops', 'num_kept',

@@ -25,6 +25,7 @@ import numpy as np
 
 from sparse_rl import checks
 from sparse_rl import distributions
+from sparse_rl import redo as redo_lib
 from sparse_rl.registry import METHODS
 
 PyTree = Any
@@ -76,6 +77,8 @@ class SparsityConfig:
       Atari DQN code) run it with zero drops: False. A zero-drop update is
       not a no-op: the lower-index tie rule can move an active weight that
       is exactly 0 onto a lower-index inactive position.
+    redo: a `sparse_rl.redo.ReDoConfig` to recycle this network's dormant neurons (ReDo,
+      Sokar et al. 2023; with any method, dense included), or None (off).
     method_options: {option: value} of the method's own hyperparameters
       (`sparse_rl.registry.Method.options`; e.g. SRigL's 'gamma_sal'); unknown names raise.
   """
@@ -94,6 +97,7 @@ class SparsityConfig:
   sparse_init: bool = False
   skip_zero_drop: bool = True
   method_options: Mapping[str, Any] | tuple = ()
+  redo: Any = None
 
   def __post_init__(self):
     method = METHODS[self.method]  # ValueError naming the registered methods
@@ -130,6 +134,8 @@ class SparsityConfig:
     checks.check_choice(self, 'update_order', self.update_order, UPDATE_ORDERS)
     checks.check_bool(self, 'sparse_init', self.sparse_init)
     checks.check_bool(self, 'skip_zero_drop', self.skip_zero_drop)
+    if self.redo is not None and not isinstance(self.redo, redo_lib.ReDoConfig):
+      checks.fail(self, 'redo', self.redo, 'must be a ReDoConfig or None')
 
   def _normalize_method_options(self) -> None:
     """method_options as a sorted tuple of (name, value) pairs, lists made tuples (the config
