@@ -131,7 +131,7 @@ def test_condense_kernel_by_hand():
     condensed.condense_kernel(kernel * mask, mask)
 
 
-@pytest.mark.parametrize('agent', ['dqn', 'sac'])
+@pytest.mark.parametrize('agent', ['dqn', pytest.param('sac', marks=pytest.mark.slow)])
 def test_an_srigl_policy_is_exported_condensed_and_acts_as_the_dense_masked_one(agent, tmp_path):
   """SRigL's constant fan-in layers are stored condensed; acting through them gives the actions
   of the masked dense kernels (outputs within float rounding: the sums run in another order).

@@ -18,6 +18,8 @@ from agents import rollout as rollout_lib
 from agents.train_state import masks_match
 
 METHODS = tuple(sr.METHODS)
+# SRigL's PPO smoke runs in the slow set (its DQN and SAC smoke runs and test_srigl in the default).
+SMOKE_METHODS = [pytest.param(m, marks=pytest.mark.slow) if m == 'srigl' else m for m in METHODS]
 
 
 # ------------------------------------------------------------------------------------ GAE
@@ -187,7 +189,7 @@ def _smoke_train(env_id, config, method):
   return trainer, metrics
 
 
-@pytest.mark.parametrize('method', METHODS)
+@pytest.mark.parametrize('method', SMOKE_METHODS)
 def test_smoke_mujoco(method):
   trainer, metrics = _smoke_train('InvertedPendulum-v5', mujoco_config(method), method)
   assert np.isfinite(metrics['train/episode_return'])
@@ -198,7 +200,7 @@ def test_smoke_mujoco(method):
   trainer.close()
 
 
-@pytest.mark.parametrize('method', METHODS)
+@pytest.mark.parametrize('method', SMOKE_METHODS)
 def test_smoke_classic(method):
   trainer, metrics = _smoke_train('CartPole-v0', classic_config(method), method)
   assert metrics['train/episode_return'] >= 8
