@@ -34,6 +34,7 @@ import numpy as np
 
 from sparse_rl import analysis
 from sparse_rl import checks
+from sparse_rl import redo as redo_lib
 from sparse_rl import tree as tree_lib
 
 PyTree = Any
@@ -52,13 +53,21 @@ class AnalysisConfig:
   CPU core; docs/benchmarks/analysis_cost_2026-11-30.txt): mask topology ~20 ms (<0.1%),
   dormant neurons ~70 ms (~0.3%), both on by default; gradient SNR at batch 128 ~2.4 s (~9%),
   off by default (`every` = k divides its cost by k).
+
+  Attributes:
+    mask_topology: log topology/* (the masks' overlap with the initial and previous masks).
+    dormant_batch_size: inputs per dormant-neuron measurement, >= 0; 0: off.
+    dormant_tau: neuron i is dormant if its score s_i <= tau, >= 0 (Sokar et al. 2023).
+    snr_batch_size: per-example gradients per gradient-SNR measurement: 0 (off) or >= 2.
+    every: iterations between dormant / SNR measurements, >= 1 (the last iteration always
+      has one).
   """
 
-  mask_topology: bool = True  # log topology/* (overlap with the initial and previous masks).
-  dormant_batch_size: int = 256  # inputs per dormant-neuron measurement; 0: off.
-  dormant_tau: float = 0.1  # neuron i is dormant if its score s_i <= tau (Sokar et al. 2023).
-  snr_batch_size: int = 0  # per-example gradients per SNR measurement (>= 2); 0: off.
-  every: int = 1  # iterations between dormant / SNR measurements (the last one always has).
+  mask_topology: bool = True
+  dormant_batch_size: int = 256
+  dormant_tau: float = 0.1
+  snr_batch_size: int = 0
+  every: int = 1
 
   def __post_init__(self):
     checks.check_bool(self, 'mask_topology', self.mask_topology)
@@ -111,6 +120,22 @@ def hidden_activations(state, *inputs) -> dict[str, np.ndarray]:
   outputs = analysis.layer_outputs(module, state.params, *inputs)
   act = _activation_fn(module)
   return {name: act(outputs[name]) for name in hidden_layers(list(outputs))}
+
+
+def recycle_dormant(state, inputs: tuple, redo, key) -> tuple[Any, int]:
+  """ReDo on one `SparseTrainState` (`sparse_rl.redo`): scores its hidden layers on `inputs`
+  with the current params, recycles the tau-dormant neurons of every hidden layer that feeds
+  a next layer directly. Returns (new state, number of neurons recycled)."""
+  outputs = analysis.layer_outputs(state.net.module, state.params, *inputs)
+  act = _activation_fn(state.net.module)
+  following = {layer: nxt for layer, nxt in
+               redo_lib.next_layers(list(outputs), state.params).items()
+               if layer in hidden_layers(list(outputs))}
+  dormant = redo_lib.dormant_units({k: act(outputs[k]) for k in following}, redo.tau)
+  count = int(sum(int(d.sum()) for d in dormant.values()))
+  if not count:
+    return state, 0
+  return state.recycle(dormant, following, key), count
 
 
 def _kernel_paths(params: PyTree) -> list[str]:

@@ -22,6 +22,14 @@ from agents import envs as envs_lib
 ProgressFn = Callable[[int], None]   # called with env steps just done (for bars/ETA)
 
 
+def refuse_redo(agent: str, configs) -> None:
+  """Raises ValueError (one line) if any of the SparsityConfigs turns ReDo on: this agent does
+  not recycle neurons yet, and a setting that silently did nothing would mislead."""
+  if any(getattr(c, 'redo', None) is not None for c in configs):
+    raise ValueError(f'SparsityConfig.redo: ReDo runs with DQN only so far, not {agent}; '
+                     f'remove the binding.')
+
+
 def episode_metrics(prefix: str, returns: Sequence[float],
                     lengths: Sequence[int] | None = None) -> dict[str, float]:
   """'<prefix>/episode_return' (mean, NaN if no episode ended), '<prefix>/episodes' and,

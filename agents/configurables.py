@@ -68,6 +68,7 @@ CONFIG_CLASSES = {
     'RunnerConfig': runner_lib.RunnerConfig,
     'AtariConfig': envs.AtariConfig,
     'AnalysisConfig': analysis.AnalysisConfig,
+    'ReDoConfig': sparse_rl.redo.ReDoConfig,
 }
 for _name, _cls in CONFIG_CLASSES.items():
   gin.external_configurable(_cls, name=_name)
@@ -129,6 +130,11 @@ class Experiment:
   warnings: tuple[str, ...] = ()
 
 
+# Fields added to a config class after runs were made with it, with their defaults: left out of
+# `_config_dict` while at the default, so that runs (and checkpoints) made before resume.
+_ADDED_FIELDS = {'SparsityConfig': {'method_options': (), 'redo': None}}
+
+
 def _config_dict(config: Any) -> dict[str, Any] | None:
   """A JSON-able dict of a config dataclass (nested configs as dicts, callables as repr)."""
   if config is None:
@@ -136,6 +142,9 @@ def _config_dict(config: Any) -> dict[str, Any] | None:
   out = {}
   for field in dataclasses.fields(config):
     value = getattr(config, field.name)
+    if field.name in _ADDED_FIELDS.get(type(config).__name__, {}) and \
+        value == _ADDED_FIELDS[type(config).__name__][field.name]:
+      continue  # at its default: the dict (and run fingerprints) as before the field existed
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
       value = _config_dict(value)
     elif not isinstance(value, (str, int, float, bool, type(None), tuple, list)):
@@ -381,39 +390,18 @@ def schedule_warnings(networks: dict[str, sparse_rl.SparsityConfig], gradient_st
                       scoped: bool = True) -> list[str]:
   """One line per network whose sparsity schedule does not fit a run of `gradient_steps`.
 
-  * prune: the run ends before `end_step`, so the network ends at a fraction of its target
-    sparsity: s_f * (1 - (1 - (L - b) / (e - b))**3) at the last pruning step L of the run
-    (sparse_rl.schedules.cubic_sparsity); none at all if it ends before `begin_step`.
-  * set / rigl: `begin_step` at or after the run's end (no mask update: a static run), or
-    `end_step` past its last gradient step (mask updates go on to the end, where the paper's
-    configs stop them at 75-80% of training, and the drop fraction never decays to 0).
+  Each method says what does not fit (`sparse_rl.registry.Method.schedule_warnings`): e.g.
+  prune: the run ends before `end_step`, so the network ends at a fraction of its target
+  sparsity; set / rigl: `begin_step` at or after the run's end (a static run) or `end_step`
+  past its last gradient step (the drop fraction never decays to 0).
   Runs whose schedule fits get none. `scoped`: name the network's gin scope (`actor/`,
   `critic/`: SAC and PPO with two networks; DQN and PPO Atari bind one unscoped config).
   """
   out = []
-  last = gradient_steps - 1  # 0-based index of the run's last gradient step
   for name, config in networks.items():
     where = f'{name}/SparsityConfig' if scoped else 'SparsityConfig'
-    b, e, f = config.begin_step, config.end_step, config.update_interval
-    if config.method == 'prune' and gradient_steps < e:
-      if gradient_steps < b:
-        out.append(f'{where}: the run takes {gradient_steps:,} gradient steps and pruning '
-                   f'begins at begin_step = {b:,}: the network stays dense.')
-        continue
-      pruned_at = b + (gradient_steps - b) // f * f  # the last pruning step of the run
-      reached = config.sparsity * (1.0 - (1.0 - (pruned_at - b) / max(e - b, 1)) ** 3)
-      out.append(f'{where}: the run takes {gradient_steps:,} gradient steps but pruning ends '
-                 f'at end_step = {e:,}: the network ends at sparsity {reached:.3f}, not '
-                 f'{config.sparsity:g} (last pruning step {pruned_at:,}).')
-    elif config.method in ('set', 'rigl'):
-      if b > last:
-        out.append(f'{where}: the run takes {gradient_steps:,} gradient steps and the first '
-                   f'{config.method} mask update is at begin_step = {b:,}: the masks never '
-                   f'change (a static run).')
-      elif e > last:
-        out.append(f'{where}: end_step = {e:,} is past the run\'s last gradient step '
-                   f'({last:,}): {config.method} mask updates go on to the end of the run '
-                   f'(the paper stops them at 75-80% of training).')
+    out.extend(sparse_rl.METHODS[config.method].schedule_warnings(config, where,
+                                                                   gradient_steps))
   return out
 
 

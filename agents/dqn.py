@@ -37,6 +37,7 @@ import numpy as np
 import optax
 
 import sparse_rl
+from agents import analysis as analysis_lib_agents
 from agents import base
 from agents import envs as envs_lib
 from agents import networks
@@ -56,36 +57,61 @@ METRIC_KEYS = ('loss/td', 'q/taken')  # per gradient step, averaged per train() 
 class DQNConfig:
   """DQN hyperparameters. Defaults: the paper code's classic-control setup
   (google-research/rigl rigl/rl/tfagents/configs/dqn_gym_dense_config.gin and
-  dqn_train_eval.py; every value with its source in docs/paper_settings.md)."""
+  dqn_train_eval.py; every value with its source in docs/paper_settings.md).
 
-  network: str = 'mlp'  # Q network: 'mlp' (vector obs), 'nature_cnn' or 'impala' (pixels).
-  hidden_sizes: tuple[int, ...] = (512, 512)  # MLP hidden layers, units at width 1.
-  impala_dense_units: int = 256  # Impala ResNet dense layer, units at width 1.
-  width: float = 1.0  # multiplier on hidden units and conv channels (ceil(n * width)).
-  learning_rate: float = 1e-3  # Adam step size.
-  adam_eps: float = 1e-7  # Adam epsilon (the Keras default the paper's TF2 code keeps).
-  # L2 penalty coefficient on kernels, Keras L2(weight_decay) in the reference: adds
-  # 2 * weight_decay * w to the gradient.
+  Attributes:
+    network: the Q network: 'mlp' (vector observations), 'nature_cnn' or 'impala' (pixels).
+    hidden_sizes: the MLP's hidden layers, units at width 1 (1 to 64 ints, each in
+      [1, 65_536]).
+    impala_dense_units: units of the Impala ResNet's dense layer at width 1, >= 1.
+    width: multiplier on hidden units and conv channels (a layer of n units gets
+      ceil(n * width)), > 0.
+    learning_rate: Adam step size, > 0.
+    adam_eps: Adam epsilon, > 0 (1e-7: the Keras default the paper's TF2 code keeps).
+    weight_decay: L2 penalty coefficient on kernels, >= 0; Keras L2(weight_decay) in the
+      reference: adds 2 * weight_decay * w to the gradient.
+    weight_decay_head: decay the Q head's kernel too (the reference's head has no L2).
+    gamma: discount per env step, in [0, 1].
+    batch_size: transitions per gradient step, >= 1.
+    replay_capacity: transitions kept in the replay buffer, >= 1.
+    min_replay_size: env steps of uniform random actions before learning starts, >= 0.
+    update_period: env steps between gradient steps, >= 1.
+    target_update_period: gradient steps between hard target-network updates, >= 1.
+    epsilon_train: exploration rate after the decay, a probability in [0, 1].
+    epsilon_decay_steps: env steps after min_replay_size over which epsilon decays linearly
+      from 1 to epsilon_train, >= 0 (0: epsilon_train from the start).
+    epsilon_eval: exploration rate during evaluation, a probability in [0, 1] (0: greedy).
+    loss: the TD loss: 'squared' ((q - y)**2, tf_agents' element_wise_squared_loss),
+      'huber' (delta 1) or 'mse' (0.5 * (q - y)**2).
+    clip_rewards: sign-clip rewards in the TD target (Atari).
+    double_dqn: Double DQN target: online argmax, target value (not in the paper).
+    sync_before_pruning: when a pruning step and a target sync fall on the same gradient step
+      (every pruning step is a multiple of the sync period in the paper's configs): True syncs
+      the unpruned weights first, as the TF2 code does (tfmot prunes in the next call's forward
+      pass); False prunes first, as the TF1 Atari code does (it applies the masks before
+      syncing).
+  """
+
+  network: str = 'mlp'
+  hidden_sizes: tuple[int, ...] = (512, 512)
+  impala_dense_units: int = 256
+  width: float = 1.0
+  learning_rate: float = 1e-3
+  adam_eps: float = 1e-7
   weight_decay: float = 1e-6
-  weight_decay_head: bool = False  # decay the Q head too (the reference's head has no L2).
-  gamma: float = 0.99  # discount per env step.
-  batch_size: int = 128  # transitions per gradient step.
-  replay_capacity: int = 100_000  # transitions kept in the replay buffer.
-  min_replay_size: int = 1_000  # env steps of uniform random actions before learning starts.
-  update_period: int = 1  # env steps between gradient steps.
-  target_update_period: int = 100  # gradient steps between hard target-network updates.
-  epsilon_train: float = 0.01  # exploration rate after the decay, probability.
-  epsilon_decay_steps: int = 0  # env steps after min_replay_size to decay 1 -> epsilon_train.
-  epsilon_eval: float = 0.0  # exploration rate during evaluation (0: greedy), probability.
-  # TD loss: 'squared' ((q - y)**2, tf_agents' element_wise_squared_loss), 'huber' (delta 1)
-  # or 'mse' (0.5 * (q - y)**2).
+  weight_decay_head: bool = False
+  gamma: float = 0.99
+  batch_size: int = 128
+  replay_capacity: int = 100_000
+  min_replay_size: int = 1_000
+  update_period: int = 1
+  target_update_period: int = 100
+  epsilon_train: float = 0.01
+  epsilon_decay_steps: int = 0
+  epsilon_eval: float = 0.0
   loss: str = 'squared'
-  clip_rewards: bool = False  # sign-clip rewards in the TD target (Atari).
-  double_dqn: bool = False  # Double DQN target: online argmax, target value (not in the paper).
-  # When a pruning step and a target sync fall on the same gradient step (every pruning step
-  # is a multiple of the sync period in the paper's configs): True syncs the unpruned weights
-  # first, as the TF2 code does (tfmot prunes in the next call's forward pass); False prunes
-  # first, as the TF1 Atari code does (it applies the masks before syncing).
+  clip_rewards: bool = False
+  double_dqn: bool = False
   sync_before_pruning: bool = True
 
   def __post_init__(self):
@@ -280,10 +306,13 @@ def update(config: DQNConfig, state: DQNState, batch: replay_lib.Batch,
   grads, metrics = jax.grad(functools.partial(loss, config), has_aux=True)(
       state.q.params, state.q, batch)
   # The target keeps its own mask snapshot until the next sync (mask_target=False).
-  q, stepped = state.q.apply_gradients(grads, update_masks=mask_update, mask_target=False,
-                                       return_stepped=True)
-  synced = (stepped if config.sync_before_pruning and state.q.opt.config.method == 'prune'
-            else q.params)
+  q = state.q.apply_update(grads, update_masks=mask_update, mask_target=False)
+  stepped = q.params
+  q = q.update_topology(lambda params: grads, update_masks=mask_update, mask_target=False)
+  # A sync on a step whose mask update the reference applies in the next forward pass
+  # (pruning, tfmot) copies the weights before that update.
+  synced = (stepped if config.sync_before_pruning
+            and q.opt.method.reference_updates_at_next_forward else q.params)
   gradient_steps = state.gradient_steps + 1
   if sync_target is None:
     target_params = jax.lax.cond(gradient_steps % config.target_update_period == 0,
@@ -393,6 +422,7 @@ class DQNTrainer(base.Trainer):
                                                  sync_target=sync_target)
         self._gradient_steps += 1
         chunk['metrics'].append(step_metrics)
+        self._maybe_recycle(chunk)
       since_progress += 1
       if progress is not None and since_progress == 100:
         since_progress = 0
@@ -400,6 +430,20 @@ class DQNTrainer(base.Trainer):
     if progress is not None and since_progress:
       progress(since_progress)
     return self._finish_chunk()
+
+  def _maybe_recycle(self, chunk: dict[str, Any]) -> None:
+    """ReDo after the gradient step just taken, if the Q network's SparsityConfig.redo says
+    so: scores on a replay batch drawn from the run's own 'redo' stream for this step (no
+    state to checkpoint), re-draws keyed by the same stream."""
+    redo = self._state.q.opt.config.redo
+    if redo is None or not redo.is_recycle_step(self._gradient_steps):
+      return
+    stream = envs_lib.stream_seed(self.seed, 'redo', self._gradient_steps)
+    batch = self._replay.sample(np.random.default_rng(stream), redo.batch_size)
+    q, count = analysis_lib_agents.recycle_dormant(self._state.q, (batch.obs,), redo,
+                                                   jax.random.PRNGKey(stream))
+    self._state = self._state.replace(q=q)
+    chunk['recycled'] = chunk.get('recycled', 0) + count
 
   def _start_chunk(self) -> dict[str, Any]:
     """Allocates the replay, resets the env, refills a replay lost in a resume; the chunk."""
@@ -447,6 +491,8 @@ class DQNTrainer(base.Trainer):
         'train/updates': float(updates),
         'train/replay_size': float(len(self._replay)),
     }
+    if self._state.q.opt.config.redo is not None:
+      out['train/redo_recycled'] = float(chunk.get('recycled', 0))  # neurons, this chunk
     host_metrics = jax.device_get(chunk['metrics'])
     for name in METRIC_KEYS:
       out[name] = (float(np.mean([m[name] for m in host_metrics])) if updates else math.nan)
@@ -545,6 +591,8 @@ class DQNTrainer(base.Trainer):
                'steps': self._chunk['steps'], 'forward': self._chunk['forward'],
                **{k: np.asarray([m[k] for m in host], np.float32).reshape(-1)
                   for k in METRIC_KEYS}}
+      if 'recycled' in self._chunk:  # ReDo's count of this chunk (only with ReDo on)
+        chunk['recycled'] = int(self._chunk['recycled'])
     out = {
         'agent': flax.serialization.to_state_dict(jax.device_get(self._state)),
         'replay_rng': base.rng_state(self._replay_rng),
@@ -582,6 +630,8 @@ class DQNTrainer(base.Trainer):
           'steps': int(chunk['steps']), 'forward': float(chunk['forward']),
           'metrics': [dict(zip(METRIC_KEYS, values))
                       for values in zip(*(np.asarray(chunk[k]) for k in METRIC_KEYS))]}
+      if 'recycled' in chunk:
+        self._chunk['recycled'] = int(chunk['recycled'])
 
   def close(self) -> None:
     self._env.close()

@@ -43,18 +43,31 @@ _ATARI_PREFIX = "ALE/"
 
 @dataclasses.dataclass(frozen=True)
 class AtariConfig:
-  """Atari preprocessing (defaults: the paper's Dopamine setup, Machado et al. 2018 protocol)."""
+  """Atari preprocessing (defaults: the paper's Dopamine setup, Machado et al. 2018 protocol).
 
-  frame_skip: int = 4  # raw frames per agent step; the obs max-pools the last two.
-  screen_size: int = 84  # side of the square observation, pixels.
-  grayscale: bool = True  # ALE grayscale; False keeps RGB (3 * frame_stack channels).
-  frame_stack: int = 4  # frames stacked on the last axis.
-  sticky_action_prob: float = 0.25  # ALE repeat_action_probability, per raw frame.
-  max_agent_steps_per_episode: int = 27_000  # truncation limit, in agent steps.
-  noop_max: int = 0  # up to this many random raw-frame no-ops at reset; 0 disables.
-  fire_reset: bool = False  # press FIRE at reset (and after a lost life) in games that need it.
-  terminal_on_life_loss: bool = False  # signal terminated on a lost life; the game goes on.
-  clip_rewards: bool = False  # sign-clip rewards in the env (the suite's DQN clips in the agent).
+  Attributes:
+    frame_skip: raw frames per agent step, >= 1; the observation max-pools the last two.
+    screen_size: side of the square observation, in pixels, >= 1.
+    grayscale: ALE grayscale frames; False keeps RGB (3 * frame_stack channels).
+    frame_stack: frames stacked on the last axis, >= 1.
+    sticky_action_prob: ALE repeat_action_probability, per raw frame, in [0, 1].
+    max_agent_steps_per_episode: truncation limit, in agent steps, >= 1.
+    noop_max: up to this many random raw-frame no-ops at reset, >= 0; 0 disables.
+    fire_reset: press FIRE at reset (and after a lost life) in games that need it.
+    terminal_on_life_loss: signal terminated on a lost life; the game goes on.
+    clip_rewards: sign-clip rewards in the env (the suite's DQN clips in the agent instead).
+  """
+
+  frame_skip: int = 4
+  screen_size: int = 84
+  grayscale: bool = True
+  frame_stack: int = 4
+  sticky_action_prob: float = 0.25
+  max_agent_steps_per_episode: int = 27_000
+  noop_max: int = 0
+  fire_reset: bool = False
+  terminal_on_life_loss: bool = False
+  clip_rewards: bool = False
 
   def __post_init__(self):
     for name in ('frame_skip', 'screen_size', 'frame_stack', 'max_agent_steps_per_episode'):
@@ -159,7 +172,7 @@ class EpisodeLog(gym.Wrapper):
 
 # The purposes a run draws reset seeds for; each gets its own SeedSequence spawn key, so no
 # two (run seed, purpose, index) streams share a seed except by a 32-bit collision.
-SEED_PURPOSES = {'train': 1, 'eval': 2, 'eval_env': 3}
+SEED_PURPOSES = {'train': 1, 'eval': 2, 'eval_env': 3, 'redo': 4}
 
 
 def stream_seed(seed: int, purpose: str, *index: int) -> int:
@@ -169,7 +182,8 @@ def stream_seed(seed: int, purpose: str, *index: int) -> int:
   Args:
     seed: the run's seed, an int >= 0.
     purpose: a key of `SEED_PURPOSES`: 'train' (index: the sub-env; DQN and SAC train on
-      sub-env 0), 'eval' (index: evaluation call, episode), 'eval_env' (index: the eval env).
+      sub-env 0), 'eval' (index: evaluation call, episode), 'eval_env' (index: the eval env),
+      'redo' (index: the gradient step of a ReDo recycling step).
     index: ints >= 0.
 
   Returns:
@@ -436,9 +450,16 @@ def make_env(
 @dataclasses.dataclass(frozen=True)
 class VideoConfig:
   """Where `make_env` writes episode videos: `<folder>/<name_prefix>-episode-<k>.mp4`, k = 0, 1,
-  ... counting the env's real resets. `max_frames`: at most this many frames per video (None:
-  the whole episode); the frames of a video are held in memory until it is written (a raw
-  Atari frame is 100 KB, a MuJoCo one 0.7 MB), and the episode itself is not cut."""
+  ... counting the env's real resets.
+
+  Attributes:
+    folder: the directory the videos are written to.
+    name_prefix: the start of each video's file name.
+    max_frames: at most this many frames per video (None: the whole episode); the frames of a
+      video are held in memory until it is written (a raw Atari frame is 100 KB, a MuJoCo one
+      0.7 MB), and the episode itself is not cut.
+  """
+
   folder: str
   name_prefix: str = "episode"
   max_frames: int | None = None
@@ -521,10 +542,16 @@ class ObservationNoise:
   The paper's Atari code adds such noise to every step's observation in training and
   evaluation alike (google-research/rigl rigl/rl/run_experiment.py, `observation_noise`);
   here it is applied when evaluating a trained run (scripts/evaluate.py --obs_noise).
+
+  Attributes:
+    std: the noise's standard deviation in units of `scale`; 0: no noise.
+    scale: a float or an (obs_dim,) array multiplying `std`: 1 for pixel observations, the
+      per-dimension standard deviation of the observations for vector ones.
+    seed: mixed with each episode's reset seed to seed the noise generator.
   """
 
   std: float
-  scale: Any = 1.0  # float or (obs_dim,) array
+  scale: Any = 1.0
   seed: int = 0
 
   def rng(self, episode_seed: int) -> np.random.Generator:

@@ -9,7 +9,10 @@ replay or environment.
 The file has the checkpoint format (agents/checkpoint.py: JSON header with a SHA-256, then a
 flax msgpack payload; never pickle) and holds: the acting network's flax module class (from
 agents/networks.py) and its fields, params (zero at pruned connections), masks, the observation
-normalizer where the agent has one (PPO MuJoCo and classic control) and the action bounds. The runner writes
+normalizer where the agent has one (PPO MuJoCo and classic control) and the action bounds.
+Dense layers whose masks have a constant fan-in (SRigL) are also stored condensed (values and
+input indices per unit, sparse_rl/condensed.py), and a loaded policy acts through them
+(`load_policy(path, condensed=False)` acts through the masked dense kernels instead). The runner writes
 RUN_DIR/policy.msgpack at the end of a run; `scripts.evaluate --export` writes one for any
 checkpoint.
 
@@ -31,6 +34,7 @@ import numpy as np
 
 from agents import checkpoint as checkpoint_lib
 from agents import networks
+from sparse_rl import condensed as condensed_lib
 
 KINDS = ('q_argmax', 'tanh_gaussian', 'gaussian_mean', 'categorical')
 _FORMAT = 'sparse_rl-policy'
@@ -85,6 +89,8 @@ def write_policy(path: str, kind: str, module: nn.Module, params: Any, masks: An
       'action_high': (np.zeros((0,), np.float32) if action_high is None
                       else np.asarray(action_high)),
       'info': info,
+      # Every masked Dense kernel with a constant fan-in, condensed ({} for other masks).
+      'condensed': condensed_lib.condense(params, masks, skip_irregular=True),
   }
   checkpoint_lib.write(path, payload, int(info.get('iteration', 0)), {'policy': info})
 
@@ -101,7 +107,7 @@ def _mask_leaves(tree: Any, prefix: str = '') -> dict[str, np.ndarray]:
 class Policy:
   """A loaded policy: `policy(obs) -> action` for one observation (numpy in, numpy out)."""
 
-  def __init__(self, payload: dict[str, Any]):
+  def __init__(self, payload: dict[str, Any], condensed: bool = True):
     self.kind = payload['kind']
     self.info = payload['info']
     self.module = _build_module(payload['network'])
@@ -112,7 +118,14 @@ class Policy:
                   if norm else None)
     low, high = np.asarray(payload['action_low']), np.asarray(payload['action_high'])
     self.action_low, self.action_high = (low, high) if low.size else (None, None)
-    self._apply = jax.jit(lambda params, obs: self.module.apply({'params': params}, obs))
+    #: {kernel path: {'values', 'indices'}} of the layers acting condensed ({}: none).
+    self.condensed = {path: {k: jnp.asarray(v) for k, v in entry.items()}
+                      for path, entry in _condensed_entries(payload).items()} if condensed else {}
+    if self.condensed:
+      self._apply = jax.jit(lambda params, obs: condensed_lib.apply(
+          self.module, params, self.condensed, obs))
+    else:
+      self._apply = jax.jit(lambda params, obs: self.module.apply({'params': params}, obs))
 
   @property
   def sparsity(self) -> dict[str, float]:
@@ -139,8 +152,16 @@ class Policy:
     return np.clip(mean, self.action_low, self.action_high)
 
 
-def load_policy(path: str) -> Policy:
-  """Loads a policy file written by `write_policy` (checksum verified).
+def _condensed_entries(payload: dict[str, Any]) -> dict[str, dict[str, np.ndarray]]:
+  """{kernel path: {'values', 'indices'}} from a payload (msgpack keeps nested dicts; the
+  paths contain '/', so they were stored as keys of one flat dict)."""
+  return {path: {'values': np.asarray(e['values']), 'indices': np.asarray(e['indices'])}
+          for path, e in (payload.get('condensed') or {}).items()}
+
+
+def load_policy(path: str, condensed: bool = True) -> Policy:
+  """Loads a policy file written by `write_policy` (checksum verified). `condensed`: act
+  through the condensed layers the file has (False: through the masked dense kernels).
 
   Raises:
     checkpoint.CheckpointError: damaged, or not a policy file.
@@ -149,4 +170,4 @@ def load_policy(path: str) -> Policy:
   _, payload = checkpoint_lib.read(path)
   if payload.get('format') != _FORMAT:
     raise checkpoint_lib.CheckpointError(f'{path} is not a sparse_rl policy file')
-  return Policy(payload)
+  return Policy(payload, condensed)

@@ -142,7 +142,7 @@ def check_compatible(members: Sequence[Trainer]) -> None:
   """Raises ValueError (one line) unless the members can form one population.
 
   Raises:
-    ValueError: fewer than one member, repeated trainer objects, a seed repeated within one
+    ValueError: fewer than one member, ReDo on, repeated trainer objects, a seed repeated within one
       configuration, or members that differ in agent, agent config (network shapes, method,
       schedule; not the sparsity level or distribution), env id or env options.
   """
@@ -150,6 +150,10 @@ def check_compatible(members: Sequence[Trainer]) -> None:
     raise ValueError('a population needs at least one member')
   if len({id(m) for m in members}) != len(members):
     raise ValueError('a population lists the same trainer twice')
+  if any(state.opt.config.redo is not None
+         for member in members for state in member.networks().values()):
+    raise ValueError('ReDo (SparsityConfig.redo) does not run in populations yet: train these '
+                     'runs alone')
   first = _static_description(members[0])
   for k, member in enumerate(members[1:], start=1):
     for what, value in _static_description(member).items():

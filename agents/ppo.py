@@ -43,6 +43,7 @@ from agents import envs as envs_lib
 from agents import policy as policy_lib
 from agents import ppo_setups
 from agents import rollout as rollout_lib
+from agents import base
 from agents.base import (ProgressFn, Trainer, episode_metrics, restore_env,
                          restore_tree, rng_state, set_rng_state)
 from agents.train_state import SparseTrainState, forward_flops, sparsity_metrics
@@ -52,26 +53,50 @@ from sparse_rl import checks
 
 @dataclasses.dataclass(frozen=True)
 class PPOBaseConfig:
-  """Hyperparameters shared by every PPO setup (defaults: docs/paper_settings.md, "PPO, MuJoCo")."""
+  """Hyperparameters shared by every PPO setup (defaults: docs/paper_settings.md, "PPO, MuJoCo").
 
-  total_env_steps: int = 1_024_000  # horizon of the linear learning-rate decay, env steps
-  # (500 rollouts of 2_048; gin_configs/agents/ppo_mujoco.gin binds the same).
-  num_envs: int = 8  # parallel envs (SyncVectorEnv).
-  num_steps: int = 256  # steps per env per rollout; rollout = num_envs * num_steps.
-  num_epochs: int = 10  # passes over each rollout.
-  minibatch_size: int = 64  # transitions per gradient step; must divide the rollout.
-  learning_rate: float = 3e-4  # Adam step size at the start.
-  anneal_learning_rate: bool = True  # decay the step size linearly to 0 at total_env_steps.
-  adam_eps: float = 1e-5  # Adam epsilon.
-  max_grad_norm: float = 0.5  # global grad-norm clip, per network.
-  gamma: float = 0.99  # discount.
-  gae_lambda: float = 0.95  # GAE lambda.
-  clip_eps: float = 0.2  # ratio clip of the surrogate (and of the value change).
-  clip_value_loss: bool = True  # clip the value update around the rollout's values.
-  value_coef: float = 0.5  # weight of the value loss.
-  entropy_coef: float = 0.0  # weight of the entropy bonus.
-  normalize_advantages: bool = True  # per minibatch.
-  eval_deterministic: bool = True  # evaluate the mean / argmax action instead of a sample.
+  Attributes:
+    total_env_steps: horizon of the linear learning-rate decay, in env steps, >= 1 (1_024_000:
+      500 rollouts of 2_048; gin_configs/agents/ppo_mujoco.gin binds the same). It does not
+      set the run's length (RunnerConfig does); with anneal_learning_rate it must be at least
+      the run's length.
+    num_envs: parallel envs (SyncVectorEnv), >= 1.
+    num_steps: steps per env per rollout, >= 1; a rollout is num_envs * num_steps
+      transitions.
+    num_epochs: passes over each rollout, >= 1.
+    minibatch_size: transitions per gradient step, >= 1; must divide the rollout.
+    learning_rate: Adam step size at the start, > 0.
+    anneal_learning_rate: decay the step size linearly to 0 at total_env_steps.
+    adam_eps: Adam epsilon, > 0.
+    max_grad_norm: global gradient-norm clip, per network, > 0.
+    gamma: discount per env step, in [0, 1].
+    gae_lambda: GAE lambda, in [0, 1].
+    clip_eps: ratio clip of the surrogate objective (and of the value change when
+      clip_value_loss), in (0, 1].
+    clip_value_loss: clip the value update around the rollout's values.
+    value_coef: weight of the value loss, >= 0.
+    entropy_coef: weight of the entropy bonus, >= 0.
+    normalize_advantages: normalize advantages per minibatch.
+    eval_deterministic: evaluate the mean / argmax action instead of a sample.
+  """
+
+  total_env_steps: int = 1_024_000
+  num_envs: int = 8
+  num_steps: int = 256
+  num_epochs: int = 10
+  minibatch_size: int = 64
+  learning_rate: float = 3e-4
+  anneal_learning_rate: bool = True
+  adam_eps: float = 1e-5
+  max_grad_norm: float = 0.5
+  gamma: float = 0.99
+  gae_lambda: float = 0.95
+  clip_eps: float = 0.2
+  clip_value_loss: bool = True
+  value_coef: float = 0.5
+  entropy_coef: float = 0.0
+  normalize_advantages: bool = True
+  eval_deterministic: bool = True
 
   def __post_init__(self):
     for name in ('total_env_steps', 'num_envs', 'num_steps', 'num_epochs', 'minibatch_size'):
@@ -107,20 +132,40 @@ class PPOBaseConfig:
 @dataclasses.dataclass(frozen=True)
 class PPOActorCriticConfig(PPOBaseConfig):
   """Separate actor and critic MLPs on vector observations: the fields of `PPOConfig`
-  (MuJoCo) and `PPOClassicConfig` (classic control), which differ in the actor's distribution."""
+  (MuJoCo) and `PPOClassicConfig` (classic control), which differ in the actor's distribution.
+  The fields shared with PPO Atari are those of `PPOBaseConfig` (see its Attributes).
 
-  actor_hidden_sizes: tuple[int, ...] = (64, 64)  # before the width multiplier.
-  critic_hidden_sizes: tuple[int, ...] = (64, 64)  # before the width multiplier.
-  actor_width: float = 1.0  # width multiplier of the actor's hidden layers.
-  critic_width: float = 1.0  # width multiplier of the critic's hidden layers.
-  actor_sparsity: sparse_rl.SparsityConfig = sparse_rl.SparsityConfig()  # actor method.
-  critic_sparsity: sparse_rl.SparsityConfig = sparse_rl.SparsityConfig()  # critic method.
-  actor_weight_decay: float = 0.0  # L2 rate on the actor's kernels.
-  critic_weight_decay: float = 0.0  # L2 rate on the critic's kernels.
-  normalize_observations: bool = True  # running mean/std of observations (checkpointed).
-  obs_clip: float = 10.0  # clip of normalized observations.
-  normalize_rewards: bool = True  # scale rewards by the running std of discounted returns.
-  reward_clip: float = 10.0  # clip of scaled rewards.
+  Attributes:
+    actor_hidden_sizes: the actor's hidden layers, units before the width multiplier.
+    critic_hidden_sizes: the critic's hidden layers, units before the width multiplier.
+    actor_width: width multiplier of the actor's hidden layers (ceil(n * width) units), > 0.
+    critic_width: width multiplier of the critic's hidden layers, > 0.
+    actor_sparsity: the actor's sparse training method (`SparsityConfig`; gin scope
+      `actor/`).
+    critic_sparsity: the critic's sparse training method (`SparsityConfig`; gin scope
+      `critic/`).
+    actor_weight_decay: L2 coefficient on the actor's kernels, >= 0 (Keras style: adds
+      2 * weight_decay * w to the gradient).
+    critic_weight_decay: L2 coefficient on the critic's kernels, >= 0 (Keras style).
+    normalize_observations: normalize observations by their running mean and std (the
+      statistics are checkpointed).
+    obs_clip: clip of the normalized observations to [-obs_clip, obs_clip], > 0.
+    normalize_rewards: scale rewards by the running std of the discounted returns.
+    reward_clip: clip of the scaled rewards to [-reward_clip, reward_clip], > 0.
+  """
+
+  actor_hidden_sizes: tuple[int, ...] = (64, 64)
+  critic_hidden_sizes: tuple[int, ...] = (64, 64)
+  actor_width: float = 1.0
+  critic_width: float = 1.0
+  actor_sparsity: sparse_rl.SparsityConfig = sparse_rl.SparsityConfig()
+  critic_sparsity: sparse_rl.SparsityConfig = sparse_rl.SparsityConfig()
+  actor_weight_decay: float = 0.0
+  critic_weight_decay: float = 0.0
+  normalize_observations: bool = True
+  obs_clip: float = 10.0
+  normalize_rewards: bool = True
+  reward_clip: float = 10.0
 
   def __post_init__(self):
     super().__post_init__()
@@ -140,7 +185,11 @@ class PPOActorCriticConfig(PPOBaseConfig):
 
 @dataclasses.dataclass(frozen=True)
 class PPOConfig(PPOActorCriticConfig):
-  """PPO on MuJoCo: Gaussian actor, continuous actions (docs/paper_settings.md, "PPO, MuJoCo")."""
+  """PPO on MuJoCo: Gaussian actor, continuous actions (docs/paper_settings.md, "PPO, MuJoCo").
+
+  Fields: those of `PPOActorCriticConfig` and `PPOBaseConfig` (see their Attributes), with the
+  same defaults; this class changes none.
+  """
 
   setup = ppo_setups.MUJOCO
 
@@ -148,28 +197,48 @@ class PPOConfig(PPOActorCriticConfig):
 @dataclasses.dataclass(frozen=True)
 class PPOClassicConfig(PPOActorCriticConfig):
   """PPO on classic control (CartPole, Acrobot): categorical actor, discrete actions
-  (docs/paper_settings.md, "PPO, classic control")."""
+  (docs/paper_settings.md, "PPO, classic control").
+
+  Fields: those of `PPOActorCriticConfig` and `PPOBaseConfig` (see their Attributes), with the
+  same defaults; this class changes none (gin_configs bind the classic-control values).
+  """
 
   setup = ppo_setups.CLASSIC
 
 
 @dataclasses.dataclass(frozen=True)
 class PPOAtariConfig(PPOBaseConfig):
-  """PPO on Atari: shared Nature CNN trunk (the usual PPO Atari setup, CleanRL/baselines)."""
+  """PPO on Atari: shared Nature CNN trunk (the usual PPO Atari setup, CleanRL/baselines).
 
-  total_env_steps: int = 10_000_000  # 40M frames at frame skip 4.
+  Defaults changed from `PPOBaseConfig` (whose Attributes describe these fields):
+  total_env_steps 10_000_000 (40M frames at frame skip 4), num_steps 128, num_epochs 4,
+  minibatch_size 256 (4 minibatches of the 1024-transition rollout), learning_rate 2.5e-4,
+  clip_eps 0.1, entropy_coef 0.01 and eval_deterministic False (sample: greedy Atari policies
+  can stall); num_envs is restated at the base's 8.
+
+  Attributes:
+    width: width multiplier of the trunk's conv channels and its 512-unit dense layer
+      (ceil(n * width) units), > 0.
+    sparsity: the sparse training method of the one network: trunk and both heads
+      (`SparsityConfig`).
+    weight_decay: L2 coefficient on the network's kernels, >= 0 (Keras style: adds
+      2 * weight_decay * w to the gradient).
+    clip_rewards: learn from sign(reward); the logged returns stay unclipped.
+  """
+
+  total_env_steps: int = 10_000_000
   num_envs: int = 8
   num_steps: int = 128
   num_epochs: int = 4
-  minibatch_size: int = 256  # 4 minibatches of the 1024-transition rollout.
+  minibatch_size: int = 256
   learning_rate: float = 2.5e-4
   clip_eps: float = 0.1
   entropy_coef: float = 0.01
-  eval_deterministic: bool = False  # sample: greedy Atari policies can stall.
-  width: float = 1.0  # width multiplier of trunk channels and the 512-unit layer.
-  sparsity: sparse_rl.SparsityConfig = sparse_rl.SparsityConfig()  # trunk and both heads.
-  weight_decay: float = 0.0  # L2 rate on the network's kernels.
-  clip_rewards: bool = True  # learn from sign(reward); logged returns stay unclipped.
+  eval_deterministic: bool = False
+  width: float = 1.0
+  sparsity: sparse_rl.SparsityConfig = sparse_rl.SparsityConfig()
+  weight_decay: float = 0.0
+  clip_rewards: bool = True
 
   setup = ppo_setups.ATARI
 
@@ -377,6 +446,8 @@ class PPOTrainer(Trainer):
       raise ValueError('Atari preprocessing (atari=...) applies to PPOAtariConfig only.')
     if sparsity is not None:
       config = ppo_setups.with_sparsity(config, sparsity)
+    base.refuse_redo('ppo', [getattr(config, n) for n in ('sparsity', 'actor_sparsity',
+                                                          'critic_sparsity') if hasattr(config, n)])
     self.env_id, self.config, self.seed = env_id, config, seed
     self._atari_config = (atari or envs_lib.AtariConfig()) if self.is_atari else None
     self._max_episode_steps = max_episode_steps

@@ -70,28 +70,44 @@ _TMP_RE = re.compile(r'^.+\.tmp\.(\d+)$')
 
 @dataclasses.dataclass(frozen=True)
 class RunnerConfig:
-  """How long to train and what to log and save."""
+  """How long to train and what to log and save.
 
-  num_iterations: int = 20  # train + eval iterations in the whole run.
-  train_steps_per_iteration: int = 5_000  # training env steps per iteration.
-  eval_episodes: int = 10  # evaluation episodes after each iteration.
-  checkpoint_every: int = 1  # iterations between checkpoints (the last one is always saved).
-  keep_checkpoints: int = 3  # newest checkpoints kept on disk.
-  # Put the replay buffer in checkpoints (exact resume, larger files); None: the trainer's
-  # default (DQN classic control and SAC: yes; DQN Atari: no, its replay is up to 7 GB).
+  Attributes:
+    num_iterations: train + eval iterations in the whole run, >= 1.
+    train_steps_per_iteration: training env steps per iteration, >= 1.
+    eval_episodes: evaluation episodes after each iteration, >= 0.
+    checkpoint_every: iterations between checkpoints, >= 1 (the last one is always saved).
+    keep_checkpoints: newest checkpoints kept on disk, >= 1.
+    save_replay: put the replay buffer in checkpoints (exact resume, larger files); None: the
+      trainer's default (DQN classic control and SAC: yes; DQN Atari: no, its replay is up to
+      7 GB).
+    final_score_fraction: the final score is the mean of the per-iteration eval returns of
+      this last fraction of the iterations (at least one), in (0, 1].
+    progress: print progress lines (steps/s, ETA).
+    progress_interval_s: seconds between in-iteration progress lines, >= 0.
+    tensorboard: also write TensorBoard event files under run_dir/tb.
+    wandb: also log every metrics row to Weights & Biases (needs the [wandb] extra;
+      agents/wandb_sink.py).
+    wandb_project: the W&B project, a non-empty string.
+    wandb_mode: W&B's mode: 'online', 'offline' or 'disabled'; None: WANDB_MODE or W&B's
+      default.
+    analysis: per-iteration analyses in the metrics rows: mask topology, dormant neurons,
+      gradient SNR (`AnalysisConfig`, bound as @AnalysisConfig(); agents/analysis.py).
+  """
+
+  num_iterations: int = 20
+  train_steps_per_iteration: int = 5_000
+  eval_episodes: int = 10
+  checkpoint_every: int = 1
+  keep_checkpoints: int = 3
   save_replay: bool | None = None
-  final_score_fraction: float = 0.1  # final score = mean eval return of this last fraction.
-  progress: bool = True  # print progress lines (steps/s, ETA).
-  progress_interval_s: float = 10.0  # seconds between in-iteration progress lines.
-  tensorboard: bool = True  # also write TensorBoard event files under run_dir/tb.
-  # Also log every metrics row to Weights & Biases (the [wandb] extra; agents/wandb_sink.py):
-  # the project, and W&B's mode ('online', 'offline', 'disabled'; None: WANDB_MODE or W&B's
-  # default).
+  final_score_fraction: float = 0.1
+  progress: bool = True
+  progress_interval_s: float = 10.0
+  tensorboard: bool = True
   wandb: bool = False
   wandb_project: str = 'sparse_rl'
   wandb_mode: str | None = None
-  # Per-iteration analyses in the metrics rows: mask topology, dormant neurons, gradient SNR
-  # (@AnalysisConfig(); agents/analysis.py).
   analysis: analysis_lib.AnalysisConfig = analysis_lib.AnalysisConfig()
 
   def __post_init__(self):

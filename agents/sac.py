@@ -33,6 +33,7 @@ import optax
 import sparse_rl
 from agents import envs as envs_lib
 from agents import policy as policy_lib
+from agents import base
 from agents.base import (ProgressFn, Trainer, episode_metrics, restore_env,
                          restore_tree, rng_state, set_rng_state)
 from agents.networks import SACActor, TwinCritic
@@ -58,29 +59,57 @@ def default_initial_random_steps(env_id: str) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class SACConfig:
-  """SAC hyperparameters (defaults: docs/paper_settings.md, "SAC, MuJoCo")."""
+  """SAC hyperparameters (defaults: docs/paper_settings.md, "SAC, MuJoCo").
 
-  learning_rate: float = 3e-4  # Adam step size of actor, critics and log alpha.
-  gamma: float = 0.99  # discount per env step.
-  tau: float = 0.005  # soft target update rate, per gradient step.
-  batch_size: int = 256  # transitions per gradient step.
-  replay_capacity: int = 1_000_000  # transitions.
-  initial_random_steps: int | None = None  # uniform-random env steps; None: by env id.
-  updates_per_step: int = 1  # gradient steps per env step once learning starts.
-  initial_alpha: float = 1.0  # entropy temperature at the start.
-  target_entropy: float | None = None  # nats; None: -action_dim.
-  actor_hidden_sizes: tuple[int, ...] = (256, 256)  # before the width multiplier.
-  critic_hidden_sizes: tuple[int, ...] = (256, 256)  # per critic, before the multiplier.
-  actor_width: float = 1.0  # width multiplier of the actor's hidden layers.
-  critic_width: float = 1.0  # width multiplier of both critics' hidden layers.
-  actor_sparsity: sparse_rl.SparsityConfig = sparse_rl.SparsityConfig()  # actor method.
-  critic_sparsity: sparse_rl.SparsityConfig = sparse_rl.SparsityConfig()  # twin critics.
-  actor_weight_decay: float = 0.0  # Keras-L2 coefficient on the actor's kernels (2 wd w).
-  critic_weight_decay: float = 0.0  # Keras-L2 coefficient on the critics' kernels (2 wd w).
-  # Rewards are multiplied by this in the TD target (the paper's code: 0.1, tf_agents
-  # reward_scale_factor in rigl/rl/tfagents/sac_train_eval.py; docs/paper_settings.md).
+  Attributes:
+    learning_rate: Adam step size of the actor, the critics and log alpha, > 0.
+    gamma: discount per env step, in [0, 1].
+    tau: soft target update rate per gradient step, in (0, 1].
+    batch_size: transitions per gradient step, >= 1.
+    replay_capacity: transitions kept in the replay buffer, >= 1.
+    initial_random_steps: env steps of uniform random actions before learning starts, >= 0;
+      None: by env id (`default_initial_random_steps`: 10_000 for HalfCheetah and Ant, else
+      1_000).
+    updates_per_step: gradient steps per env step once learning starts, >= 1.
+    initial_alpha: entropy temperature at the start, > 0.
+    target_entropy: target policy entropy, in nats; None: -action_dim.
+    actor_hidden_sizes: the actor's hidden layers, units before the width multiplier.
+    critic_hidden_sizes: each critic's hidden layers, units before the width multiplier.
+    actor_width: width multiplier of the actor's hidden layers (ceil(n * width) units), > 0.
+    critic_width: width multiplier of both critics' hidden layers, > 0.
+    actor_sparsity: the actor's sparse training method (`SparsityConfig`; gin scope
+      `actor/`).
+    critic_sparsity: the twin critics' sparse training method (`SparsityConfig`; gin scope
+      `critic/`).
+    actor_weight_decay: Keras-L2 coefficient on the actor's kernels, >= 0 (adds
+      2 * weight_decay * w to the gradient).
+    critic_weight_decay: Keras-L2 coefficient on the critics' kernels, >= 0 (adds
+      2 * weight_decay * w to the gradient).
+    reward_scale: rewards are multiplied by this in the TD target, > 0 (the paper's code: 0.1,
+      tf_agents reward_scale_factor in rigl/rl/tfagents/sac_train_eval.py;
+      docs/paper_settings.md).
+    critic_loss_weight: weight of the summed critic losses, > 0 (the paper's code: 0.5).
+  """
+
+  learning_rate: float = 3e-4
+  gamma: float = 0.99
+  tau: float = 0.005
+  batch_size: int = 256
+  replay_capacity: int = 1_000_000
+  initial_random_steps: int | None = None
+  updates_per_step: int = 1
+  initial_alpha: float = 1.0
+  target_entropy: float | None = None
+  actor_hidden_sizes: tuple[int, ...] = (256, 256)
+  critic_hidden_sizes: tuple[int, ...] = (256, 256)
+  actor_width: float = 1.0
+  critic_width: float = 1.0
+  actor_sparsity: sparse_rl.SparsityConfig = sparse_rl.SparsityConfig()
+  critic_sparsity: sparse_rl.SparsityConfig = sparse_rl.SparsityConfig()
+  actor_weight_decay: float = 0.0
+  critic_weight_decay: float = 0.0
   reward_scale: float = 1.0
-  critic_loss_weight: float = 1.0  # weight of the summed critic losses (paper's code: 0.5).
+  critic_loss_weight: float = 1.0
 
   def __post_init__(self):
     for name in ('batch_size', 'replay_capacity', 'updates_per_step'):
@@ -237,14 +266,14 @@ def update(config: SACConfig, alpha_tx: optax.GradientTransformation, target_ent
       state.critic.params, state, batch, target, config.critic_loss_weight)
   # The paper's SAC code (rigl/rl/tfagents/sac_train_eval.py `_train`) takes the critic and the
   # actor steps, then updates the masks of both critics and of the actor, each RigL update
-  # growing by its loss recomputed at the updated weights. With a method whose mask update
-  # follows the step (update_order 'step_first', pruning) the updates are deferred to match;
-  # with 'masks_first' / 'skip_step' they happen inside each network's step.
-  critic = state.critic.apply_gradients(c_grads, defer_mask_update=True)
+  # growing by its loss recomputed at the updated weights: the two phases of each network's
+  # gradient step are called in that order (a method that chooses its topology before the
+  # step does so inside `apply_update`; `update_topology` then changes nothing).
+  critic = state.critic.apply_update(c_grads)
   state = state.replace(critic=critic)
   (a_loss, log_prob), a_grads = jax.value_and_grad(actor_loss, has_aux=True)(
       state.actor.params, state, batch.obs, alpha, actor_key)
-  actor = state.actor.apply_gradients(a_grads, defer_mask_update=True)
+  actor = state.actor.apply_update(a_grads)
   state = state.replace(actor=actor)
   # The critics' grow gradient: their loss after both steps, the TD target recomputed with the
   # updated actor and a fresh next-action sample (only mask-update steps compute it).
@@ -254,9 +283,9 @@ def update(config: SACConfig, alpha_tx: optax.GradientTransformation, target_ent
                                             config.reward_scale))
     return jax.grad(critic_loss, has_aux=True)(p, state, batch, fresh,
                                                config.critic_loss_weight)[0]
-  critic = state.critic.mask_update_after_step(critic_grad_at)
+  critic = state.critic.update_topology(critic_grad_at)
   state = state.replace(critic=critic)
-  actor = state.actor.mask_update_after_step(
+  actor = state.actor.update_topology(
       lambda p: jax.grad(actor_loss, has_aux=True)(p, state, batch.obs, alpha,
                                                     jax.random.fold_in(actor_key, 1))[0])
   # alpha loss -log_alpha * (log pi + target entropy) on a fresh sample from the updated actor;
@@ -317,6 +346,7 @@ class SACTrainer(Trainer):
                max_episode_steps: int | None = None):
     if sparsity is not None:
       config = dataclasses.replace(config, actor_sparsity=sparsity, critic_sparsity=sparsity)
+    base.refuse_redo('sac', (config.actor_sparsity, config.critic_sparsity))
     self.env_id, self.config, self.seed = env_id, config, seed
     self._env_options = {'max_episode_steps': max_episode_steps}
     self._env = envs_lib.make_env(env_id, envs_lib.stream_seed(seed, 'train', 0),

@@ -53,9 +53,8 @@ class SparseTrainState(flax.struct.PyTreeNode):
     return self.net.apply(self.target_params, self.masks, *args, **kwargs)
 
   def apply_gradients(self, grads: PyTree, update_masks: bool | None = None,
-                      mask_target: bool = True, mask_grads_fn=None,
-                      return_stepped: bool = False, defer_mask_update: bool = False):
-    """Optimizer step (masked) and, on schedule, a mask update.
+                      mask_target: bool = True, mask_grads_fn=None) -> 'SparseTrainState':
+    """A whole gradient step: `apply_update`, then `update_topology`.
 
     Args:
       grads: dense gradient w.r.t. params.
@@ -66,36 +65,36 @@ class SparseTrainState(flax.struct.PyTreeNode):
         non-trainable variables, into the target on every soft update). False keeps the
         target's own mask snapshot until the next sync (DQN: TF-Agents copies every
         variable, masks included, only every target_update_period steps).
-      mask_grads_fn: passed to `SparseOptimizer.step`.
-      return_stepped: also return the params after the optimizer update and before a mask
-        update that follows it (`SparseOptimizer.step`).
-      defer_mask_update: for pruning and update_order 'step_first', only the optimizer step;
-        call `mask_update_after_step` next (`SparseOptimizer.step`).
-
-    Returns:
-      The new state, or (new state, stepped params) with return_stepped.
+      mask_grads_fn: params -> dense gradient at the stepped params, for a mask update that
+        follows the step (default: `grads`).
     """
-    params, opt_state, stepped = self.opt.step(self.params, grads, self.opt_state, update_masks,
-                                               mask_grads_fn=mask_grads_fn, return_stepped=True,
-                                               defer_mask_update=defer_mask_update)
-    if defer_mask_update and self.opt.updater.masks_after_step:
-      new = self.replace(params=params, opt_state=opt_state)
-      return (new, stepped) if return_stepped else new
-    target = self._masked_target(opt_state, self.opt_state.sparsity.step, update_masks,
-                                 mask_target)
-    new = self.replace(params=params, opt_state=opt_state, target_params=target)
-    return (new, stepped) if return_stepped else new
+    new = self.apply_update(grads, update_masks, mask_target)
+    grads_fn = (lambda p: grads) if mask_grads_fn is None else mask_grads_fn
+    return new.update_topology(grads_fn, update_masks, mask_target)
 
-  def mask_update_after_step(self, grads_fn, update_masks: bool | None = None,
-                             mask_target: bool = True) -> 'SparseTrainState':
-    """The mask update deferred by `apply_gradients(..., defer_mask_update=True)`.
+  def apply_update(self, grads: PyTree, update_masks: bool | None = None,
+                   mask_target: bool = True) -> 'SparseTrainState':
+    """The optimizer phase of a gradient step (`SparseOptimizer.apply_update`), with the mask
+    update of a method that chooses the topology before the step; arguments as in
+    `apply_gradients`."""
+    params, opt_state = self.opt.apply_update(self.params, grads, self.opt_state, update_masks)
+    target = self.target_params
+    if self.opt.updater.placement != 'after_step':
+      target = self._masked_target(opt_state, self.opt_state.sparsity.step, update_masks,
+                                   mask_target)
+    return self.replace(params=params, opt_state=opt_state, target_params=target)
+
+  def update_topology(self, grads_fn, update_masks: bool | None = None,
+                      mask_target: bool = True) -> 'SparseTrainState':
+    """The mask update of the step `apply_update` just took, for a method whose update
+    follows the optimizer step (`SparseOptimizer.update_topology`); unchanged otherwise.
 
     `grads_fn(params)` gives the dense gradient at the stepped params (RigL's grow score);
     it runs only on update steps. The target is re-masked as in `apply_gradients`.
     """
-    if not self.opt.updater.masks_after_step:
+    if self.opt.updater.placement != 'after_step':
       return self
-    params, opt_state = self.opt.mask_update_after_step(
+    params, opt_state = self.opt.update_topology(
         self.params, self.opt_state, lambda: grads_fn(self.params), update_masks)
     target = self._masked_target(opt_state, self.opt_state.sparsity.step - 1, update_masks,
                                  mask_target)
@@ -112,6 +111,16 @@ class SparseTrainState(flax.struct.PyTreeNode):
     if update_masks:
       return masker(target)
     return jax.lax.cond(is_update_step(index), masker, lambda t: t, target)
+
+  def recycle(self, dormant, following, key) -> 'SparseTrainState':
+    """ReDo on this network (`sparse_rl.redo.recycle`): dormant units' incoming weights
+    re-drawn within the mask, their biases and outgoing weights zeroed, and the optimizer
+    moments of every re-drawn or zeroed weight reset to 0. Masks and target are unchanged."""
+    params, touched = sparse_rl.redo.recycle(self.params, self.masks, dormant, following, key)
+    keep = jax.tree_util.tree_map(lambda t: None if t is None else ~t, touched,
+                                  is_leaf=tree_lib.is_none)
+    inner = sparse_rl.reset_moments(self.opt.tx, self.opt_state.inner, keep, params)
+    return self.replace(params=params, opt_state=self.opt_state.replace(inner=inner))
 
   def hard_update_target(self) -> 'SparseTrainState':
     return self.replace(target_params=self.params)

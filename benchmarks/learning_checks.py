@@ -10,6 +10,7 @@ below the worst measured seed, far above the untrained return).
   ppo: PPO, gradual magnitude pruning ERK 80%, InvertedPendulum-v5, 20,480 env steps.
   ppo_classic: PPO with a categorical actor, RigL ERK 80% actor and critic, CartPole-v0,
     20,480 env steps (10 rollouts, 3,200 gradient steps).
+  dqn_srigl: the dqn check with SRigL (constant fan-in, neuron ablation) instead of RigL.
 
     python -m benchmarks.learning_checks --seeds 0,1,2,3,4
     python -m benchmarks.learning_checks --seeds 0,1,2,3,4 --population   # the seeds as one
@@ -40,18 +41,26 @@ class Check:
   threshold: float  # the mean return of `eval_episodes` greedy episodes must exceed this
   seed: int  # the seed the test runs
   eval_episodes: int = 10
+  slow: bool = False  # the test suite runs it only with the slow set (-m slow)
 
 
 def _sparsity(end_step: int, update_interval: int, method: str = 'rigl', **kwargs):
   return sr.SparsityConfig(method=method, sparsity=0.8, distribution='erk', begin_step=0,
                            end_step=end_step, update_interval=update_interval,
-                           sparse_init=method in ('static', 'set', 'rigl'), **kwargs)
+                           sparse_init=sr.METHODS[method].sparse and not sr.METHODS[method].dense_start,
+                           **kwargs)
 
 
 def _dqn(seed: int) -> base.Trainer:
   config = dqn.DQNConfig(hidden_sizes=(64, 64), min_replay_size=500, target_update_period=100,
                          batch_size=64, epsilon_decay_steps=1000)
   return dqn.DQNTrainer('CartPole-v0', seed, config, _sparsity(5000, 250))
+
+
+def _dqn_srigl(seed: int) -> base.Trainer:
+  config = dqn.DQNConfig(hidden_sizes=(64, 64), min_replay_size=500, target_update_period=100,
+                         batch_size=64, epsilon_decay_steps=1000)
+  return dqn.DQNTrainer('CartPole-v0', seed, config, _sparsity(5000, 250, method='srigl'))
 
 
 def _sac(seed: int) -> base.Trainer:
@@ -87,6 +96,7 @@ CHECKS = {
     'sac': Check('sac', _sac, 8_000, threshold=-500.0, seed=1),
     'ppo': Check('ppo', _ppo, 20_480, threshold=200.0, seed=1),
     'ppo_classic': Check('ppo_classic', _ppo_classic, 20_480, threshold=150.0, seed=0),
+    'dqn_srigl': Check('dqn_srigl', _dqn_srigl, 8_000, threshold=150.0, seed=0, slow=True),
 }
 
 

@@ -53,6 +53,7 @@ import numpy as np
 
 from scripts import atari_scores
 from scripts import fileio
+from scripts import grid
 from scripts import paper
 from scripts import plot
 from scripts import reference_scores
@@ -61,7 +62,6 @@ from scripts.runs import Cell, Run, load_runs, load_sweep_info
 
 MUJOCO_ENVS = ('HalfCheetah', 'Hopper', 'Walker2d', 'Ant', 'Humanoid', 'InvertedPendulum',
                'InvertedDoublePendulum', 'Reacher', 'Swimmer', 'Pusher', 'HumanoidStandup')
-METHOD_ORDER = ('dense', 'small_dense', 'static', 'prune', 'set', 'rigl')
 # The paper's orderings, as pairs (X, Y) of the probability-of-improvement table P(X > Y):
 # dynamic vs static, RigL vs SET, pruning vs the rest, sparse vs a parameter-matched small dense.
 IMPROVEMENT_PAIRS = (('rigl', 'static'), ('set', 'static'), ('rigl', 'set'),
@@ -144,7 +144,8 @@ class Suite:
 def _sort_cells(cells: Iterable[Cell]) -> list[Cell]:
   def key(cell):
     method, dist, sparsity = cell
-    rank = METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER)
+    order = grid.methods()
+    rank = order.index(method) if method in order else len(order)
     return (rank, method, dist or '', sparsity)
   return sorted(set(cells), key=key)
 
@@ -160,7 +161,7 @@ def build_suite(name: str, runs: list[Run], reps: int, seed: int,
     exp_runs = [r for r in runs if r.experiment == exp]
     done = [r for r in exp_runs if r.status == 'finished' and r.final_score is not None]
     fn, notes[exp] = normalizer(env_ids[exp],
-                                [r.final_score for r in done if r.method == 'dense'],
+                                [r.final_score for r in done if grid.is_dense(r.method)],
                                 random_baseline, dense_reference)
     planned[exp] = collections.Counter(r.cell for r in exp_runs)
     raw[exp], normalized[exp] = collections.defaultdict(list), collections.defaultdict(list)
@@ -216,21 +217,21 @@ def primary_distribution(suite: Suite) -> str | None:
 
 
 def _method_cell(method: str, distribution: str | None, sparsity: float) -> Cell:
-  if method == 'dense':
-    return ('dense', None, 0.0)
-  return (method, None, sparsity) if method == 'small_dense' else (method, distribution,
-                                                                     sparsity)
+  if grid.is_dense(method):
+    return (method, None, 0.0)
+  return (method, None, sparsity) if method == grid.SMALL_DENSE else (method, distribution,
+                                                                        sparsity)
 
 
 def aggregate_table(suite: Suite, distribution: str | None) -> list[str]:
   """Markdown rows: method x sparsity, IQM [95% CI] of the normalized final score."""
   if not suite.aggregates:
     return ['No normalized scores: see the normalization notes above.']
-  sparsities = sorted({s for (m, d, s) in suite.aggregates if m != 'dense'})
+  sparsities = sorted({s for (m, d, s) in suite.aggregates if not grid.is_dense(m)})
   lines = ['| method | ' + ' | '.join(f's = {s:g}' for s in sparsities) + ' |',
            '|---|' + '---|' * len(sparsities)]
   n_envs = len(suite.experiments)
-  methods = [m for m in METHOD_ORDER if any(c[0] == m for c in suite.aggregates)]
+  methods = [m for m in grid.methods() if any(c[0] == m for c in suite.aggregates)]
   for method in methods:
     cells = []
     for s in sparsities:
@@ -240,7 +241,7 @@ def aggregate_table(suite: Suite, distribution: str | None) -> list[str]:
         continue
       interval, k = suite.aggregates[cell]
       cells.append(_fmt_ci(interval) + (f' ({k}/{n_envs} envs)' if k < n_envs else ''))
-    label = 'dense (same runs in every column)' if method == 'dense' else method
+    label = f'{method} (same runs in every column)' if grid.is_dense(method) else method
     lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
   return lines
 
@@ -266,7 +267,7 @@ def improvement(suite: Suite, x: Cell, y: Cell, reps: int, seed: int
 def improvement_table(suite: Suite, distribution: str | None, reps: int, seed: int
                       ) -> list[str]:
   """Markdown rows: P(X > Y) [95% CI] per pair of IMPROVEMENT_PAIRS and sparsity."""
-  sparsities = sorted({s for (m, d, s) in suite.aggregates if m != 'dense'})
+  sparsities = sorted({s for (m, d, s) in suite.aggregates if not grid.is_dense(m)})
   n_envs = len(suite.experiments)
   rows = []
   for x, y in IMPROVEMENT_PAIRS:
@@ -302,7 +303,7 @@ def distribution_table(suite: Suite, sparsity: float, reps: int = 1000, seed: in
   extra = ['P(erk > uniform)'] if paired else []
   lines = ['| method | ' + ' | '.join(dists + extra) + ' |',
            '|---|' + '---|' * (len(dists) + len(extra))]
-  for method in [m for m in METHOD_ORDER if m in values]:
+  for method in [m for m in grid.methods() if m in values]:
     row = [_fmt_ci(stats.Interval(*values[method][d])) if d in values[method] else '—'
            for d in dists]
     if paired:
@@ -316,14 +317,14 @@ def distribution_table(suite: Suite, sparsity: float, reps: int = 1000, seed: in
 def env_table(suite: Suite, exp: str) -> list[str]:
   """Markdown rows: raw final score mean ± std (n finished / n planned) per cell."""
   cells = _sort_cells(suite.planned[exp])
-  sparsities = sorted({c[2] for c in cells if c[0] != 'dense'}) or [0.0]
+  sparsities = sorted({c[2] for c in cells if not grid.is_dense(c[0])}) or [0.0]
   rows = _sort_cells({(m, d, 0.0) for m, d, _ in cells})
   lines = ['| method | ' + ' | '.join(f's = {s:g}' for s in sparsities) + ' |',
            '|---|' + '---|' * len(sparsities)]
   for method, dist, _ in rows:
     out = []
     for s in sparsities:
-      cell = (method, dist, 0.0 if method == 'dense' else s)
+      cell = (method, dist, 0.0 if grid.is_dense(method) else s)
       planned = suite.planned[exp].get(cell, 0)
       scores = suite.raw[exp].get(cell, [])
       if not planned and not scores:
@@ -333,7 +334,7 @@ def env_table(suite: Suite, exp: str) -> list[str]:
               if scores else '—')
       count = f'n={len(scores)}' if len(scores) >= planned else f'**n={len(scores)}/{planned}**'
       out.append(f'{text} ({count})')
-    label = 'dense (same runs in every column)' if method == 'dense' else \
+    label = f'{method} (same runs in every column)' if grid.is_dense(method) else \
         _cell_label((method, dist, 0.0))
     lines.append(f'| {label} | ' + ' | '.join(out) + ' |')
   return lines
@@ -388,9 +389,9 @@ def make_plots(suite: Suite, out_dir: str, prefix: str, fixed_sparsity: float, r
   dist = primary_distribution(suite)
   series: dict[str, dict[float, tuple]] = collections.defaultdict(dict)
   for (m, d, s), (interval, _) in suite.aggregates.items():
-    if m == 'small_dense' or (m != 'dense' and d == dist):
+    if m == grid.SMALL_DENSE or (not grid.is_dense(m) and d == dist):
       series[m][s] = tuple(interval)
-  dense = suite.aggregates.get(('dense', None, 0.0))
+  dense = suite.aggregates.get((grid.reference_dense(), None, 0.0))
   if series:
     name = f'{prefix}{suite.name}_score_vs_sparsity.png'
     plot.score_vs_sparsity(dict(series), tuple(dense[0]) if dense else None,
@@ -439,7 +440,7 @@ def _rliable_plots(suite: Suite, out_dir: str, prefix: str, sparsity: float,
     import rliable  # noqa: F401
   except ImportError:
     return []
-  cells = [_method_cell(m, dist, sparsity) for m in METHOD_ORDER]
+  cells = [_method_cell(m, dist, sparsity) for m in grid.methods()]
   cells = [c for c in cells if c in suite.aggregates]
   if not cells:
     return []
@@ -462,13 +463,13 @@ def _rliable_plots(suite: Suite, out_dir: str, prefix: str, sparsity: float,
 def _curve_panels(suite: Suite, exp: str, dist: str | None) -> dict:
   """{'s = 0.9': {method: [(env_steps, mean, s.e.)]}} over the finished runs of one env."""
   done = [r for r in suite.runs if r.experiment == exp and r.status == 'finished' and r.curve]
-  sparsities = sorted({r.sparsity for r in done if r.method != 'dense'}) or [0.0]
+  sparsities = sorted({r.sparsity for r in done if not grid.is_dense(r.method)}) or [0.0]
   panels = {}
   for s in sparsities:
     lines = {}
     for r_method in dict.fromkeys(r.method for r in done):
       group = [r for r in done if r.method == r_method and (
-          r_method == 'dense' or (r.sparsity == s and r.distribution in (dist, None)))]
+          grid.is_dense(r_method) or (r.sparsity == s and r.distribution in (dist, None)))]
       if group:
         by_step = collections.defaultdict(list)
         for r in group:
@@ -534,7 +535,7 @@ def noise_table(results: dict[Cell, dict[float, list[float]]]) -> list[str]:
       v = results[cell].get(std, [])
       se = float(np.std(v) / math.sqrt(len(v))) if len(v) > 1 else 0.0
       values.append(f'{np.mean(v):.1f} ± {se:.1f} ({len(v)})' if v else '—')
-    label = _cell_label(cell) + ('' if cell[0] == 'dense' else f' s={cell[2]:g}')
+    label = _cell_label(cell) + ('' if grid.is_dense(cell[0]) else f' s={cell[2]:g}')
     lines.append(f'| {label} | ' + ' | '.join(values) + ' |')
   return lines
 

@@ -18,6 +18,8 @@ seeds. Example (gin_configs/sweeps/*.toml hold real ones):
     width = ["DQNConfig.width = {width}"]                          # needed for small_dense
 
     widths = [0.5, 1, 2]                 # optional: the width scaling study (see below)
+    imports = ["my_methods"]             # optional: modules that register more methods
+                                         # (sparse_rl.register_method); gin files import them too
     actor_critic_sparsities = [[0.95, 0.8]]  # optional, SAC/PPO: per-network sparsities
 
     [method_bindings]                    # per method, e.g. schedules for a shorter run
@@ -65,14 +67,45 @@ Run dirs: <root>/<experiment>/<cell>/seed_<seed>, with cell `dense`, `small_dens
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import os
 import re
 import sys
 from typing import Any
 
-METHODS = ('dense', 'small_dense', 'static', 'prune', 'set', 'rigl')
-SPARSE_METHODS = ('static', 'prune', 'set', 'rigl')
+import sparse_rl
+
+#: The grid's parameter-matched baseline: a dense network narrowed to a sparse network's
+#: parameter count (`WidthQuery`). An arm of the grid, not a sparse training method.
+SMALL_DENSE = 'small_dense'
+
+
+def methods() -> list[str]:
+  """The arms a grid may list: the registered sparse training methods (`sparse_rl.METHODS`,
+  the one list of them) in registration order, with `SMALL_DENSE` after the dense ones."""
+  return [*sparse_rl.METHODS.dense_names(), SMALL_DENSE, *sparse_rl.METHODS.sparse_names()]
+
+
+def default_methods() -> list[str]:
+  """The arms of a grid that lists no `methods`: `methods()` but those registered with
+  `in_default_grid` False (methods added since the paper, e.g. srigl)."""
+  return [m for m in methods() if m == SMALL_DENSE or sparse_rl.METHODS[m].in_default_grid]
+
+
+def sparse_methods() -> list[str]:
+  """The registered methods that train a sparse network."""
+  return sparse_rl.METHODS.sparse_names()
+
+
+def reference_dense() -> str:
+  """The dense method that reports normalize by and draw as the dense reference."""
+  return sparse_rl.METHODS.dense_names()[0]
+
+
+def is_dense(method: str) -> bool:
+  """True for a registered method that trains a dense network (the grid's 'dense' arm)."""
+  return method in sparse_rl.METHODS and not sparse_rl.METHODS[method].sparse
 DISTRIBUTIONS = ('erk', 'uniform', 'er')
 DEFAULT_AXES = {
     'sparsity': ['SparsityConfig.sparsity = {sparsity}'],
@@ -84,7 +117,7 @@ DEFAULT_AXES = {
 _AXIS_KEYS = ('methods', 'sparsities', 'distributions', 'extra_points', 'seeds', 'widths',
               'actor_critic_sparsities')
 _TOP_KEYS = {'name', 'root', 'description', 'bindings', 'axes', 'method_bindings',
-             'small_dense_reference', 'experiments', *_AXIS_KEYS}
+             'small_dense_reference', 'experiments', 'imports', *_AXIS_KEYS}
 _EXPERIMENT_KEYS = {'name', 'gin_files', 'bindings', 'method_bindings', *_AXIS_KEYS}
 _TEMPLATE = re.compile(
     r'\{(method|sparsity|distribution|width|seed|actor_sparsity|critic_sparsity)\}')
@@ -116,7 +149,7 @@ class RunSpec:
 
   suite: str  # the grid's name
   experiment: str  # the experiment's name (one agent x env)
-  method: str  # one of METHODS ('small_dense' included)
+  method: str  # one of methods() (SMALL_DENSE included)
   sparsity: float  # 0 for dense; the matched sparsity for small_dense
   distribution: str | None  # None for dense and small_dense
   seed: int
@@ -146,10 +179,10 @@ def format_sparsity(sparsity: float) -> str:
 
 def cell_name(method: str, sparsity: float, distribution: str | None) -> str:
   """The run-dir component of a grid cell: 'dense', 'small_dense_s0.9', 'rigl_erk_s0.9'."""
-  if method == 'dense':
-    return 'dense'
-  if method == 'small_dense':
-    return f'small_dense_s{format_sparsity(sparsity)}'
+  if is_dense(method):
+    return method
+  if method == SMALL_DENSE:
+    return f'{SMALL_DENSE}_s{format_sparsity(sparsity)}'
   return f'{method}_{distribution}_s{format_sparsity(sparsity)}'
 
 
@@ -238,12 +271,12 @@ def _extra_points(points: Any, where: str) -> list[tuple[float, str, tuple[str, 
     sub = _axes({'sparsities': [point['sparsity']], 'distributions': [point['distribution']],
                  **({'methods': point['methods']} if 'methods' in point else {})},
                 f'{where}.extra_points')
-    methods = tuple(sub.get('methods', SPARSE_METHODS))
-    bad = [m for m in methods if m not in SPARSE_METHODS]
+    chosen = tuple(sub.get('methods', sparse_methods()))
+    bad = [m for m in chosen if m not in sparse_methods()]
     if bad:
       raise GridError(f'{where}.extra_points methods must be sparse methods '
-                      f'{list(SPARSE_METHODS)}, got {bad}.')
-    out.append((sub['sparsities'][0], sub['distributions'][0], methods))
+                      f'{sparse_methods()}, got {bad}.')
+    out.append((sub['sparsities'][0], sub['distributions'][0], chosen))
   return out
 
 
@@ -263,12 +296,12 @@ def _axes(table: dict[str, Any], where: str) -> dict[str, Any]:
   """Validates the axis keys present in a grid or experiment table."""
   out: dict[str, Any] = {}
   if 'methods' in table:
-    methods = _str_list(table['methods'], f'{where}.methods')
-    _not_empty(methods, f'{where}.methods')
-    bad = [m for m in methods if m not in METHODS]
+    chosen = _str_list(table['methods'], f'{where}.methods')
+    _not_empty(chosen, f'{where}.methods')
+    bad = [m for m in chosen if m not in methods()]
     if bad:
-      raise GridError(f'{where}.methods: unknown {bad}; choose from {list(METHODS)}.')
-    out['methods'] = list(dict.fromkeys(methods))
+      raise GridError(f'{where}.methods: unknown {bad}; choose from {methods()}.')
+    out['methods'] = list(dict.fromkeys(chosen))
   if 'sparsities' in table:
     values = table['sparsities']
     if not isinstance(values, list) or not all(
@@ -328,9 +361,20 @@ def _check_labels(values: list[Any], where: str) -> None:
     seen[label] = value
 
 
+def _import_methods(modules: Any, where: str) -> None:
+  """Imports the grid's `imports` (modules that register sparse training methods)."""
+  for module in _str_list(modules, f'{where}.imports'):
+    try:
+      importlib.import_module(module)
+    except Exception as e:  # any failure to import is the grid's problem, said in one line
+      raise GridError(f'{where}.imports: cannot import {module!r}: '
+                      f'{type(e).__name__}: {e}') from e
+
+
 def validate(grid: dict[str, Any], where: str = 'grid') -> dict[str, Any]:
   """Checks a parsed grid and fills in defaults (see the module docstring)."""
   _check_keys(grid, _TOP_KEYS, where)
+  _import_methods(grid.get('imports', []), where)
   name = grid.get('name')
   if not isinstance(name, str) or not _SAFE_NAME.match(name):
     raise GridError(f'{where}: `name` must be a plain name (letters, digits, _ . -), '
@@ -340,7 +384,7 @@ def validate(grid: dict[str, Any], where: str = 'grid') -> dict[str, Any]:
       'root': grid.get('root', os.path.join('runs', name)),
       'description': grid.get('description', ''),
       'bindings': _str_list(grid.get('bindings', []), f'{where}.bindings'),
-      'methods': list(METHODS), 'sparsities': [0.9], 'distributions': ['erk'],
+      'methods': default_methods(), 'sparsities': [0.9], 'distributions': ['erk'],
       'extra_points': [], 'seeds': [0],
   }
   out.update(_axes(grid, where))
@@ -352,8 +396,8 @@ def validate(grid: dict[str, Any], where: str = 'grid') -> dict[str, Any]:
   out['axes'] = axes
   out['method_bindings'] = _method_bindings(grid, where)
   reference = grid.get('small_dense_reference', 'static')
-  if reference not in SPARSE_METHODS:
-    raise GridError(f'{where}.small_dense_reference must be one of {list(SPARSE_METHODS)}.')
+  if reference not in sparse_methods():
+    raise GridError(f'{where}.small_dense_reference must be one of {sparse_methods()}.')
   out['small_dense_reference'] = reference
   experiments = grid.get('experiments')
   if not isinstance(experiments, list) or not experiments:
@@ -379,14 +423,14 @@ def validate(grid: dict[str, Any], where: str = 'grid') -> dict[str, Any]:
     for key in _AXIS_KEYS:
       entry[key] = out.get(key)  # widths and actor_critic_sparsities: None if not given
     entry.update(_axes(exp, here))
-    if 'small_dense' in entry['methods'] and not axes['width']:
+    if SMALL_DENSE in entry['methods'] and not axes['width']:
       raise GridError(f'{here}: small_dense needs [axes] width bindings, e.g. '
                       '["DQNConfig.width = {width}"].')
     if entry['widths'] is not None and not axes['width']:
       raise GridError(f'{here}: widths needs [axes] width bindings, e.g. '
                       '["DQNConfig.width = {width}"].')
     for key in ('widths', 'actor_critic_sparsities'):
-      if entry[key] is not None and 'small_dense' in entry['methods']:
+      if entry[key] is not None and SMALL_DENSE in entry['methods']:
         raise GridError(f'{here}: {key} cannot be crossed with small_dense (it sizes its own '
                         'network); list it in another experiment.')
     if entry['actor_critic_sparsities'] is not None and len(entry['sparsities']) > 1:
@@ -400,7 +444,7 @@ def validate(grid: dict[str, Any], where: str = 'grid') -> dict[str, Any]:
 def _method_bindings(table: dict[str, Any], where: str) -> dict[str, list[str]]:
   """A [method_bindings] table (grid or experiment): {method: bindings}, methods checked."""
   bindings = table.get('method_bindings', {})
-  _check_keys(bindings, set(METHODS), f'{where}.method_bindings')
+  _check_keys(bindings, set(methods()), f'{where}.method_bindings')
   return {m: _str_list(v, f'{where}.method_bindings.{m}') for m, v in bindings.items()}
 
 
@@ -461,9 +505,9 @@ def _expand_experiment(grid: dict[str, Any], exp: dict[str, Any], variant: dict[
 
   for method in exp['methods']:
     for seed in exp['seeds']:
-      if method == 'dense':
+      if is_dense(method):
         cells = [(0.0, None)]
-      elif method == 'small_dense':
+      elif method == SMALL_DENSE:
         cells = [(s, None) for s in exp['sparsities']]
       else:
         cells = list(dict.fromkeys(points + [(s, d) for s, d, only in extra if method in only]))
@@ -471,11 +515,13 @@ def _expand_experiment(grid: dict[str, Any], exp: dict[str, Any], variant: dict[
         values = dict(method=method, sparsity=sparsity, distribution=distribution, seed=seed)
         name = f"{exp['name']}/{cell_name(method, sparsity, distribution)}/seed_{seed}"
         query = None
-        if method in ('dense', 'small_dense'):
-          files = _files(exp['gin_files'], 'dense')
+        if is_dense(method) or method == SMALL_DENSE:
+          # small dense: the dense method's files, at a narrower width
+          files = _files(exp['gin_files'],
+                         method if is_dense(method) else sparse_rl.METHODS.dense_names()[0])
           bindings = tuple(render(b, **values) for b in
                            [*base, *method_bindings(method)])
-          if method == 'small_dense':
+          if method == SMALL_DENSE:
             ref = grid['small_dense_reference']
             query = WidthQuery(
                 sparse_gin_files=_files(exp['gin_files'], ref),

@@ -17,12 +17,12 @@ matplotlib.use('Agg')  # files only; must precede the pyplot import
 import matplotlib.pyplot as plt  # noqa: E402
 
 from scripts import fileio  # noqa: E402
+from scripts import grid  # noqa: E402
 
-METHOD_COLORS = {
-    'dense': 'black', 'small_dense': 'tab:gray', 'static': 'tab:blue', 'prune': 'tab:green',
-    'set': 'tab:orange', 'rigl': 'tab:red',
-}
-METHOD_ORDER = tuple(METHOD_COLORS)
+# Dense arms black, the small dense baseline gray, the sparse methods in registration order
+# (sparse_rl.METHODS: static, prune, set, rigl, then any registered later) from this palette.
+SPARSE_COLORS = ('tab:blue', 'tab:green', 'tab:orange', 'tab:red', 'tab:purple', 'tab:brown',
+                 'tab:pink', 'tab:olive', 'tab:cyan')
 DPI = 110
 
 # An interval as (point, lower, upper).
@@ -30,7 +30,14 @@ Triple = tuple[float, float, float]
 
 
 def _color(method: str) -> str:
-  return METHOD_COLORS.get(method, 'tab:purple')
+  if grid.is_dense(method):
+    return 'black'
+  if method == grid.SMALL_DENSE:
+    return 'tab:gray'
+  sparse = grid.sparse_methods()
+  return SPARSE_COLORS[sparse.index(method) % len(SPARSE_COLORS)] if method in sparse else \
+      'tab:purple'
+
 
 
 def _save(fig, path: str, tight: bool = True) -> str:
@@ -46,8 +53,9 @@ def _save(fig, path: str, tight: bool = True) -> str:
 
 
 def _ordered(methods) -> list[str]:
-  known = [m for m in METHOD_ORDER if m in methods]
-  return known + sorted(m for m in methods if m not in METHOD_ORDER)
+  order = grid.methods()
+  known = [m for m in order if m in methods]
+  return known + sorted(m for m in methods if m not in order)
 
 
 def score_vs_sparsity(series: dict[str, dict[float, Triple]], dense: Triple | None,
@@ -61,13 +69,14 @@ def score_vs_sparsity(series: dict[str, dict[float, Triple]], dense: Triple | No
   fig, ax = plt.subplots(figsize=(6.4, 4.2))
   xs_all = sorted({s for points in series.values() for s in points})
   if dense is not None and xs_all:
-    ax.axhline(dense[0], color=_color('dense'), lw=1.5, label='dense')
-    ax.axhspan(dense[1], dense[2], color=_color('dense'), alpha=0.1)
+    name = grid.reference_dense()
+    ax.axhline(dense[0], color=_color(name), lw=1.5, label=name)
+    ax.axhspan(dense[1], dense[2], color=_color(name), alpha=0.1)
   for method in _ordered(series):
     points = sorted(series[method].items())
     xs = [s for s, _ in points]
     ax.plot(xs, [v[0] for _, v in points], marker='o', color=_color(method), label=method,
-            ls='--' if method == 'small_dense' else '-')
+            ls='--' if method == grid.SMALL_DENSE else '-')
     ax.fill_between(xs, [v[1] for _, v in points], [v[2] for _, v in points],
                     color=_color(method), alpha=0.15)
     if len(xs) == 1:  # a band needs two points: show the CI as a whisker

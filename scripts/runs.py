@@ -14,6 +14,8 @@ import json
 import os
 from typing import Any, Iterable
 
+from scripts import grid
+
 Cell = tuple[str, str | None, float]  # (method, distribution or None, sparsity)
 
 
@@ -89,8 +91,8 @@ def _labels(name: str, planned: dict | None, spec: dict | None, summary: dict | 
   method = summary.get('method', 'unknown')
   return {'suite': summary.get('agent') or os.path.basename(os.path.abspath(root)),
           'experiment': summary.get('env_id') or name.split('/')[0], 'method': method,
-          'sparsity': 0.0 if method == 'dense' else summary.get('sparsity'),
-          'distribution': None if method == 'dense' else summary.get('distribution'),
+          'sparsity': 0.0 if grid.is_dense(method) else summary.get('sparsity'),
+          'distribution': None if grid.is_dense(method) else summary.get('distribution'),
           'seed': summary.get('seed')}
 
 

@@ -144,7 +144,7 @@ def _population_key(spec: grid_lib.RunSpec) -> tuple:
   """Runs that may share a population: one experiment, method and gin files (seeds, sparsity
   levels and distributions differ; scripts/train_population.py splits members whose configs
   turn out incompatible). A small dense network's width follows its sparsity: one per level."""
-  level = spec.sparsity if spec.method == 'small_dense' else None
+  level = spec.sparsity if spec.method == grid_lib.SMALL_DENSE else None
   return (spec.experiment, spec.method, tuple(spec.gin_files), level)
 
 

@@ -89,7 +89,7 @@ def network_sparsity_config(params: PyTree,
             f'the sparsity configs of one Dopamine agent share one optimizer and so one '
             f'schedule: SparsityConfig.{field} is {getattr(first, field)!r} for '
             f'{configs[0][0]!r} but {getattr(config, field)!r} for {prefix!r}.')
-  if first.method == 'dense':
+  if not sparse_rl.METHODS[first.method].sparse:
     return first
   leaves = tree_lib.leaves_with_paths(params)
   custom: dict[str, float] = {}
@@ -97,7 +97,7 @@ def network_sparsity_config(params: PyTree,
     sub = {path: leaf for path, leaf in leaves if path.startswith(prefix + '/')}
     if not sub:
       raise ValueError(f'no params under {prefix!r}; leaves: {[p for p, _ in leaves]}.')
-    if config.method == 'dense':
+    if not sparse_rl.METHODS[config.method].sparse:
       continue
     # Solve over this network alone: a flat {path: leaf} dict keeps the full paths.
     solved = config.target_sparsities(sub)

@@ -23,9 +23,8 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from sparse_rl import masking
-from sparse_rl import schedules
 from sparse_rl import tree as tree_lib
+from sparse_rl.registry import METHODS
 from sparse_rl.updaters import SparsityConfig
 
 PyTree = Any
@@ -96,7 +95,8 @@ def network_forward_flops(module: nn.Module, masks: PyTree | None, *example_inpu
   return forward_flops(layer_costs(module, *example_inputs, **kwargs), densities)
 
 
-def _target_densities(config: SparsityConfig, params: PyTree) -> dict[str, float]:
+def target_densities(config: SparsityConfig, params: PyTree) -> dict[str, float]:
+  """{kernel path: final density} of the config's target sparsities (masked leaves only)."""
   out = {}
   for path, s in tree_lib.leaves_with_paths(config.target_sparsities(params),
                                             is_leaf=tree_lib.is_none):
@@ -116,34 +116,8 @@ def training_flops(config: SparsityConfig, costs: list[LayerCost], params: PyTre
     num_steps: gradient steps taken.
 
   Returns:
-    Total training FLOPs (forward + backward, ~3x forward).
+    Total training FLOPs (forward + backward, ~3x forward): the method's cost model
+    (`sparse_rl.registry.Method.training_flops`; the paper's Appendix: dense and static/SET
+    at their densities, RigL with a dense backward pass per update, pruning by its schedule).
   """
-  f_dense = forward_flops(costs)
-  final = _target_densities(config, params)
-  f_sparse = forward_flops(costs, final)
-  if config.method == 'dense':
-    return 3.0 * f_dense * num_steps
-  if config.method in ('static', 'set'):
-    return 3.0 * f_sparse * num_steps
-  if config.method == 'rigl':
-    dt = config.update_interval
-    during = min(num_steps, config.end_step)
-    per_step = (3 * f_sparse * dt + 2 * f_sparse + f_dense) / (dt + 1)
-    return per_step * during + 3.0 * f_sparse * (num_steps - during)
-  # prune: step t runs with the masks set by pruning steps < t.
-  sizes = {p: math.prod(leaf.shape) for p, leaf in tree_lib.leaves_with_paths(params)}
-  events = [e for e in schedules.prune_steps(config.begin_step, config.end_step,
-                                             config.update_interval) if e < num_steps]
-  boundaries = [1] + [e + 1 for e in events] + [num_steps + 1]
-  total = 0.0
-  for j in range(len(boundaries) - 1):
-    n = boundaries[j + 1] - boundaries[j]
-    if j == 0:
-      total += 3.0 * f_dense * n
-      continue
-    t = events[j - 1]
-    dens = {p: masking.num_kept(sizes[p], schedules.cubic_sparsity_host(
-        t, 1.0 - d, config.begin_step, config.end_step)) / sizes[p]
-            for p, d in final.items()}
-    total += 3.0 * forward_flops(costs, dens) * n
-  return total
+  return METHODS[config.method].training_flops(config, costs, params, num_steps)

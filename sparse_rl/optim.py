@@ -8,12 +8,17 @@
     grads = jax.grad(loss)(params)                     # dense gradient
     params, opt_state = opt.step(params, grads, opt_state)   # jittable
 
-`step` applies the optimizer to the dense gradient and masks its update
-(inactive weights stay exactly 0), and on the schedule's update steps computes
-new masks inside `jax.lax.cond` (no host round trip), before or after the
-optimizer update as `SparsityConfig.update_order` says: dropped weights are
-set to 0, newly grown weights start at 0, and their optimizer moments are
-reset to 0 through `optax.tree_map_params`, which works for any optax chain
+A gradient step has two named phases, each `(params, state) -> (params, state)`:
+`apply_update` applies the optimizer to the dense gradient and masks its update
+(inactive weights stay exactly 0), and `update_topology` runs the mask update of
+a method that acts after the step. Where a method's mask update sits is its
+`placement` (sparse_rl/registry.py): before the step or instead of it (inside
+`apply_update`), or after it (`update_topology`); `step` runs both phases.
+An agent that steps several networks before any mask update (SAC) calls the
+phases itself. Mask updates run on the schedule's update steps inside
+`jax.lax.cond` (no host round trip): dropped weights are set to 0, newly grown
+weights start at 0, and their optimizer moments are reset to 0 through
+`optax.tree_map_params`, which works for any optax chain
 (google-research/rigl rigl/rigl_tf2/mask_updaters.py `reset_momentum`).
 """
 
@@ -30,6 +35,7 @@ import optax
 from sparse_rl import masking
 from sparse_rl import tree as tree_lib
 from sparse_rl import initializers
+from sparse_rl.registry import METHODS, Method
 from sparse_rl.updaters import SparsityConfig, SparsityState, Updater, make_updater
 
 PyTree = Any
@@ -76,6 +82,11 @@ class SparseOptimizer:
   member_configs: tuple = ()
 
   @property
+  def method(self) -> Method:
+    """The registered method of `config` (sparse_rl/registry.py)."""
+    return METHODS[self.config.method]
+
+  @property
   def updater(self) -> Updater:
     return make_updater(self.config, self.member_configs)
 
@@ -95,9 +106,9 @@ class SparseOptimizer:
 
   def step(self, params: PyTree, grads: PyTree, state: SparseOptState,
            update_masks: bool | None = None,
-           mask_grads_fn: Callable[[PyTree], PyTree] | None = None,
-           return_stepped: bool = False, defer_mask_update: bool = False):
-    """One optimizer step and, on schedule, a mask update. Jittable.
+           mask_grads_fn: Callable[[PyTree], PyTree] | None = None
+           ) -> tuple[PyTree, SparseOptState]:
+    """One gradient step: `apply_update`, then `update_topology`. Jittable.
 
     The inner optimizer sees the dense gradient, as in the reference code,
     where the masked kernel is a variable whose gradient is dense: gradient
@@ -114,107 +125,91 @@ class SparseOptimizer:
         bool `self.is_update_step(step + 1)` instead and jit the two cases
         separately: the plain steps then cost exactly what a static-mask step
         costs (the cond's bookkeeping is ~5-15% of a Nature-CNN step on CPU).
-      mask_grads_fn: optional params -> dense gradient. With update_order
-        'step_first', RigL then grows by the gradient at the updated weights
-        (the reference SAC recomputes its loss after the step); by default it
-        uses `grads`. Called only on mask-update steps.
-
-      return_stepped: also return the params right after the optimizer update and before a
-        mask update that follows it (pruning, 'step_first'); otherwise the new params.
-      defer_mask_update: for a method whose mask update follows the optimizer step (pruning,
-        'step_first'), take only the optimizer step; the caller then calls
-        `mask_update_after_step` (SAC steps both networks before either mask update).
+      mask_grads_fn: optional params -> dense gradient, for a method whose mask update
+        follows the optimizer step (placement 'after_step'): RigL then grows by the gradient
+        at the updated weights (the reference SAC recomputes its loss after the step); by
+        default it uses `grads`. Called only on mask-update steps.
 
     Returns:
-      (new params, new state), or (new params, new state, stepped params) with
-      return_stepped; the state's step is incremented.
+      (new params, new state); the state's step is incremented.
+    """
+    params, state = self.apply_update(params, grads, state, update_masks)
+    grads_fn = (lambda: grads) if mask_grads_fn is None else (lambda: mask_grads_fn(params))
+    return self.update_topology(params, state, grads_fn, update_masks)
+
+  def apply_update(self, params: PyTree, grads: PyTree, state: SparseOptState,
+                   update_masks: bool | None = None) -> tuple[PyTree, SparseOptState]:
+    """The first phase of a gradient step: the masked optimizer update. Jittable.
+
+    For a method whose topology is chosen on the weights before the step (placement
+    'before_step', 'instead_of_step'), the mask update of an update step happens here, on the
+    current weights with this step's gradient: dropped weights are zeroed, grown ones start at
+    0 with reset moments, and the optimizer then applies the gradient under the new masks
+    ('before_step') or not at all ('instead_of_step'). Increments the step counter.
+    `update_masks` as in `step`. Returns (new params, new state).
     """
     updater = self.updater
     masks = state.sparsity.masks
     tree_lib.check_same_structure(masks, params)
     index = state.sparsity.step  # 0-based index of this gradient step
     sparsity = state.sparsity.replace(step=index + 1)
-    if updater.is_update_step is None or update_masks is False:
+    if (updater.placement in (None, 'after_step') or updater.is_update_step is None
+        or update_masks is False):
       updates, inner = self.tx.update(grads, state.inner, params)
       new_params = optax.apply_updates(params, masking.apply_masks(updates, masks))
-      out = new_params, SparseOptState(inner=inner, sparsity=sparsity)
-      return (*out, new_params) if return_stepped else out
+      return new_params, SparseOptState(inner=inner, sparsity=sparsity)
 
     is_update = True if update_masks else updater.is_update_step(index)
-
-    def new_masks_from(weights, grads_fn):
-      # Only the new masks come out of the cond. Passing params and moments through a
-      # lax.cond makes XLA copy them on every step (17 ms for 12M floats on CPU); the
-      # selects below fuse into the optimizer's elementwise update instead. On other
-      # steps the masks come back unchanged and the selects change nothing.
-      compute = lambda: updater.update_masks(state.sparsity, weights, grads_fn())
-      if update_masks:
-        return compute()
-      return jax.lax.cond(is_update, compute, lambda: (masks, state.sparsity.key))
-
-    if updater.masks_after_step:
-      updates, inner = self.tx.update(grads, state.inner, params)
-      new_params = optax.apply_updates(params, masking.apply_masks(updates, masks))
-      stepped = new_params
-      stepped_state = SparseOptState(inner=inner, sparsity=sparsity)
-      if defer_mask_update:
-        return (new_params, stepped_state, stepped) if return_stepped else (
-            new_params, stepped_state)
-      grads_fn = (lambda: grads) if mask_grads_fn is None else (
-          lambda: mask_grads_fn(new_params))
-      new_params, new_state = self.mask_update_after_step(new_params, stepped_state, grads_fn,
-                                                          update_masks)
-      return (new_params, new_state, stepped) if return_stepped else (new_params, new_state)
-    else:  # 'masks_first' and 'skip_step': the topology is chosen on the current weights
-      new_masks, key = new_masks_from(params, lambda: grads)
-      grown = tree_lib.map_masked(lambda old, new: new & ~old, masks, new_masks)
-      params = masking.apply_masks(params, new_masks)  # dropped -> 0 (grown are 0 already)
-      reset = reset_moments(self.tx, state.inner, _negate(grown), params)
-      updates, inner = self.tx.update(grads, reset, params)
-      new_params = optax.apply_updates(params, masking.apply_masks(updates, new_masks))
-      if self.config.update_order == 'skip_step':
-        keep_old = lambda old, new: jnp.where(is_update, old, new)
-        new_params = jax.tree_util.tree_map(keep_old, params, new_params)
-        inner = jax.tree_util.tree_map(keep_old, reset, inner)
-      stepped = new_params
+    # Only the new masks come out of the cond. Passing params and moments through a
+    # lax.cond makes XLA copy them on every step (17 ms for 12M floats on CPU); the
+    # selects below fuse into the optimizer's elementwise update instead. On other
+    # steps the masks come back unchanged and the selects change nothing.
+    compute = lambda: updater.update_masks(state.sparsity, params, grads)
+    if update_masks:
+      new_masks, key = compute()
+    else:
+      new_masks, key = jax.lax.cond(is_update, compute, lambda: (masks, state.sparsity.key))
+    grown = tree_lib.map_masked(lambda old, new: new & ~old, masks, new_masks)
+    params = masking.apply_masks(params, new_masks)  # dropped -> 0 (grown are 0 already)
+    reset = reset_moments(self.tx, state.inner, _negate(grown), params)
+    updates, inner = self.tx.update(grads, reset, params)
+    new_params = optax.apply_updates(params, masking.apply_masks(updates, new_masks))
+    if updater.placement == 'instead_of_step':
+      keep_old = lambda old, new: jnp.where(is_update, old, new)
+      new_params = jax.tree_util.tree_map(keep_old, params, new_params)
+      inner = jax.tree_util.tree_map(keep_old, reset, inner)
     sparsity = sparsity.replace(masks=new_masks, key=key)
-    out = new_params, SparseOptState(inner=inner, sparsity=sparsity)
-    return (*out, stepped) if return_stepped else out
+    return new_params, SparseOptState(inner=inner, sparsity=sparsity)
 
+  def update_topology(self, params: PyTree, state: SparseOptState,
+                      grads_fn: Callable[[], PyTree],
+                      update_masks: bool | None = None) -> tuple[PyTree, SparseOptState]:
+    """The second phase of a gradient step: the mask update of the step `apply_update` just
+    took, for a method whose update follows the optimizer step (placement 'after_step':
+    pruning, SET/RigL with update_order 'step_first'); (params, state) unchanged for any
+    other. Jittable.
 
-def _mask_update_after_step(self, params: PyTree, state: SparseOptState,
-                            grads_fn: Callable[[], PyTree],
-                            update_masks: bool | None = None
-                            ) -> tuple[PyTree, SparseOptState]:
-  """The mask update of the step just taken, for methods that update after the step.
-
-  Pruning and update_order 'step_first' (`Updater.masks_after_step`). `state` is the state
-  `step(..., defer_mask_update=True)` returned; `grads_fn()` gives the dense gradient RigL
-  grows with (called only on update steps). Dropped weights become 0, new connections start
-  at 0 with reset moments. Jittable; `update_masks` as in `step`.
-  """
-  updater = self.updater
-  if updater.is_update_step is None or update_masks is False:
-    return params, state
-  if not updater.masks_after_step:
-    raise ValueError(f"method {self.config.method!r} with update_order "
-                     f"{self.config.update_order!r} updates its masks inside `step`.")
-  masks = state.sparsity.masks
-  taken = state.sparsity.replace(step=state.sparsity.step - 1)  # the index of that step
-  compute = lambda: updater.update_masks(taken, params, grads_fn())
-  if update_masks:
-    new_masks, key = compute()
-  else:
-    new_masks, key = jax.lax.cond(updater.is_update_step(taken.step), compute,
-                                  lambda: (masks, state.sparsity.key))
-  grown = tree_lib.map_masked(lambda old, new: new & ~old, masks, new_masks)
-  params = masking.apply_masks(params, new_masks)  # dropped -> 0, grown -> 0
-  inner = reset_moments(self.tx, state.inner, _negate(grown), params)
-  return params, SparseOptState(inner=inner,
-                                sparsity=state.sparsity.replace(masks=new_masks, key=key))
-
-
-SparseOptimizer.mask_update_after_step = _mask_update_after_step
+    `grads_fn()` gives the dense gradient RigL grows with (called only on update steps).
+    Dropped weights become 0, new connections start at 0 with reset moments. `update_masks`
+    as in `step`. Returns (new params, new state).
+    """
+    updater = self.updater
+    if (updater.placement != 'after_step' or updater.is_update_step is None
+        or update_masks is False):
+      return params, state
+    masks = state.sparsity.masks
+    taken = state.sparsity.replace(step=state.sparsity.step - 1)  # the index of that step
+    compute = lambda: updater.update_masks(taken, params, grads_fn())
+    if update_masks:
+      new_masks, key = compute()
+    else:
+      new_masks, key = jax.lax.cond(updater.is_update_step(taken.step), compute,
+                                    lambda: (masks, state.sparsity.key))
+    grown = tree_lib.map_masked(lambda old, new: new & ~old, masks, new_masks)
+    params = masking.apply_masks(params, new_masks)  # dropped -> 0, grown -> 0
+    inner = reset_moments(self.tx, state.inner, _negate(grown), params)
+    return params, SparseOptState(inner=inner,
+                                  sparsity=state.sparsity.replace(masks=new_masks, key=key))
 
 
 def _negate(masks: PyTree) -> PyTree:

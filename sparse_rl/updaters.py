@@ -1,20 +1,16 @@
-"""Sparse training methods: dense, static, prune, set, rigl.
+"""Sparsity configuration and state, the updater a method builds, and the selection primitives.
 
-Each method is an `Updater`, a small set of pure functions in the spirit of
-optax: `init` draws the masks, `is_update_step` says when the topology
-changes, and `update_masks` computes the new masks inside jit. The optimizer
-side (masking updates, zeroing dropped weights, resetting the moments of
-grown weights) lives in `sparse_rl.optim.SparseOptimizer`, so an updater never
-sees an optimizer and works with any optax transformation.
+`SparsityConfig` names a registered method (`sparse_rl.registry.METHODS`; the methods
+themselves are in sparse_rl/methods.py) and its schedule. `make_updater` asks the config's
+method for its hooks and returns an `Updater`, a small set of pure functions in the spirit of
+optax: `init` draws the masks, `is_update_step` says when the topology changes, `update_masks`
+computes the new masks inside jit, and `placement` says where that update sits in its
+gradient step. The optimizer side (masking updates, zeroing dropped weights, resetting the
+moments of grown weights) lives in `sparse_rl.optim.SparseOptimizer`, so an updater never sees
+an optimizer and works with any optax transformation.
 
-Selection uses `jax.lax.top_k` per layer with a static k (the largest count the
-schedule can ask for), never a sort of the whole network: a RigL update on the
-Nature CNN's 4M-weight layer costs a few hundred ms every few thousand steps.
-
-References:
-  prune: Zhu & Gupta 2017, "To prune, or not to prune" (gradual magnitude pruning).
-  set:   Mocanu et al. 2018, "Scalable training of artificial neural networks ..."
-  rigl:  Evci et al. 2020, "Rigging the Lottery: Making All Tickets Winners".
+The primitives (`drop_smallest`, `reference_kept`, `grow_largest`) select per layer with
+`jax.lax.top_k` and a static k, with the reference codes' tie rules.
 """
 
 from __future__ import annotations
@@ -29,12 +25,10 @@ import numpy as np
 
 from sparse_rl import checks
 from sparse_rl import distributions
-from sparse_rl import masking
-from sparse_rl import schedules
-from sparse_rl import tree as tree_lib
+from sparse_rl import redo as redo_lib
+from sparse_rl.registry import METHODS
 
 PyTree = Any
-METHODS = ('dense', 'static', 'prune', 'set', 'rigl')
 UPDATE_ORDERS = ('masks_first', 'step_first', 'skip_step')
 
 
@@ -43,7 +37,8 @@ class SparsityConfig:
   """Which sparse training method to run and its schedule.
 
   Attributes:
-    method: 'dense', 'static', 'prune', 'set' or 'rigl'.
+    method: the name of a registered method (`sparse_rl.METHODS`: 'dense', 'static',
+      'prune', 'set', 'rigl' and any registered later).
     sparsity: global target fraction of zero weights, in [0, 1); 0 for 'dense'.
     distribution: 'erk', 'er' or 'uniform': how the target splits over layers.
     erk_power: exponent on ERK/ER raw densities, >= 0.
@@ -82,6 +77,10 @@ class SparsityConfig:
       Atari DQN code) run it with zero drops: False. A zero-drop update is
       not a no-op: the lower-index tie rule can move an active weight that
       is exactly 0 onto a lower-index inactive position.
+    redo: a `sparse_rl.redo.ReDoConfig` to recycle this network's dormant neurons (ReDo,
+      Sokar et al. 2023; with any method, dense included), or None (off).
+    method_options: {option: value} of the method's own hyperparameters
+      (`sparse_rl.registry.Method.options`; e.g. SRigL's 'gamma_sal'); unknown names raise.
   """
   method: str = 'dense'
   sparsity: float = 0.0
@@ -97,16 +96,14 @@ class SparsityConfig:
   update_order: str = 'masks_first'
   sparse_init: bool = False
   skip_zero_drop: bool = True
+  method_options: Mapping[str, Any] | tuple = ()
+  redo: Any = None
 
   def __post_init__(self):
-    if not isinstance(self.method, str) or self.method not in METHODS:
-      raise ValueError(f'Unknown sparse training method {self.method!r} '
-                       f'(SparsityConfig.method); choose one of {list(METHODS)}.')
+    method = METHODS[self.method]  # ValueError naming the registered methods
     checks.check_float(self, 'sparsity', self.sparsity, minimum=0.0, below=1.0)
-    if self.method == 'dense' and self.sparsity != 0.0:
-      checks.fail(self, 'sparsity', self.sparsity,
-                  "method 'dense' means sparsity 0; a sparse network needs one of "
-                  f'{list(METHODS[1:])}')
+    self._normalize_method_options()
+    method.validate(self)
     if not isinstance(self.distribution, str) or self.distribution not in distributions.REGISTRY:
       raise ValueError(f'Unknown sparsity distribution {self.distribution!r} '
                        f'(SparsityConfig.distribution); choose one of '
@@ -128,7 +125,7 @@ class SparsityConfig:
     checks.check_int(self, 'begin_step', self.begin_step, minimum=0)
     checks.check_int(self, 'end_step', self.end_step, minimum=0)
     checks.check_int(self, 'update_interval', self.update_interval, minimum=1)
-    if self.method != 'dense' and self.end_step < self.begin_step:
+    if method.sparse and self.end_step < self.begin_step:
       checks.fail(self, 'end_step', self.end_step,
                   f'must not be before begin_step ({self.begin_step})')
     checks.check_probability(self, 'drop_fraction', self.drop_fraction)
@@ -137,10 +134,33 @@ class SparsityConfig:
     checks.check_choice(self, 'update_order', self.update_order, UPDATE_ORDERS)
     checks.check_bool(self, 'sparse_init', self.sparse_init)
     checks.check_bool(self, 'skip_zero_drop', self.skip_zero_drop)
+    if self.redo is not None and not isinstance(self.redo, redo_lib.ReDoConfig):
+      checks.fail(self, 'redo', self.redo, 'must be a ReDoConfig or None')
+
+  def _normalize_method_options(self) -> None:
+    """method_options as a sorted tuple of (name, value) pairs, lists made tuples (the config
+    stays hashable: it is a static argument of jitted functions); unknown names raise."""
+    options = self.method_options
+    if isinstance(options, Mapping):
+      options = tuple(options.items())
+    if not (isinstance(options, (tuple, list))
+            and all(isinstance(p, (tuple, list)) and len(p) == 2 and isinstance(p[0], str)
+                    for p in options)):
+      checks.fail(self, 'method_options', self.method_options,
+                  'must be a dict {option name: value}')
+    freeze = lambda v: tuple(freeze(x) for x in v) if isinstance(v, (list, tuple)) else v
+    options = tuple(sorted((k, freeze(v)) for k, v in options))
+    for name, value in options:
+      try:
+        hash(value)
+      except TypeError:
+        checks.fail(self, f'method_options[{name!r}]', value, 'must be hashable')
+    object.__setattr__(self, 'method_options', options)
+    METHODS[self.method].resolved_options(self)  # unknown option names fail here
 
   def target_sparsities(self, params: PyTree) -> PyTree:
     """Per-leaf final sparsities (None = dense) for these params' shapes."""
-    if self.method == 'dense':
+    if not METHODS[self.method].sparse:
       return jax.tree_util.tree_map(lambda _: None, params)
     kwargs = {}
     if self.distribution in ('erk', 'er'):
@@ -164,7 +184,7 @@ class SparsityState(flax.struct.PyTreeNode):
 
 
 class Updater(NamedTuple):
-  """A sparse training method as pure functions.
+  """A sparse training method's hooks for one config, as pure functions (`make_updater`).
 
   init(params, key) -> SparsityState
   is_update_step(step) -> bool (traced), or None if masks never change.
@@ -173,23 +193,23 @@ class Updater(NamedTuple):
   update_masks(state, params, grads) -> (new masks, new key); called under
     jit only on update steps with `state.step` = that index. `params` are the
     weights the topology is chosen on (before or after this step's optimizer
-    update, per `SparsityConfig.update_order`; after it for pruning) and
-    `grads` the dense gradient (RigL's grow score).
-  masks_after_step: True if `update_masks` sees the weights after the
-    optimizer step (pruning, and update_order 'step_first').
+    update, per `placement`) and `grads` the dense gradient (RigL's grow score).
+  placement: where the mask update sits in its gradient step, one of
+    `sparse_rl.registry.PLACEMENTS` ('before_step', 'after_step', 'instead_of_step'), or
+    None if the masks never change.
   """
   init: Callable[[PyTree, jax.Array], SparsityState]
   is_update_step: Callable[[jax.Array], jax.Array] | None
   update_masks: Callable[[SparsityState, PyTree, PyTree], tuple[PyTree, jax.Array]] | None
   config: SparsityConfig
-  masks_after_step: bool = True
+  placement: str | None = None
 
 
 def _flat(x):
   return x.reshape(-1)
 
 
-def _finite(score):
+def finite(score):
   """Scores with NaN and -inf mapped to the lowest finite value and +inf to the highest, so
   that the -inf of excluded positions ranks strictly below every candidate (top_k on NaN or
   tied infinities would otherwise pick excluded positions and change the kept counts)."""
@@ -204,7 +224,7 @@ def _set_first(flat_mask, idx, count, value: bool):
   return flat_mask.at[idx].set(jnp.where(valid, value, current))
 
 
-def _drop_smallest(mask, weights, n_drop, k_max: int):
+def drop_smallest(mask, weights, n_drop, k_max: int):
   """Deactivates the n_drop active weights of smallest magnitude.
 
   Among equal magnitudes the higher flat index is dropped first, so the lower
@@ -216,23 +236,23 @@ def _drop_smallest(mask, weights, n_drop, k_max: int):
   flat_m = _flat(mask)
   # Non-finite weights (NaN, inf) rank as the largest finite magnitude: inactive positions
   # (-inf) stay strictly below every active one, so exactly n_drop active weights go.
-  score = jnp.where(flat_m, _finite(-jnp.abs(_flat(weights))), -jnp.inf)
+  score = jnp.where(flat_m, finite(-jnp.abs(_flat(weights))), -jnp.inf)
   _, idx_rev = jax.lax.top_k(score[::-1], k_max)
   idx = flat_m.shape[0] - 1 - idx_rev
   return _set_first(flat_m, idx, n_drop, False).reshape(mask.shape)
 
 
-def _reference_kept(mask, weights, n_drop, k_max: int):
+def reference_kept(mask, weights, n_drop, k_max: int):
   """The positions the reference keeps: the n_keep = n_active - n_drop largest |mask * w|.
 
   The reference ranks |mask * w| over the whole layer, inactive positions (score 0) included,
   and keeps the first n_keep of a descending `top_k` (ties: lower index first). While at least
-  n_keep active weights are nonzero this is `_drop_smallest`. When fewer are (weights grown at
+  n_keep active weights are nonzero this is `drop_smallest`. When fewer are (weights grown at
   0 into units with zero gradient stay exactly 0), the kept set is every nonzero active weight
   plus the lowest-index positions of score 0, inactive ones included, as in
   rigl/rigl_tf2/mask_updaters.py `generic_mask_update`.
   """
-  kept = _drop_smallest(mask, weights, n_drop, k_max)
+  kept = drop_smallest(mask, weights, n_drop, k_max)
   flat_m = _flat(mask)
   nonzero = flat_m & (_flat(weights) != 0)
   zero_score = ~nonzero
@@ -243,147 +263,19 @@ def _reference_kept(mask, weights, n_drop, k_max: int):
   return ((_flat(kept) & nonzero) | keep_zero).reshape(mask.shape)
 
 
-def _grow_largest(mask, grow_score, n_grow, k_max: int):
+def grow_largest(mask, grow_score, n_grow, k_max: int):
   """Activates the n_grow inactive positions of largest grow_score (ties: lower index)."""
   flat_m = _flat(mask)
-  score = jnp.where(flat_m, -jnp.inf, _finite(_flat(grow_score)))
+  score = jnp.where(flat_m, -jnp.inf, finite(_flat(grow_score)))
   _, idx = jax.lax.top_k(score, k_max)
   return _set_first(flat_m, idx, n_grow, True).reshape(mask.shape)
 
 
-def _init_state(config: SparsityConfig, params, key, dense_start: bool):
+def _init_state(config: SparsityConfig, params, key, method) -> SparsityState:
   targets = config.target_sparsities(params)
   mask_key, key = jax.random.split(key)
-  if dense_start:
-    masks = masking.ones_masks(params, targets)
-  else:
-    masks = masking.random_masks(mask_key, params, targets)
+  masks = method.initial_masks(config, params, targets, mask_key)
   return SparsityState(masks=masks, step=jnp.zeros((), jnp.int32), key=key)
-
-
-def _no_update(config: SparsityConfig, dense_start=False) -> Updater:
-  return Updater(
-      init=lambda params, key: _init_state(config, params, key, dense_start),
-      is_update_step=None, update_masks=None, config=config)
-
-
-def _prune(config: SparsityConfig, member_configs: tuple = ()) -> Updater:
-  """Gradual magnitude pruning (Zhu & Gupta 2017) with a cubic schedule.
-
-  The scheduled kept count of every leaf at every pruning step is computed on
-  the host (exact integer rounding, as `masking.num_kept`) and looked up in
-  jit; each step removes the smallest-magnitude active weights down to it.
-  """
-  b, e, f = config.begin_step, config.end_step, config.update_interval
-  steps = schedules.prune_steps(b, e, f)
-
-  def tables(params, cfg):
-    """{leaf index: (kept count per pruning step, max removal per step)} of `cfg`."""
-    targets = jax.tree_util.tree_leaves(cfg.target_sparsities(params),
-                                        is_leaf=tree_lib.is_none)
-    out = {}
-    for i, (s_f, p) in enumerate(zip(targets, jax.tree_util.tree_leaves(params))):
-      if s_f is None or not steps:
-        continue
-      sched = [schedules.cubic_sparsity_host(t, s_f, b, e) for t in steps]
-      kept = [masking.num_kept(p.size, s) for s in sched]
-      removals = np.diff([p.size] + kept)
-      out[i] = (np.asarray(kept, np.int32), int(max(0, -removals.min())))
-    return out
-
-  def member_tables(params):
-    """`tables` of this config, or of every member (the row of this member, the largest
-    removal of any member)."""
-    if not member_configs:
-      return tables(params, config)
-    per_member = [tables(params, cfg) for cfg in member_configs]
-    out = {}
-    for i in set().union(*per_member):
-      size = jax.tree_util.tree_leaves(params)[i].size
-      rows = [t[i][0] if i in t else np.full(len(steps), size, np.int32) for t in per_member]
-      out[i] = (_member_row(rows, member_configs), max(t[i][1] if i in t else 0
-                                                       for t in per_member))
-    return out
-
-  def update_masks(state, params, grads):
-    del grads
-    table = member_tables(params)
-    flat_masks, treedef = jax.tree_util.tree_flatten(state.masks, is_leaf=tree_lib.is_none)
-    flat_params = jax.tree_util.tree_leaves(params)
-    index = jnp.searchsorted(jnp.asarray(steps), state.step + 1)
-    new = []
-    for i, (m, w) in enumerate(zip(flat_masks, flat_params)):
-      if m is None or i not in table or table[i][1] == 0:
-        new.append(m)
-        continue
-      kept_table, k_max = table[i]
-      target_kept = jnp.asarray(kept_table)[index]
-      n_remove = jnp.clip(jnp.sum(m, dtype=jnp.int32) - target_kept, 0, k_max)
-      new.append(_drop_smallest(m, w, n_remove, min(k_max, m.size)))
-    return jax.tree_util.tree_unflatten(treedef, new), state.key
-
-  return Updater(
-      init=lambda params, key: _init_state(config, params, key, dense_start=True),
-      # Pruning acts after the optimizer step with index `step`, on `step + 1`
-      # applied steps: the reference prunes before the forward pass of the next
-      # step (tfmot's PruneLowMagnitude at pruning_step = train step counter).
-      is_update_step=lambda step: schedules.is_prune_step(step + 1, b, e, f),
-      update_masks=update_masks, config=config, masks_after_step=True)
-
-
-def _dynamic(config: SparsityConfig, grow: str, member_configs: tuple = ()) -> Updater:
-  """Drop-and-grow (SET: random regrowth; RigL: largest |dense gradient|).
-
-  At update step c (0-based) each masked layer with n_active active weights
-  drops n_drop = int(n_active * d(c)) active weights of smallest |w| and
-  grows n_drop among every position not kept: the inactive ones and the ones
-  just dropped, so a layer with few inactive positions still changes and a
-  dropped position may be regrown (it then keeps its value). Active counts
-  never change. Reference: google-research/rigl rigl/rigl_tf2/mask_updaters.py
-  (`generic_mask_update`, `CosineUpdateSchedule`, `is_update_iter`).
-  """
-  b, e, f = config.begin_step, config.end_step, config.update_interval
-
-  def update_masks(state, params, grads):
-    fraction = schedules.drop_fraction(state.step, config.drop_fraction, e,
-                                       config.drop_fraction_decay)
-    flat_masks, treedef = jax.tree_util.tree_flatten(state.masks, is_leaf=tree_lib.is_none)
-    flat_params = jax.tree_util.tree_leaves(params)
-    flat_grads = jax.tree_util.tree_leaves(grads)
-    per_member = [jax.tree_util.tree_leaves(cfg.target_sparsities(params),
-                                            is_leaf=tree_lib.is_none)
-                  for cfg in (member_configs or (config,))]
-    key, sub = jax.random.split(state.key)
-    new = []
-    for i, (m, w, g) in enumerate(zip(flat_masks, flat_params, flat_grads)):
-      if m is None:
-        new.append(m)
-        continue
-      actives = [masking.num_kept(m.size, targets[i]) for targets in per_member]
-      # The largest count any step can drop (the cosine decay only lowers d), of any member.
-      k_max = max(min(int(np.float32(n) * np.float32(config.drop_fraction)), n) for n in actives)
-      if k_max == 0:
-        new.append(m)
-        continue
-      n_active = _member_row([np.int32(n) for n in actives], member_configs)
-      # int(float32(n_active) * d), as the reference casts.
-      n_drop = jnp.minimum((jnp.float32(n_active) * fraction).astype(jnp.int32), k_max)
-      kept = _reference_kept(m, w, n_drop, k_max)
-      if grow == 'gradient':
-        score = jnp.abs(g)
-      else:
-        score = jax.random.uniform(jax.random.fold_in(sub, i), m.shape)
-      grown = _grow_largest(kept, score, n_drop, k_max)
-      if config.skip_zero_drop:  # TF2: no update at all when d(t) == 0
-        grown = jnp.where(fraction > 0, grown, m)
-      new.append(grown)
-    return jax.tree_util.tree_unflatten(treedef, new), key
-
-  return Updater(
-      init=lambda params, key: _init_state(config, params, key, dense_start=False),
-      is_update_step=lambda step: schedules.is_update_step(step, b, e, f),
-      update_masks=update_masks, config=config,
-      masks_after_step=config.update_order == 'step_first')
 
 
 # The vmap axis name of population members (agents/population.py): an updater built with
@@ -397,12 +289,15 @@ MEMBER_FIELDS = ('sparsity', 'distribution', 'erk_power', 'custom_sparsity_map')
 
 def shared_part(config: SparsityConfig) -> SparsityConfig:
   """`config` with the fields members may differ in (`MEMBER_FIELDS`) set to fixed values:
-  two configs whose shared parts are equal can train in one population."""
+  two configs whose shared parts are equal can train in one population. A method without
+  per-member sparsities (`Method.member_sparsities` False) shares the whole config."""
+  if not METHODS[config.method].member_sparsities:
+    return config
   return dataclasses.replace(config, sparsity=0.0, distribution='erk', erk_power=1.0,
                              custom_sparsity_map=())
 
 
-def _member_row(values: list[Any], member_configs: tuple) -> Any:
+def member_row(values: list[Any], member_configs: tuple) -> Any:
   """values[0] (solo), or the row of this population member (traced, under vmap)."""
   if not member_configs:
     return values[0]
@@ -410,7 +305,7 @@ def _member_row(values: list[Any], member_configs: tuple) -> Any:
 
 
 def make_updater(config: SparsityConfig, member_configs: tuple = ()) -> Updater:
-  """Builds the Updater for `config.method`.
+  """Builds the Updater of `config`'s registered method (`sparse_rl.registry.Method` hooks).
 
   Args:
     config: the method and its schedule.
@@ -427,10 +322,9 @@ def make_updater(config: SparsityConfig, member_configs: tuple = ()) -> Updater:
     if shared_part(other) != shared_part(config):
       raise ValueError('population members may differ only in ' + ', '.join(MEMBER_FIELDS)
                        + f' of their SparsityConfig: {other} vs {config}')
-  if config.method in ('dense', 'static'):
-    return _no_update(config)
-  if config.method == 'prune':
-    return _prune(config, member_configs)
-  if config.method == 'set':
-    return _dynamic(config, 'random', member_configs)
-  return _dynamic(config, 'gradient', member_configs)
+  method = METHODS[config.method]
+  return Updater(
+      init=lambda params, key: _init_state(config, params, key, method),
+      is_update_step=method.is_update_step(config),
+      update_masks=method.update_masks(config, member_configs), config=config,
+      placement=method.placement(config))

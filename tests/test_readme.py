@@ -13,11 +13,23 @@ README = ROOT / 'README.md'
 
 def _python_blocks():
   blocks = re.findall(r'```python\n(.*?)```', README.read_text(), flags=re.S)
-  assert len(blocks) == 2  # the library example and the notebook example
+  assert len(blocks) == 3  # the library, method-registration and notebook examples
   library = [b for b in blocks if 'sparse_rl.SparseNetwork' in b]
   notebook = [b for b in blocks if 'load_policy' in b]
   assert len(library) == 1 and len(notebook) == 1
   return library[0], notebook[0]
+
+
+def test_readme_method_example_registers_a_method_the_config_accepts():
+  import sparse_rl
+  block, = [b for b in re.findall(r'```python\n(.*?)```', README.read_text(), flags=re.S)
+            if 'register_method' in b]
+  try:
+    assert _run(block)[-1] == str(['dense', 'static', 'prune', 'set', 'rigl', 'srigl',
+                                   'noisy_rigl'])
+    assert sparse_rl.SparsityConfig(method='noisy_rigl', sparsity=0.5).method == 'noisy_rigl'
+  finally:
+    sparse_rl.METHODS.unregister('noisy_rigl')
 
 
 def _run(block):

@@ -7,7 +7,9 @@ import pytest
 from benchmarks import learning_checks
 
 
-@pytest.mark.parametrize('name', list(learning_checks.CHECKS))
+@pytest.mark.parametrize('name', [
+    pytest.param(name, marks=pytest.mark.slow) if check.slow else name
+    for name, check in learning_checks.CHECKS.items()])
 def test_the_agent_learns(name):
   check = learning_checks.CHECKS[name]
   result = learning_checks.run(check, check.seed)

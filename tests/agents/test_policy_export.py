@@ -113,3 +113,58 @@ def test_a_damaged_or_foreign_file_is_refused(tmp_path):
     f.write(b'\x00\x01\x02')
   with pytest.raises(checkpoint.CheckpointError):
     policy.load_policy(path)
+
+
+def test_condense_kernel_by_hand():
+  from sparse_rl import condensed
+  kernel = np.array([[1., 0., 0.], [2., 0., 5.], [0., 0., 6.], [3., 0., 0.]], np.float32)
+  mask = kernel != 0          # units 0 and 2 keep 2 inputs; unit 1 is ablated (no input)
+  mask[3, 0] = False
+  kernel[3, 0] = 0.0
+  values, indices = condensed.condense_kernel(kernel, mask)
+  np.testing.assert_array_equal(values, [[1., 2.], [0., 0.], [5., 6.]])
+  np.testing.assert_array_equal(indices, [[0, 1], [0, 0], [1, 2]])
+  x = np.arange(8, dtype=np.float32).reshape(2, 4)
+  np.testing.assert_allclose(np.asarray(condensed.dense(x, values, indices)), x @ kernel)
+  mask[1, 2] = False          # unit 2 now keeps 1 input, unit 0 keeps 2: no constant fan-in
+  with pytest.raises(ValueError, match='no constant fan-in'):
+    condensed.condense_kernel(kernel * mask, mask)
+
+
+@pytest.mark.parametrize('agent', ['dqn', pytest.param('sac', marks=pytest.mark.slow)])
+def test_an_srigl_policy_is_exported_condensed_and_acts_as_the_dense_masked_one(agent, tmp_path):
+  """SRigL's constant fan-in layers are stored condensed; acting through them gives the actions
+  of the masked dense kernels (outputs within float rounding: the sums run in another order).
+  A RigL policy has no constant fan-in and is stored without condensed layers."""
+  srigl = sr.SparsityConfig(method='srigl', sparsity=0.8, begin_step=0, end_step=100,
+                            update_interval=10)
+  if agent == 'dqn':
+    trainer = dqn.DQNTrainer('CartPole-v0', 0, dqn.DQNConfig(
+        hidden_sizes=(32, 32), min_replay_size=50, batch_size=8), srigl)
+    trainer.train(120)
+  else:
+    trainer = sac.SACTrainer('Pendulum-v1', 0, sac.SACConfig(
+        actor_hidden_sizes=(32, 32), critic_hidden_sizes=(16,), initial_random_steps=20,
+        batch_size=8, actor_sparsity=srigl))
+    trainer.train(60)
+  path = str(tmp_path / 'policy.msgpack')
+  trainer.export_policy(path)
+  fast, slow = policy.load_policy(path), policy.load_policy(path, condensed=False)
+  assert set(fast.condensed) >= {'Dense_0/kernel', 'Dense_1/kernel'} and not slow.condensed
+  for layer, entry in fast.condensed.items():
+    assert entry['values'].shape == entry['indices'].shape
+    k = sr.condensed.fan_ins(fast.masks[layer]).max()
+    assert entry['values'].shape[1] == k < fast.masks[layer].shape[0]   # the fan-in only
+  rng = np.random.default_rng(0)
+  low = -np.ones(4 if agent == 'dqn' else 3, np.float32)
+  for _ in range(50):
+    obs = rng.uniform(low, -low).astype(np.float32)
+    np.testing.assert_allclose(fast(obs), slow(obs), rtol=1e-5, atol=1e-6)
+    raw = [np.asarray(p._apply(p.params, obs[None])[0]) for p in (fast, slow)]  # pylint: disable=protected-access
+    np.testing.assert_allclose(raw[0], raw[1], rtol=1e-5, atol=1e-5)   # Q values / the mean
+  trainer.close()
+  rigl = _trained('dqn')
+  rigl_path = str(tmp_path / 'rigl.msgpack')
+  rigl.export_policy(rigl_path)
+  assert policy.load_policy(rigl_path).condensed == {}
+  rigl.close()

@@ -339,7 +339,7 @@ def _active_counts(trainer):
   return {path: int(a.sum()) for path, a in _leaves(trainer) if a.dtype == bool}
 
 
-@pytest.mark.parametrize('method', ['rigl', 'prune'])
+@pytest.mark.parametrize('method', ['rigl', pytest.param('prune', marks=pytest.mark.slow)])
 def test_members_of_different_sparsities_keep_their_own_exact_counts(method):
   """A row of the paper's score-vs-sparsity figure in one program: RigL (or pruning) at 50%,
   80% and 95% ERK and 80% uniform. Each member's masks keep (RigL) or reach (pruning, whose

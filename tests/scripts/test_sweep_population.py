@@ -38,6 +38,7 @@ def swept(tiny_grid_file, tmp_path_factory):
   return root, code
 
 
+@pytest.mark.slow  # the population sweep's module fixture (~25 s): slow set
 def test_cells_run_as_populations_and_every_member_finishes(swept, capsys):
   root, code = swept
   assert code == 1  # the broken run
@@ -66,6 +67,7 @@ def test_cells_run_as_populations_and_every_member_finishes(swept, capsys):
       os.path.join(root, TINY_BROKEN, 'sweep.json'))['command'])  # a group of one runs alone
 
 
+@pytest.mark.slow  # the population sweep's module fixture (~25 s): slow set
 def test_report_reads_population_run_dirs(swept, tmp_path):
   root, _ = swept
   out = tmp_path / 'report.md'
@@ -74,6 +76,7 @@ def test_report_reads_population_run_dirs(swept, tmp_path):
   assert 'rigl' in text and 'small_dense' in text
 
 
+@pytest.mark.slow  # the population sweep's module fixture (~25 s): slow set
 def test_rerun_finds_every_run_done(swept, tiny_grid_file, capsys):
   root, _ = swept
   capsys.readouterr()
