@@ -6,7 +6,8 @@ constant fan-in masks (ERK at the given sparsities, drawn by `SparseOptimizer.in
 jitted forward pass through `sparse_rl.condensed.apply` and through the dense kernels
 (`module.apply`, what a policy without condensed layers runs) at batch 1 (online acting) and
 batch 256, on device arrays (`block_until_ready`; no numpy conversion). Reports the median
-per-call time of `--rounds` rounds of `--calls` calls, and checks both give the same outputs.
+per-call time of `--rounds` rounds of up to `--calls` calls (fewer for slow calls: ~0.3 s a
+round), and checks both give the same outputs.
 
     taskset -c 1 python -m benchmarks.condensed_benchmark            # nothing else running
 """
@@ -32,8 +33,12 @@ NETWORKS = {
 
 
 def _time(fn, args, calls: int, rounds: int) -> float:
-  """Median over rounds of the mean seconds per call."""
+  """Median over rounds of the mean seconds per call (at most `calls` calls per round, fewer
+  for slow calls: about 0.3 s a round, at least 5 calls)."""
   jax.block_until_ready(fn(*args))
+  start = time.perf_counter()
+  jax.block_until_ready(fn(*args))
+  calls = max(5, min(calls, int(0.3 / max(time.perf_counter() - start, 1e-6))))
   per_round = []
   for _ in range(rounds):
     start = time.perf_counter()
@@ -75,7 +80,7 @@ def main(argv=None) -> None:
   parser.add_argument('--rounds', type=int, default=7)
   args = parser.parse_args(argv)
   print(f'jax {jax.__version__} on {jax.devices()[0].platform}; median of {args.rounds} rounds '
-        f'of {args.calls} calls; times per call')
+        f'of up to {args.calls} calls; times per call')
   print(f'{"network":20s} {"sparsity":>8s} {"batch":>5s} {"dense us":>9s} '
         f'{"condensed us":>12s} {"speedup":>7s} {"max |diff|":>10s}')
   for name in args.networks.split(','):

@@ -96,7 +96,9 @@ CHECKS = {
     'sac': Check('sac', _sac, 8_000, threshold=-500.0, seed=1),
     'ppo': Check('ppo', _ppo, 20_480, threshold=200.0, seed=1),
     'ppo_classic': Check('ppo_classic', _ppo_classic, 20_480, threshold=150.0, seed=0),
-    'dqn_srigl': Check('dqn_srigl', _dqn_srigl, 8_000, threshold=150.0, seed=0, slow=True),
+    # dqn_srigl from `--checks dqn_srigl --seeds 0,1,2,3,4` on 2026-12-07
+    # (docs/benchmarks/learning_checks_srigl_2026-12-07.txt): 145.7-200.0 after, 8.9-78.2 before.
+    'dqn_srigl': Check('dqn_srigl', _dqn_srigl, 8_000, threshold=120.0, seed=1, slow=True),
 }
 
 
