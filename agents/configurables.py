@@ -390,7 +390,7 @@ def schedule_warnings(networks: dict[str, sparse_rl.SparsityConfig], gradient_st
                       scoped: bool = True) -> list[str]:
   """One line per network whose sparsity schedule does not fit a run of `gradient_steps`.
 
-  Each method says what does not fit (`sparse_rl.registry.Method.schedule_warnings`): e.g.
+  Each method says what does not fit (`sparse_rl.methods.Method.schedule_warnings`): e.g.
   prune: the run ends before `end_step`, so the network ends at a fraction of its target
   sparsity; set / rigl: `begin_step` at or after the run's end (a static run) or `end_step`
   past its last gradient step (the drop fraction never decays to 0).

@@ -21,7 +21,8 @@ from sparse_rl.optax_adapter import as_optax, find_sparse_state
 from sparse_rl.optim import (SparseOptimizer, SparseOptState, make_sparse_optimizer,
                              reset_moments, weight_decay)
 from sparse_rl.updaters import SparsityConfig, SparsityState, Updater, make_updater
-from sparse_rl.registry import METHODS, PLACEMENTS, Method, get_method, register_method
+from sparse_rl.methods import Method
+from sparse_rl.registry import METHODS, PLACEMENTS, get_method, register_method
 
 __all__ = [
     'LayerCost', 'METHODS', 'condensed', 'redo', 'Method', 'PLACEMENTS', 'SparseNetwork', 'SparseOptState', 'SparseOptimizer',

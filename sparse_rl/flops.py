@@ -117,7 +117,7 @@ def training_flops(config: SparsityConfig, costs: list[LayerCost], params: PyTre
 
   Returns:
     Total training FLOPs (forward + backward, ~3x forward): the method's cost model
-    (`sparse_rl.registry.Method.training_flops`; the paper's Appendix: dense and static/SET
+    (`sparse_rl.methods.Method.training_flops`; the paper's Appendix: dense and static/SET
     at their densities, RigL with a dense backward pass per update, pruning by its schedule).
   """
   return METHODS[config.method].training_flops(config, costs, params, num_steps)

@@ -1,6 +1,6 @@
-"""The sparse training methods, each in one place: dense, static, prune, set, rigl.
+"""The sparse training methods, each in one place: dense, static, prune, set, rigl, srigl.
 
-Each is a `sparse_rl.registry.Method` registered under its name at import. A method decides
+Each is a `sparse_rl.methods.Method` registered under its name at import. A method decides
 its initial masks, which gradient steps update the masks, how they are updated (drop and grow
 scores), where the update sits relative to the optimizer step (`placement`), its
 training-FLOPs cost model and its schedule warnings. The optimizer side (masking updates,
@@ -21,6 +21,7 @@ References:
 from __future__ import annotations
 
 import math
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +33,88 @@ from sparse_rl import masking
 from sparse_rl import schedules
 from sparse_rl import tree as tree_lib
 from sparse_rl import updaters
-from sparse_rl.registry import METHODS, Method, register_method
+from sparse_rl.registry import METHODS, register_method
+
+
+class Method:
+  """A sparse training method: the hooks every part of the suite asks.
+
+  Subclasses set `name` and override the hooks that differ from these defaults (a dense,
+  never-changing network). Instances must be stateless: one object serves every config.
+
+  Attributes:
+    name: the registered name (`SparsityConfig.method`).
+    sparse: False for a dense network (sparsity must be 0, no masked leaves).
+    dense_start: masks start all ones and the method removes weights (pruning).
+    reference_updates_at_next_forward: the reference applies this method's mask update in
+      the next forward pass (tfmot's pruning wrapper), so a target copy taken on the update
+      step holds the weights before it (`agents.dqn.DQNConfig.sync_before_pruning`).
+    member_sparsities: population members of this method may differ in sparsity level and
+      distribution (`sparse_rl.updaters.make_updater(..., member_configs)`); False: members
+      must share them (populations are split by level).
+    in_default_grid: a sweep grid without a `methods` list runs this method (the paper's
+      methods; methods added since are listed explicitly).
+  """
+  name: str = ''
+  sparse: bool = True
+  dense_start: bool = False
+  reference_updates_at_next_forward: bool = False
+  member_sparsities: bool = True
+  in_default_grid: bool = True
+  #: {option name: default}: the method's own hyperparameters, set per config through
+  #: `SparsityConfig.method_options` (e.g. gin `SparsityConfig.method_options = {...}`).
+  options: dict = {}
+
+  def validate(self, config) -> None:
+    """Raises ValueError (via `sparse_rl.checks.fail`) for a config this method cannot run."""
+
+  def resolved_options(self, config) -> dict:
+    """`options` updated with the config's `method_options`. Raises ValueError for a name the
+    method does not have."""
+    given = dict(config.method_options)
+    unknown = sorted(set(given) - set(self.options))
+    if unknown:
+      known = sorted(self.options) or 'none'
+      raise ValueError(f'SparsityConfig.method_options: {unknown} are not options of method '
+                       f'{self.name!r} (its options: {known}).')
+    return {**self.options, **given}
+
+  def initial_masks(self, config, params, targets, key):
+    """The masks at init: all ones for a dense-start method, else a uniformly random subset of
+    num_kept positions per masked leaf (`targets`: per-leaf sparsity or None)."""
+    if self.dense_start:
+      return masking.ones_masks(params, targets)
+    return masking.random_masks(key, params, targets)
+
+  def placement(self, config) -> str | None:
+    """One of `PLACEMENTS`, or None if the masks never change."""
+    return None
+
+  def is_update_step(self, config) -> Callable[[Any], Any] | None:
+    """step -> (traced) bool: whether the gradient step with 0-based index `step` updates the
+    masks; None if they never change."""
+    return None
+
+  def update_masks(self, config, member_configs: tuple = ()) -> Callable | None:
+    """(SparsityState, params, grads) -> (new masks, new key), jittable, called only on update
+    steps with `state.step` = that step's 0-based index; None if the masks never change.
+    `member_configs`: see `sparse_rl.updaters.make_updater`."""
+    return None
+
+  def training_flops(self, config, costs, params, num_steps: int) -> float:
+    """Total FLOPs of `num_steps` gradient steps (forward + backward, about 3x forward), from
+    `sparse_rl.flops.layer_costs` of one training batch. Default: a network that keeps its
+    final masks throughout (the paper's Appendix cost model for static and SET)."""
+    return 3.0 * flops.forward_flops(costs, flops.target_densities(config, params)) * num_steps
+
+  def schedule_warnings(self, config, where: str, gradient_steps: int) -> list[str]:
+    """Lines saying how this config's schedule does not fit a run of `gradient_steps`
+    gradient steps (none if it fits). `where` names the config in the lines."""
+    del config, where, gradient_steps
+    return []
+
+  def __repr__(self) -> str:
+    return f'<sparse training method {self.name!r}>'
 
 
 class Dense(Method):

@@ -35,7 +35,8 @@ import optax
 from sparse_rl import masking
 from sparse_rl import tree as tree_lib
 from sparse_rl import initializers
-from sparse_rl.registry import METHODS, Method
+from sparse_rl.methods import Method
+from sparse_rl.registry import METHODS
 from sparse_rl.updaters import SparsityConfig, SparsityState, Updater, make_updater
 
 PyTree = Any

@@ -80,7 +80,7 @@ class SparsityConfig:
     redo: a `sparse_rl.redo.ReDoConfig` to recycle this network's dormant neurons (ReDo,
       Sokar et al. 2023; with any method, dense included), or None (off).
     method_options: {option: value} of the method's own hyperparameters
-      (`sparse_rl.registry.Method.options`; e.g. SRigL's 'gamma_sal'); unknown names raise.
+      (`sparse_rl.methods.Method.options`; e.g. SRigL's 'gamma_sal'); unknown names raise.
   """
   method: str = 'dense'
   sparsity: float = 0.0
@@ -305,7 +305,7 @@ def member_row(values: list[Any], member_configs: tuple) -> Any:
 
 
 def make_updater(config: SparsityConfig, member_configs: tuple = ()) -> Updater:
-  """Builds the Updater of `config`'s registered method (`sparse_rl.registry.Method` hooks).
+  """Builds the Updater of `config`'s registered method (`sparse_rl.methods.Method` hooks).
 
   Args:
     config: the method and its schedule.
