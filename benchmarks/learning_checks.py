@@ -11,6 +11,7 @@ below the worst measured seed, far above the untrained return).
   ppo_classic: PPO with a categorical actor, RigL ERK 80% actor and critic, CartPole-v0,
     20,480 env steps (10 rollouts, 3,200 gradient steps).
   dqn_srigl: the dqn check with SRigL (constant fan-in, neuron ablation) instead of RigL.
+  dqn_redo: the dqn check with ReDo (tau 0.1, every 1,000 gradient steps) on top of RigL.
 
     python -m benchmarks.learning_checks --seeds 0,1,2,3,4
     python -m benchmarks.learning_checks --seeds 0,1,2,3,4 --population   # the seeds as one
@@ -63,6 +64,13 @@ def _dqn_srigl(seed: int) -> base.Trainer:
   return dqn.DQNTrainer('CartPole-v0', seed, config, _sparsity(5000, 250, method='srigl'))
 
 
+def _dqn_redo(seed: int) -> base.Trainer:
+  config = dqn.DQNConfig(hidden_sizes=(64, 64), min_replay_size=500, target_update_period=100,
+                         batch_size=64, epsilon_decay_steps=1000)
+  return dqn.DQNTrainer('CartPole-v0', seed, config,
+                        _sparsity(5000, 250, redo=sr.redo.ReDoConfig()))
+
+
 def _sac(seed: int) -> base.Trainer:
   sparsity = _sparsity(6000, 250, update_order='step_first')
   config = sac.SACConfig(actor_hidden_sizes=(64, 64), critic_hidden_sizes=(64, 64),
@@ -99,6 +107,9 @@ CHECKS = {
     # dqn_srigl from `--checks dqn_srigl --seeds 0,1,2,3,4` on 2026-12-07
     # (docs/benchmarks/learning_checks_srigl_2026-12-07.txt): 145.7-200.0 after, 8.9-78.2 before.
     'dqn_srigl': Check('dqn_srigl', _dqn_srigl, 8_000, threshold=120.0, seed=1, slow=True),
+    # dqn_redo from `--checks dqn_redo --seeds 0,1,2,3,4` on 2026-12-07
+    # (docs/benchmarks/learning_checks_redo_2026-12-07.txt): 185.9-198.7 after, 9.0-82.2 before.
+    'dqn_redo': Check('dqn_redo', _dqn_redo, 8_000, threshold=150.0, seed=0, slow=True),
 }
 
 
