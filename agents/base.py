@@ -22,12 +22,15 @@ from agents import envs as envs_lib
 ProgressFn = Callable[[int], None]   # called with env steps just done (for bars/ETA)
 
 
-def refuse_redo(agent: str, configs) -> None:
-  """Raises ValueError (one line) if any of the SparsityConfigs turns ReDo on: this agent does
-  not recycle neurons yet, and a setting that silently did nothing would mislead."""
-  if any(getattr(c, 'redo', None) is not None for c in configs):
-    raise ValueError(f'SparsityConfig.redo: ReDo runs with DQN only so far, not {agent}; '
-                     f'remove the binding.')
+def redo_chunk_state(chunk: dict[str, Any]) -> dict[str, Any]:
+  """The ReDo count of a train() chunk for its state_dict ({} without ReDo)."""
+  return {'recycled': int(chunk['recycled'])} if 'recycled' in chunk else {}
+
+
+def restore_redo_chunk(saved: dict[str, Any], chunk: dict[str, Any]) -> None:
+  """Puts a saved chunk's ReDo count back (`redo_chunk_state`)."""
+  if 'recycled' in saved:
+    chunk['recycled'] = int(saved['recycled'])
 
 
 def episode_metrics(prefix: str, returns: Sequence[float],
@@ -257,6 +260,36 @@ class Trainer(abc.ABC):
     jitted step may donate ("Array has been deleted"), it stays valid."""
     import jax  # pylint: disable=g-import-not-at-top
     return jax.tree_util.tree_map(np.array, jax.device_get(self.state))
+
+  def _set_network(self, name: str, state: Any) -> None:
+    """Replaces network `name` of `networks()` in the agent state (ReDo)."""
+    raise NotImplementedError(f'{type(self).__name__} cannot replace its networks')
+
+  def _maybe_recycle(self, previous_steps: int, chunk: dict[str, Any]) -> None:
+    """ReDo (`SparsityConfig.redo`, sparse_rl/redo.py) on every network with a recycling step
+    in (previous_steps, gradient_steps]: scores on `analysis_inputs` drawn from the run's own
+    'redo' seed stream for this step and network (nothing to checkpoint: a resumed run
+    recycles the same neurons), re-draws keyed by the same stream; adds the neurons recycled
+    to chunk['recycled']."""
+    import jax  # pylint: disable=g-import-not-at-top
+    from agents import analysis  # pylint: disable=g-import-not-at-top
+    for index, (name, state) in enumerate(self.networks().items()):
+      redo = state.opt.config.redo
+      if redo is None or not redo.recycles_between(previous_steps, self.gradient_steps):
+        continue
+      stream = envs_lib.stream_seed(self.seed, 'redo', self.gradient_steps, index)
+      inputs = self.analysis_inputs(np.random.default_rng(stream), redo.batch_size)
+      if inputs is None:
+        continue
+      new, count = analysis.recycle_dormant(state, inputs[name], redo, jax.random.PRNGKey(stream))
+      self._set_network(name, new)
+      chunk['recycled'] = chunk.get('recycled', 0) + count
+
+  def _redo_metrics(self, chunk: dict[str, Any]) -> dict[str, float]:
+    """{'train/redo_recycled': neurons recycled in the chunk} if any network runs ReDo."""
+    if any(s.opt.config.redo is not None for s in self.networks().values()):
+      return {'train/redo_recycled': float(chunk.get('recycled', 0))}
+    return {}
 
   def act(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
     """The action for one observation `obs` with the current params: the evaluation policy

@@ -37,7 +37,6 @@ import numpy as np
 import optax
 
 import sparse_rl
-from agents import analysis as analysis_lib_agents
 from agents import base
 from agents import envs as envs_lib
 from agents import networks
@@ -422,7 +421,7 @@ class DQNTrainer(base.Trainer):
                                                  sync_target=sync_target)
         self._gradient_steps += 1
         chunk['metrics'].append(step_metrics)
-        self._maybe_recycle(chunk)
+        self._maybe_recycle(self._gradient_steps - 1, chunk)
       since_progress += 1
       if progress is not None and since_progress == 100:
         since_progress = 0
@@ -431,19 +430,8 @@ class DQNTrainer(base.Trainer):
       progress(since_progress)
     return self._finish_chunk()
 
-  def _maybe_recycle(self, chunk: dict[str, Any]) -> None:
-    """ReDo after the gradient step just taken, if the Q network's SparsityConfig.redo says
-    so: scores on a replay batch drawn from the run's own 'redo' stream for this step (no
-    state to checkpoint), re-draws keyed by the same stream."""
-    redo = self._state.q.opt.config.redo
-    if redo is None or not redo.is_recycle_step(self._gradient_steps):
-      return
-    stream = envs_lib.stream_seed(self.seed, 'redo', self._gradient_steps)
-    batch = self._replay.sample(np.random.default_rng(stream), redo.batch_size)
-    q, count = analysis_lib_agents.recycle_dormant(self._state.q, (batch.obs,), redo,
-                                                   jax.random.PRNGKey(stream))
-    self._state = self._state.replace(q=q)
-    chunk['recycled'] = chunk.get('recycled', 0) + count
+  def _set_network(self, name: str, state: train_state_lib.SparseTrainState) -> None:
+    self._state = self._state.replace(**{name: state})
 
   def _start_chunk(self) -> dict[str, Any]:
     """Allocates the replay, resets the env, refills a replay lost in a resume; the chunk."""
@@ -491,8 +479,7 @@ class DQNTrainer(base.Trainer):
         'train/updates': float(updates),
         'train/replay_size': float(len(self._replay)),
     }
-    if self._state.q.opt.config.redo is not None:
-      out['train/redo_recycled'] = float(chunk.get('recycled', 0))  # neurons, this chunk
+    out.update(self._redo_metrics(chunk))
     host_metrics = jax.device_get(chunk['metrics'])
     for name in METRIC_KEYS:
       out[name] = (float(np.mean([m[name] for m in host_metrics])) if updates else math.nan)
@@ -591,8 +578,7 @@ class DQNTrainer(base.Trainer):
                'steps': self._chunk['steps'], 'forward': self._chunk['forward'],
                **{k: np.asarray([m[k] for m in host], np.float32).reshape(-1)
                   for k in METRIC_KEYS}}
-      if 'recycled' in self._chunk:  # ReDo's count of this chunk (only with ReDo on)
-        chunk['recycled'] = int(self._chunk['recycled'])
+      chunk.update(base.redo_chunk_state(self._chunk))
     out = {
         'agent': flax.serialization.to_state_dict(jax.device_get(self._state)),
         'replay_rng': base.rng_state(self._replay_rng),
@@ -630,8 +616,7 @@ class DQNTrainer(base.Trainer):
           'steps': int(chunk['steps']), 'forward': float(chunk['forward']),
           'metrics': [dict(zip(METRIC_KEYS, values))
                       for values in zip(*(np.asarray(chunk[k]) for k in METRIC_KEYS))]}
-      if 'recycled' in chunk:
-        self._chunk['recycled'] = int(chunk['recycled'])
+      base.restore_redo_chunk(chunk, self._chunk)
 
   def close(self) -> None:
     self._env.close()

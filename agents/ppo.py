@@ -446,8 +446,6 @@ class PPOTrainer(Trainer):
       raise ValueError('Atari preprocessing (atari=...) applies to PPOAtariConfig only.')
     if sparsity is not None:
       config = ppo_setups.with_sparsity(config, sparsity)
-    base.refuse_redo('ppo', [getattr(config, n) for n in ('sparsity', 'actor_sparsity',
-                                                          'critic_sparsity') if hasattr(config, n)])
     self.env_id, self.config, self.seed = env_id, config, seed
     self._atari_config = (atari or envs_lib.AtariConfig()) if self.is_atari else None
     self._max_episode_steps = max_episode_steps
@@ -567,16 +565,19 @@ class PPOTrainer(Trainer):
         yield Minibatch(obs[idx], action[idx], log_prob[idx], value[idx], adv[idx], ret[idx])
 
   def _run_update(self) -> dict[str, jax.Array]:
+    previous = self._gradient_steps
     self._end_rollout()
     if self.config.setup.scan_update:
       self._state, metrics = self._update(self._state, self._buffers)
-      return metrics
-    adv, ret = jax.device_get(self._advantages(self._buffers._replace(obs=None)))
-    all_metrics = []
-    for mb in self._minibatches(adv, ret):
-      self._state, metrics = self._minibatch_update(self._state, mb)
-      all_metrics.append(metrics)
-    return mean_metrics(all_metrics)
+    else:
+      adv, ret = jax.device_get(self._advantages(self._buffers._replace(obs=None)))
+      all_metrics = []
+      for mb in self._minibatches(adv, ret):
+        self._state, metrics = self._minibatch_update(self._state, mb)
+        all_metrics.append(metrics)
+      metrics = mean_metrics(all_metrics)
+    self._maybe_recycle(previous, self._chunk)   # ReDo after the update that crosses a step
+    return metrics
 
   def train(self, num_env_steps: int, progress: ProgressFn | None = None) -> dict[str, float]:
     """ceil(num_env_steps / num_envs) vector steps, updating after each full rollout. A chunk
@@ -611,6 +612,7 @@ class PPOTrainer(Trainer):
       self._nonfinite_step = (self._gradient_steps - per_update * len(update_metrics)
                               + per_update * int(bad[0]) + 1)
     metrics.update(episode_metrics('train', chunk['returns']))
+    metrics.update(self._redo_metrics(chunk))
     metrics['train/updates'] = float(len(update_metrics))
     return metrics
 
@@ -676,6 +678,9 @@ class PPOTrainer(Trainer):
   def sparsity_metrics(self) -> dict[str, float]:
     return sparsity_metrics(self._state.nets)
 
+  def _set_network(self, name: str, state: SparseTrainState) -> None:
+    self._state = self._state.replace(nets={**self._state.nets, name: state})
+
   def networks(self) -> dict[str, SparseTrainState]:
     return dict(self._state.nets)
 
@@ -737,7 +742,7 @@ class PPOTrainer(Trainer):
       host = jax.device_get(self._chunk['metrics'])
       chunk = {'returns': np.asarray(self._chunk['returns'], np.float64),
                **{k: np.asarray([m[k] for m in host], np.float32).reshape(-1)
-                  for k in _METRIC_KEYS}}
+                  for k in _METRIC_KEYS}, **base.redo_chunk_state(self._chunk)}
     return {
         'agent': flax.serialization.to_state_dict(jax.device_get(self._state)),
         'obs_norm': self._obs_norm.state_dict() if self._obs_norm else {},
@@ -781,6 +786,7 @@ class PPOTrainer(Trainer):
       self._chunk = {'returns': [float(x) for x in chunk['returns']],
                      'metrics': [dict(zip(_METRIC_KEYS, values)) for values in
                                  zip(*(np.asarray(chunk[k]) for k in _METRIC_KEYS))]}
+      base.restore_redo_chunk(chunk, self._chunk)
 
   def close(self) -> None:
     self._envs.close()

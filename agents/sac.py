@@ -346,7 +346,6 @@ class SACTrainer(Trainer):
                max_episode_steps: int | None = None):
     if sparsity is not None:
       config = dataclasses.replace(config, actor_sparsity=sparsity, critic_sparsity=sparsity)
-    base.refuse_redo('sac', (config.actor_sparsity, config.critic_sparsity))
     self.env_id, self.config, self.seed = env_id, config, seed
     self._env_options = {'max_episode_steps': max_episode_steps}
     self._env = envs_lib.make_env(env_id, envs_lib.stream_seed(seed, 'train', 0),
@@ -450,6 +449,7 @@ class SACTrainer(Trainer):
         self._state, chunk['sums'], self._pending_action = self._train_step(
             self._state, chunk['sums'], self._sample_batch(), next_obs[None])
         self._count_updates(chunk)
+        self._maybe_recycle(self._gradient_steps - self.config.updates_per_step, chunk)
       if progress is not None and (i + 1) % 100 == 0:
         progress(i + 1 - reported)  # may raise to stop the run: the state is consistent here
         reported = i + 1
@@ -501,6 +501,7 @@ class SACTrainer(Trainer):
     sums = jax.device_get(chunk['sums'])
     metrics = {k: (float(v) / updates if updates else float('nan')) for k, v in sums.items()}
     metrics.update(episode_metrics('train', chunk['returns']))
+    metrics.update(self._redo_metrics(chunk))
     if not updates:
       metrics['train/alpha'] = float(jnp.exp(self._state.log_alpha))
     return metrics
@@ -541,6 +542,9 @@ class SACTrainer(Trainer):
 
   def sparsity_metrics(self) -> dict[str, float]:
     return sparsity_metrics({'actor': self._state.actor, 'critic': self._state.critic})
+
+  def _set_network(self, name: str, state: SparseTrainState) -> None:
+    self._state = self._state.replace(**{name: state})
 
   def networks(self) -> dict[str, SparseTrainState]:
     return {'actor': self._state.actor, 'critic': self._state.critic}
@@ -612,7 +616,7 @@ class SACTrainer(Trainer):
     if self._chunk is not None:
       chunk = {'sums': {k: np.asarray(v) for k, v in jax.device_get(self._chunk['sums']).items()},
                'returns': np.asarray(self._chunk['returns'], np.float64),
-               'updates': self._chunk['updates']}
+               'updates': self._chunk['updates'], **base.redo_chunk_state(self._chunk)}
     pending = (np.zeros((0,), np.float32) if self._pending_action is None
                else np.asarray(self._pending_action))
     out = {
@@ -653,6 +657,7 @@ class SACTrainer(Trainer):
                               for k in METRIC_KEYS},
                      'returns': [float(x) for x in chunk['returns']],
                      'updates': int(chunk['updates'])}
+      base.restore_redo_chunk(chunk, self._chunk)
 
   def close(self) -> None:
     self._env.close()

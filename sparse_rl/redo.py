@@ -61,6 +61,13 @@ class ReDoConfig:
     checks.check_int(self, 'end_step', self.end_step, minimum=0)
     checks.check_int(self, 'batch_size', self.batch_size, minimum=1)
 
+  def recycles_between(self, previous: int, current: int) -> bool:
+    """Whether a recycling step falls in (previous, current] (gradient step counts): agents
+    that take several gradient steps per call (PPO's update, SAC with updates_per_step > 1)
+    recycle once after the call that crosses it."""
+    first = (previous // self.interval + 1) * self.interval
+    return first <= current and (self.end_step == 0 or first < self.end_step)
+
   def is_recycle_step(self, step: int) -> bool:
     """Whether recycling follows gradient step number `step` (1-based count of steps taken)."""
     return step > 0 and step % self.interval == 0 and (self.end_step == 0

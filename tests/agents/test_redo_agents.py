@@ -1,6 +1,8 @@
 """ReDo inside the DQN trainer (SparsityConfig.redo): a dead hidden unit is recycled at the
 scheduled gradient step, with any method; everything else is the run without ReDo."""
 
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -88,12 +90,45 @@ def test_populations_refuse_redo_in_one_line():
     m.close()
 
 
-def test_sac_and_ppo_refuse_redo_until_they_run_it():
+def _everything_recycled(net, params):
+  """With tau above every score, ReDo recycles every hidden unit: each hidden layer's bias is 0
+  and the rows its units feed are 0 in every next layer, the heads included."""
+  from agents import analysis
+  outputs = analysis.hidden_layers([k for k in _layer_names(params)])
+  following = sr.redo.next_layers(_layer_names(params), params)
+  assert following, 'no layer to recycle'
+  for layer, nxt in following.items():
+    if layer in outputs:
+      assert (np.asarray(sr.redo.params_leaf(params, layer + '/bias')) == 0).all(), (net, layer)
+      assert (np.asarray(sr.redo.params_leaf(params, nxt + '/kernel')) == 0).all(), (net, nxt)
+
+
+def _layer_names(params):
+  return [p[:-len('/kernel')] for p, _ in sr.tree.leaves_with_paths(params)
+          if p.endswith('/kernel')]
+
+
+def test_sac_and_ppo_recycle_every_network_after_the_step_that_crosses_the_interval():
   from agents import ppo
   from agents import sac
-  on = sr.SparsityConfig(redo=sr.redo.ReDoConfig())
-  with pytest.raises(ValueError, match=r'^SparsityConfig.redo: ReDo runs with DQN only so far, '
-                                       r'not sac'):
-    sac.SACTrainer('Pendulum-v1', 0, sac.SACConfig(critic_sparsity=on))
-  with pytest.raises(ValueError, match='not ppo'):
-    ppo.PPOTrainer('InvertedPendulum-v5', 0, ppo.PPOConfig(actor_sparsity=on))
+  everything = sr.redo.ReDoConfig(tau=100.0, interval=21, batch_size=16)
+  sp = sr.SparsityConfig(method='rigl', sparsity=0.5, end_step=1000, begin_step=1000,
+                         redo=everything)
+  trainer = sac.SACTrainer('Pendulum-v1', 0, sac.SACConfig(
+      actor_hidden_sizes=(16, 16), critic_hidden_sizes=(16, 16), initial_random_steps=40,
+      batch_size=8, actor_sparsity=sp, critic_sparsity=sp), max_episode_steps=50)
+  metrics = trainer.train(60)
+  assert trainer.gradient_steps == 21 and metrics['train/redo_recycled'] == 16 * 2 + 16 * 4
+  for name, net in trainer.networks().items():
+    _everything_recycled(name, jax.device_get(net.params))
+  trainer.close()
+  pp = dataclasses.replace(sp, redo=dataclasses.replace(everything, interval=8))
+  trainer = ppo.PPOTrainer('InvertedPendulum-v5', 0, ppo.PPOConfig(
+      num_envs=2, num_steps=32, minibatch_size=32, num_epochs=2, total_env_steps=1024,
+      actor_hidden_sizes=(16, 16), critic_hidden_sizes=(16, 16), actor_sparsity=pp,
+      critic_sparsity=pp), max_episode_steps=40)
+  metrics = trainer.train(128)
+  assert trainer.gradient_steps == 8 and metrics['train/redo_recycled'] == 16 * 2 * 2
+  for name, net in trainer.networks().items():
+    _everything_recycled(name, jax.device_get(net.params))
+  trainer.close()
