@@ -263,6 +263,7 @@ def test_state_dict_round_trip_gives_the_same_actions():
   assert rngs[0].random() == rngs[1].random()
 
 
+@pytest.mark.slow  # the populations' DQN test follows stacked members against solo runs
 def test_stacked_agents_update_under_vmap_as_one_by_one():
   """The DQN state is a pytree and `update` has no Python-side state: K agents stack and vmap
   (a sparse RigL network, so masks and their in-jit update schedule are stacked too)."""
