@@ -126,6 +126,10 @@ def test_schedule_and_validation():
   config = redo.ReDoConfig(interval=1000, end_step=2500)
   assert [s for s in range(0, 4001) if config.is_recycle_step(s)] == [1000, 2000]
   assert redo.ReDoConfig().is_recycle_step(10_000)       # end_step 0: no end
+  # A call that takes several gradient steps recycles once if it crosses a multiple.
+  assert [config.recycles_between(a, b) for a, b in
+          ((999, 1000), (1000, 1999), (1990, 2010), (0, 4000), (2400, 3000))] == [
+              True, False, True, True, False]      # (0, 4000]: 1000 first; 3000 is past end
   with pytest.raises(ValueError, match='tau'):
     redo.ReDoConfig(tau=-0.1)
   with pytest.raises(ValueError, match='must be a ReDoConfig'):
