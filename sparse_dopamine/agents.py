@@ -51,12 +51,26 @@ compat.fix_continuous_runner()
 PyTree = Any
 
 gin.external_configurable(sparse_rl.SparsityConfig, name='SparsityConfig', module='sparse_rl')
+# Registered so that a binding of it reaches `_refuse_redo`'s message, not gin's "unknown name".
+gin.external_configurable(sparse_rl.redo.ReDoConfig, name='ReDoConfig', module='sparse_rl')
 
 # SAC's ActorCriticNetwork (dopamine/jax/continuous_networks.py) holds three networks.
 SAC_NETWORKS = ('params/_actor', 'params/_critic1', 'params/_critic2')
 # Fields that must agree between the configs merged into one optimizer (one schedule).
 _SCHEDULE_FIELDS = ('method', 'begin_step', 'end_step', 'update_interval', 'drop_fraction',
                     'drop_fraction_decay', 'update_order', 'sparse_init')
+
+
+def _refuse_redo(owner: str, config: sparse_rl.SparsityConfig) -> None:
+  """Raises ValueError when `config.redo` is set: these agents do not recycle neurons.
+
+  ReDo runs in the suite's own agents (`scripts.train`); Dopamine's ReDo agents are its
+  `dopamine/labs/redo` ones.
+  """
+  if config.redo is not None:
+    raise ValueError(f'{owner}: SparsityConfig.redo (ReDo) is not supported by the Dopamine '
+                     f'agents of sparse_dopamine; run ReDo with the suite\'s agents '
+                     f'(python -m scripts.train) instead.')
 
 
 def network_sparsity_config(params: PyTree,
@@ -184,6 +198,7 @@ class SparseJaxDQNAgent(_SparseMixin, dqn_agent.JaxDQNAgent):
     if not isinstance(self._sparsity_config, sparse_rl.SparsityConfig):
       raise TypeError(f'SparseJaxDQNAgent.sparsity must be a SparsityConfig, got '
                       f'{type(sparsity).__name__}.')
+    _refuse_redo('SparseJaxDQNAgent.sparsity', self._sparsity_config)
     self._weight_decay = float(weight_decay)
     super().__init__(num_actions, **kwargs)
 
@@ -234,6 +249,7 @@ class SparseJaxSACAgent(_SparseMixin, sac_agent.SACAgent):
       if not isinstance(value, sparse_rl.SparsityConfig):
         raise TypeError(f'SparseJaxSACAgent.{name} must be a SparsityConfig, got '
                         f'{type(value).__name__}.')
+      _refuse_redo(f'SparseJaxSACAgent.{name}', value)
     self._network_configs = ((SAC_NETWORKS[0], actor), (SAC_NETWORKS[1], critic),
                              (SAC_NETWORKS[2], critic))
     self._weight_decay = float(weight_decay)

@@ -303,6 +303,7 @@ def test_pong_nature_cnn_rigl_trains_sparse():
     (['--gin_bindings', "SparsityConfig.method = 'rigel'"], "Unknown sparse training method 'rigel'"),
     (['--gin_bindings', 'SparsityConfig.sparsity = 1.5'], 'SparsityConfig.sparsity'),
     (['--gin_bindings', 'SparseJaxDQNAgent.sparsity = 0.9'], 'must be a SparsityConfig'),
+    (['--gin_bindings', 'SparsityConfig.redo = @ReDoConfig()'], 'SparsityConfig.redo (ReDo)'),
     (['--gin_files', 'no_such_file.gin'], "gin file 'no_such_file.gin' does not exist"),
 ])
 def test_train_bad_input_one_line_exit_2_nothing_written(tmp_path, capsys, extra, expected):
