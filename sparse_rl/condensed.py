@@ -89,13 +89,39 @@ def condense(params: PyTree, masks: PyTree, skip_irregular: bool = False
   return out
 
 
+def _fusion_boundary(h: jax.Array) -> jax.Array:
+  """h, unchanged (NaN payloads aside), computed in full before any consumer reads it.
+
+  At batch 1 XLA rewrites the einsum of `dense` into multiply + reduce and, on CPU, fuses a
+  chain of condensed layers into one loop that recomputes every earlier layer for each gathered
+  element (SAC actor 2x256 at 90%: 162 us instead of 26 us; benchmarks/condensed_benchmark.py).
+  `lax.optimization_barrier` does not prevent it (the CPU compiler removes it: measured); a
+  conditional is a fusion boundary, and one on the data cannot be folded away. Both branches
+  return h.
+  """
+  return jax.lax.cond(jnp.isnan(h.reshape(-1)[0]),
+                      lambda h: jnp.where(jnp.isnan(h), jnp.nan, h), lambda h: h, h)
+
+
 def dense(x: jax.Array, values: jax.Array, indices: jax.Array) -> jax.Array:
   """x (..., F) through a condensed kernel: (..., N) = sum_k x[..., indices[n, k]] * values[n, k].
 
+  Args:
+    x: (..., F) inputs.
+    values: (N, k) the kept weights of each of the N output units.
+    indices: (N, k) int, their input positions in [0, F).
+
   Gathers whole rows of x^T (the fastest of the formulations timed on XLA CPU; see
-  benchmarks/condensed_benchmark.py for what it costs against a dense matmul)."""
+  benchmarks/condensed_benchmark.py for what it costs against a dense matmul). At batch 1 the
+  input is a fusion boundary (`_fusion_boundary`); at larger batches the einsum stays a dot,
+  which is one already (and the boundary measured slower there: 1.6 ms instead of 0.4 ms for
+  the SAC actor at batch 256).
+  """
   lead = x.shape[:-1]
-  xt = x.reshape(-1, x.shape[-1]).T                                  # (F, batch)
+  x2 = x.reshape(-1, x.shape[-1])
+  if x2.shape[0] == 1:
+    x2 = _fusion_boundary(x2)
+  xt = x2.T                                                          # (F, batch)
   gathered = jnp.take(xt, indices, axis=0, mode='clip')              # (N, k, batch)
   y = jnp.einsum('nkb,nk->bn', gathered, values)
   return y.reshape(*lead, values.shape[0])

@@ -126,6 +126,14 @@ def test_condense_kernel_by_hand():
   np.testing.assert_array_equal(indices, [[0, 1], [0, 0], [1, 2]])
   x = np.arange(8, dtype=np.float32).reshape(2, 4)
   np.testing.assert_allclose(np.asarray(condensed.dense(x, values, indices)), x @ kernel)
+  # Batch 1 (through the fusion boundary, jitted as a policy runs it), with a NaN in input 0:
+  # units 0 and 1 read input 0, unit 2 reads inputs 1 and 2 only and stays finite.
+  one = jax.jit(condensed.dense)
+  np.testing.assert_allclose(np.asarray(one(x[:1], values, indices)), x[:1] @ kernel)
+  nan_in = x[:1].copy()
+  nan_in[0, 0] = np.nan
+  out = np.asarray(one(nan_in, values, indices))
+  assert np.isnan(out[0, :2]).all() and out[0, 2] == 1. * 5. + 2. * 6.
   mask[1, 2] = False          # unit 2 now keeps 1 input, unit 0 keeps 2: no constant fan-in
   with pytest.raises(ValueError, match='no constant fan-in'):
     condensed.condense_kernel(kernel * mask, mask)
