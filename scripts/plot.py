@@ -15,6 +15,7 @@ import matplotlib
 
 matplotlib.use('Agg')  # files only; must precede the pyplot import
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 
 from scripts import fileio  # noqa: E402
 from scripts import grid  # noqa: E402
@@ -144,6 +145,11 @@ def score_vs_cost(panels: dict[str, dict[str, list[tuple[float, Triple]]]], xlab
       ax.errorbar(xs, ys, yerr=err, marker='o', ms=4, capsize=2, color=_color(method),
                   label=method, ls='-' if len(xs) > 1 else 'none')
     ax.set_xscale('log')
+    # Matplotlib labels every minor tick of a narrow log axis, and they overlap: label 1x and
+    # 3x each power of ten instead.
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 3.0)))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.LogFormatterSciNotation(labelOnlyBase=False))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel(xlabel)
     ax.set_title(env, fontsize=9)
     ax.grid(alpha=0.3, which='both')
@@ -180,7 +186,8 @@ def distribution_bars(values: dict[str, dict[str, Triple]], distributions: Seque
   ax.grid(alpha=0.3, axis='y')
   handles = [plt.Rectangle((0, 0), 1, 1, facecolor='lightgray', hatch=hatches[j % 4],
                            edgecolor='white') for j in range(len(distributions))]
-  ax.legend(handles, list(distributions), fontsize=8)
+  # Outside the axes: the bars reach every height where a legend could sit.
+  ax.legend(handles, list(distributions), fontsize=8, loc='upper left', bbox_to_anchor=(1.0, 1.0))
   return _save(fig, path)
 
 
@@ -201,15 +208,15 @@ def interval_estimates(estimates: dict[str, Triple], title: str, xlabel: str, pa
   colors = {k: _color(k.split(' ')[0]) for k in labels}
   fig, axes = plot_utils.plot_interval_estimates(
       points, intervals, metric_names=['IQM'], algorithms=labels, colors=colors,
-      xlabel=xlabel, subfigure_width=6.0, row_height=0.55, xlabel_y_coordinate=0.04)
-  fig.set_size_inches(7.5, 1.4 + 0.55 * len(labels))
+      xlabel=xlabel, subfigure_width=6.0, row_height=0.55)
+  fig.set_size_inches(7.5, 1.0 + 0.45 * len(labels))
   ax = np.atleast_1d(axes)[0]
+  for text in list(fig.texts):  # rliable puts the x label at a fixed figure height
+    text.remove()
+  ax.set_xlabel(xlabel, fontsize=10)
   ax.tick_params(labelsize=10)
   ax.set_title(title, fontsize=10)
-  for text in fig.texts:
-    text.set_fontsize(10)
-  fig.subplots_adjust(left=0.25, right=0.97, top=0.85, bottom=0.3)
-  return _save(fig, path, tight=False)
+  return _save(fig, path)
 
 
 def performance_profiles(profiles: dict[str, Sequence[float]], taus: Sequence[float],
