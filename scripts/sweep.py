@@ -296,18 +296,23 @@ def resolve_widths(specs: list[grid_lib.RunSpec], root: str
     errors_by_key = {q.key(): a['error'] for q, a in zip(todo, answers) if 'error' in a}
   else:
     errors_by_key = {}
-  out, errors = [], {}
-  for spec in specs:
-    if spec.width_query is None:
-      out.append(spec)
-    elif spec.width_query.key() in cache:
-      answer = cache[spec.width_query.key()]
-      out.append(grid_lib.with_width(spec, answer['width'], answer['matched_params'],
-                                     answer['params']))
-    else:
-      out.append(spec)
-      errors[spec.name] = errors_by_key.get(spec.width_query.key(), 'not sized')
+  out = cached_widths(specs, cache)
+  errors = {s.name: errors_by_key.get(s.width_query.key(), 'not sized')
+            for s in out if s.width_query is not None and s.width is None}
   return out, errors
+
+
+def cached_widths(specs: list[grid_lib.RunSpec], cache: dict[str, Any]
+                  ) -> list[grid_lib.RunSpec]:
+  """`specs` with the small dense widths that `cache` (ROOT/param_match.json) holds filled in;
+  the others unchanged (computes nothing)."""
+  out = []
+  for spec in specs:
+    sizable = spec.width_query is not None and spec.width is None
+    answer = cache.get(spec.width_query.key()) if sizable else None
+    out.append(spec if answer is None else grid_lib.with_width(
+        spec, answer['width'], answer['matched_params'], answer['params']))
+  return out
 
 
 def write_manifest(root: str, grid: dict[str, Any], grid_path: str,
@@ -619,8 +624,12 @@ def main(argv=None) -> int:
     _print_dry_run(specs, statuses, tasks, width_errors)
     return 0
 
-  sized_by_name.update({s.name: s for s in specs})
-  write_manifest(root, grid, args.grid, [sized_by_name.get(s.name, s) for s in planned],
+  # Runs not sized above (finished, busy, left out by --only) get their cached widths.
+  by_name = {s.name: s for s in planned}
+  by_name.update({s.name: s for s in specs})
+  manifest_specs = cached_widths([by_name[s.name] for s in planned],
+                                 backends.read_json(os.path.join(root, WIDTH_CACHE_FILE)) or {})
+  write_manifest(root, grid, args.grid, manifest_specs,
                  shlex.join(['python', '-m', 'scripts.sweep', *argv]))
   if args.results:
     results_lib.export_manifest(root, args.results)

@@ -135,6 +135,13 @@ def test_rerun_resumes_the_interrupted_run_only(swept, tiny_grid_file, capsys):
   summary = json.loads(_read(os.path.join(run_dir, 'summary.json')))
   assert len(summary['eval_returns']) == 3 and summary['env_steps'] == 300
   assert os.path.getmtime(other) == other_mtime  # finished runs are not rerun
+  # The manifest written by the rerun keeps the finished small dense runs' widths.
+  manifest = json.loads(_read(os.path.join(root, 'sweep_manifest.json')))
+  for sparsity in ('0.5', '0.9'):
+    name = f'cartpole/small_dense_s{sparsity}/seed_0'
+    spec = json.loads(_read(os.path.join(root, name, 'sweep.json')))
+    assert manifest['runs'][name]['width'] == spec['width'] is not None
+    assert manifest['runs'][name]['matched_params'] == spec['matched_params']
 
 
 def test_dry_run_reports_status_without_running(swept, tiny_grid_file, capsys):
