@@ -190,16 +190,17 @@ def _fmt(x: float | None, digits: int = 3) -> str:
 
 def _no_ci_if_single(interval: stats.Interval, score_sets: list[list[float]]
                      ) -> stats.Interval:
-  """NaN bounds when every set has one score: each bootstrap resample is then the data
-  itself, and a zero-width interval would read as certainty."""
-  if all(len(scores) == 1 for scores in score_sets):
+  """NaN bounds when any set (an env's runs of one cell) has one score: the stratified
+  bootstrap then holds that env fixed at its one run, and the interval reads as more certain
+  than the data are (with every set at one score it has zero width)."""
+  if any(len(scores) == 1 for scores in score_sets):
     return stats.Interval(interval.point, math.nan, math.nan)
   return interval
 
 
 def _fmt_ci(interval: stats.Interval) -> str:
   if not (math.isfinite(interval.lower) and math.isfinite(interval.upper)):
-    return f'{interval.point:.2f} (1 seed: no CI)'
+    return f'{interval.point:.2f} (an env with 1 seed: no CI)'
   return f'{interval.point:.2f} [{interval.lower:.2f}, {interval.upper:.2f}]'
 
 
@@ -262,6 +263,14 @@ def improvement(suite: Suite, x: Cell, y: Cell, reps: int, seed: int
     return None
   return _no_ci_if_single(stats.probability_of_improvement_ci(xs, ys, reps=reps, seed=seed),
                           xs + ys), len(xs)
+
+
+def fewest_runs(suite: Suite, x: Cell, y: Cell) -> int:
+  """The fewest finished runs of X or of Y in one env, over the envs where both have runs
+  (0 if there is none)."""
+  counts = [min(len(suite.raw[exp][x]), len(suite.raw[exp][y])) for exp in suite.experiments
+            if suite.raw[exp].get(x) and suite.raw[exp].get(y)]
+  return min(counts, default=0)
 
 
 def improvement_table(suite: Suite, distribution: str | None, reps: int, seed: int
@@ -672,7 +681,8 @@ def paper_lines(suite: Suite, sparsity: float, dist: str | None, reps: int, seed
   if claims:
     lines += ["The paper's claims as probabilities of improvement (verdict: the 95% CI above "
               '0.5 agrees, below disagrees, across 0.5 is inconclusive; for "close", a CI '
-              'within [0.4, 0.6] agrees, one excluding 0.5 disagrees).', '', *claims, '']
+              'within [0.4, 0.6] agrees, one excluding 0.5 disagrees; no verdict while a cell '
+              f'has fewer than {paper.MIN_SEEDS_FOR_VERDICT} seeds in an env).', '', *claims, '']
   return lines
 
 

@@ -40,15 +40,26 @@ CLAIMS = (
 )
 
 
-def verdict(interval: stats.Interval, expectation: str) -> str:
+# A verdict needs at least this many runs of each cell in every env: a percentile bootstrap
+# of two runs against two that never overlap gives [1.00, 1.00], certainty from four runs.
+# Three is the fewest seeds the study accepts (its SAC grid).
+MIN_SEEDS_FOR_VERDICT = 3
+
+
+def verdict(interval: stats.Interval, expectation: str, fewest_seeds: int | None = None
+            ) -> str:
   """'agrees' / 'disagrees' / 'inconclusive' for a P(X > Y) interval against a claim.
 
   '>': agrees if the CI lies above 0.5, disagrees if it lies below, else inconclusive.
   '~': agrees if the CI lies within [0.4, 0.6] (close, and known to be), disagrees if it
     excludes 0.5 (one method is ahead), else inconclusive (too few seeds to tell).
+  With `fewest_seeds` (the fewest runs of either cell in one env) below
+  MIN_SEEDS_FOR_VERDICT, or no CI, it is 'no verdict' with the reason.
   """
   if not (math.isfinite(interval.lower) and math.isfinite(interval.upper)):
-    return 'inconclusive (one seed: no CI)'
+    return 'no verdict (an env with 1 seed: no CI)'
+  if fewest_seeds is not None and fewest_seeds < MIN_SEEDS_FOR_VERDICT:
+    return f'no verdict ({fewest_seeds} seeds in an env; {MIN_SEEDS_FOR_VERDICT} needed)'
   if expectation == '~':
     if not interval.lower <= 0.5 <= interval.upper:
       return 'disagrees'
@@ -111,7 +122,8 @@ def claims_table(suite, sparsity: float, distribution: str | None, reps: int, se
     n = len(suite.experiments)
     envs = f' ({k}/{n} envs)' if k < n else ''
     rows.append(f'| {claim} | P({compare._cell_label(x)} > {compare._cell_label(y)}) = '
-                f'{compare._fmt_ci(interval)}{envs} | {verdict(interval, expectation)} |')
+                f'{compare._fmt_ci(interval)}{envs} | '
+                f'{verdict(interval, expectation, compare.fewest_runs(suite, x, y))} |')
   if not rows:
     return []
   return ['| the paper finds | here, at sparsity %g | verdict |' % sparsity, '|---|---|---|',

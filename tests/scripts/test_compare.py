@@ -217,7 +217,7 @@ def test_one_seed_per_env_gives_no_interval(tmp_path):
   suite = compare.build_suite('syn', runs, reps=500, seed=0)
   interval, _ = suite.aggregates[('rigl', 'erk', 0.9)]
   assert np.isfinite(interval.point) and np.isnan(interval.lower) and np.isnan(interval.upper)
-  assert compare._fmt_ci(interval) == f'{interval.point:.2f} (1 seed: no CI)'
+  assert compare._fmt_ci(interval) == f'{interval.point:.2f} (an env with 1 seed: no CI)'
   result, n_envs = compare.improvement(suite, ('rigl', 'erk', 0.9), ('small_dense', None, 0.9),
                                        reps=500, seed=0)
   assert n_envs == 2 and result.point == 1.0 and np.isnan(result.lower)
@@ -225,6 +225,15 @@ def test_one_seed_per_env_gives_no_interval(tmp_path):
   three = compare.build_suite('syn', compare.load_runs([str(tmp_path / 'runs')]), reps=500,
                               seed=0)
   assert np.isfinite(three.aggregates[('rigl', 'erk', 0.9)][0].lower)
+  assert compare.fewest_runs(three, ('rigl', 'erk', 0.9), ('small_dense', None, 0.9)) >= 2
+  # One env at seed 0 only, the other with all its seeds: that env would be held fixed in
+  # every resample, so no interval either.
+  first_exp = three.experiments[0]
+  mixed_runs = [r for r in compare.load_runs([str(tmp_path / 'runs')])
+                if r.experiment != first_exp or r.seed == 0]
+  mixed = compare.build_suite('syn', mixed_runs, reps=500, seed=0)
+  assert np.isnan(mixed.aggregates[('rigl', 'erk', 0.9)][0].lower)
+  assert compare.fewest_runs(mixed, ('rigl', 'erk', 0.9), ('small_dense', None, 0.9)) == 1
 
 
 def test_report_has_every_table_and_lists_missing_runs(report):

@@ -50,10 +50,19 @@ def _sac_root(root):
 @pytest.mark.parametrize('lower, upper, expectation, expected', [
     (0.6, 0.9, '>', 'agrees'), (0.1, 0.4, '>', 'disagrees'), (0.3, 0.7, '>', 'inconclusive'),
     (0.42, 0.58, '~', 'agrees'), (0.3, 0.7, '~', 'inconclusive'), (0.55, 0.9, '~', 'disagrees'),
-    (math.nan, math.nan, '>', 'inconclusive (one seed: no CI)'),
+    (math.nan, math.nan, '>', 'no verdict (an env with 1 seed: no CI)'),
 ])
 def test_verdicts_by_hand(lower, upper, expectation, expected):
   assert paper.verdict(stats.Interval(0.5, lower, upper), expectation) == expected
+  assert paper.verdict(stats.Interval(0.5, lower, upper), expectation, 3) == expected
+
+
+def test_no_verdict_below_three_seeds_in_an_env():
+  # Two runs against two that never overlap: every resample gives 1, the CI is [1, 1].
+  interval = stats.probability_of_improvement_ci([[10.0, 11.0]], [[1.0, 2.0]], reps=200, seed=0)
+  assert (interval.lower, interval.upper) == (1.0, 1.0)
+  assert paper.verdict(interval, '>', 2) == 'no verdict (2 seeds in an env; 3 needed)'
+  assert paper.verdict(interval, '>', 3) == 'agrees'
 
 
 def test_figure1_table_puts_the_papers_values_beside_the_suites(tmp_path):
