@@ -670,8 +670,10 @@ def paper_lines(suite: Suite, sparsity: float, dist: str | None, reps: int, seed
   figure1 = paper.figure1_table(suite, sparsity, dist)
   if figure1:
     lines += ["IQM of the normalized final score; the paper's values are read off its "
-              'Figure 1 (MuJoCo -v2, 1M steps for SAC; normalized by dense SAC per env).', '',
-              *figure1, '']
+              'Figure 1 (MuJoCo -v2, 1M steps for SAC; normalized by dense SAC per env), an '
+              'IQM over its five envs (HalfCheetah, Hopper, Walker2d, Ant, Humanoid). This '
+              "suite's IQM is over the envs normalized above, so the two rows average "
+              'different env sets.', '', *figure1, '']
   else:
     lines += ['The paper has no Figure 1 entry for this suite: compare the orderings.', '']
   order = paper.ordering_line(suite, sparsity, dist)
