@@ -2,7 +2,7 @@
 initializers: docs/paper_settings.md).
 
 Every weight lives in the `kernel` of a standard `nn.Dense` or `nn.Conv`, so sparsity is applied
-from outside by masking params; biases and PPO's `log_std` stay dense. Hidden sizes and channels
+from outside by masking params; biases and PPO's std params stay dense. Hidden sizes and channels
 scale with a float `width` (`ceil(n * width)`); observation and output sizes never scale.
 
 Pixel networks take raw frames, uint8 in [0, 255] of shape (batch, 84, 84, 4), channels last, and
@@ -276,25 +276,55 @@ def _ppo_value_head_init(key, shape, dtype=jnp.float32):
   return PPO_VALUE_HEAD_INIT(key, shape, dtype) - jnp.asarray(0.03, dtype)
 
 
+PPO_ACTOR_HEADS = ('unbounded', 'tanh_softplus')
+# softplus^-1(0.35): the paper's code starts the std at 0.35.
+_PAPER_STD_BIAS = math.log(math.expm1(0.35))
+
+
 class PPOActor(nn.Module):
-  """PPO Gaussian actor, 2x64 tanh, state-independent log std (docs/paper_settings.md,
+  """PPO Gaussian actor, 2x64 tanh, state-independent std (docs/paper_settings.md,
   "PPO, MuJoCo"). Hidden kernels orthogonal (gain 1), mean head VarianceScaling(0.1), as the
   paper's code (rigl/rl/tfagents/sparse_ppo_actor_network.py).
 
-  Returns (mean, log_std), log_std broadcast to mean's shape; the `log_std` param has shape
-  (action_dim,), starts at 0 and is not a kernel, so it stays dense.
+  Heads (`head`):
+    'unbounded' (default; cleanrl's `ppo_continuous_action.py`): the mean is the head's
+      output, unbounded; the `log_std` param, shape (action_dim,), starts at 0.
+    'tanh_softplus' (the paper's code: `tanh_and_scale_to_spec`, `std_layers`): the mean is
+      center + half_range * tanh(head output) of the action bounds `action_low` /
+      `action_high`; the std is softplus of the `std_bias` param, shape (action_dim,),
+      started at softplus^-1(0.35).
+
+  Returns (mean, log_std), both (batch, action_dim); the std params are not kernels, so they
+  stay dense. Raises ValueError for an unknown head or missing / mis-sized bounds.
   """
 
   action_dim: int
   hidden_sizes: Sequence[int] = (64, 64)
   width: float = 1.0
+  head: str = 'unbounded'
+  action_low: tuple[float, ...] = ()
+  action_high: tuple[float, ...] = ()
 
   @nn.compact
   def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
     x = _torso(obs, self.hidden_sizes, 'tanh', self.width, PPO_HIDDEN_INIT)
     mean = nn.Dense(self.action_dim, kernel_init=PPO_MEAN_HEAD_INIT)(x)
-    log_std = self.param('log_std', nn.initializers.zeros, (self.action_dim,))
-    return mean, jnp.broadcast_to(log_std, mean.shape)  # (batch, action_dim) each
+    if self.head == 'unbounded':
+      log_std = self.param('log_std', nn.initializers.zeros, (self.action_dim,))
+      return mean, jnp.broadcast_to(log_std, mean.shape)  # (batch, action_dim) each
+    if self.head != 'tanh_softplus':
+      raise ValueError(f'PPOActor.head must be one of {PPO_ACTOR_HEADS}, got {self.head!r}')
+    if not len(self.action_low) == len(self.action_high) == self.action_dim:
+      raise ValueError(f"PPOActor head 'tanh_softplus' needs action_low and action_high of "
+                       f'{self.action_dim} values each, got {len(self.action_low)} and '
+                       f'{len(self.action_high)}')
+    low = jnp.asarray(self.action_low, jnp.float32)
+    high = jnp.asarray(self.action_high, jnp.float32)
+    mean = (high + low) / 2 + (high - low) / 2 * jnp.tanh(mean)
+    std_bias = self.param('std_bias', nn.initializers.constant(_PAPER_STD_BIAS),
+                          (self.action_dim,))
+    log_std = jnp.log(jax.nn.softplus(std_bias))
+    return mean, jnp.broadcast_to(log_std, mean.shape)
 
 
 class PPOCategoricalActor(nn.Module):

@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 
 import flax.serialization
 import flax.struct
+import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -40,6 +41,7 @@ import optax
 import sparse_rl
 from agents import distributions
 from agents import envs as envs_lib
+from agents import networks
 from agents import policy as policy_lib
 from agents import ppo_setups
 from agents import rollout as rollout_lib
@@ -188,10 +190,22 @@ class PPOConfig(PPOActorCriticConfig):
   """PPO on MuJoCo: Gaussian actor, continuous actions (docs/paper_settings.md, "PPO, MuJoCo").
 
   Fields: those of `PPOActorCriticConfig` and `PPOBaseConfig` (see their Attributes), with the
-  same defaults; this class changes none.
+  same defaults, and:
+
+  Attributes:
+    actor_head: how the actor's outputs become the Gaussian's mean and std
+      (`agents.networks.PPOActor`): 'unbounded' (cleanrl's: unbounded mean, log std from 0;
+      the default, a deviation from the paper) or 'tanh_softplus' (the paper's code: mean
+      squashed into the action bounds by tanh, std = softplus from 0.35).
   """
 
+  actor_head: str = 'unbounded'
+
   setup = ppo_setups.MUJOCO
+
+  def __post_init__(self):
+    super().__post_init__()
+    checks.check_choice(self, 'actor_head', self.actor_head, networks.PPO_ACTOR_HEADS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,10 +285,14 @@ def make_optimizer(config: PPOBaseConfig) -> optax.GradientTransformation:
 
 
 def init(config: PPOBaseConfig, obs_shape: tuple[int, ...], obs_dtype, action_size: int,
-         key: jax.Array) -> PPOState:
-  """Builds the setup's networks (masks drawn) and optimizers. action_size: dims or actions."""
+         key: jax.Array, action_bounds: tuple[np.ndarray, np.ndarray] | None = None
+         ) -> PPOState:
+  """Builds the setup's networks (masks drawn) and optimizers. action_size: dims or actions;
+  action_bounds: (low, high) of a Box action space (the 'tanh_softplus' actor head needs them).
+  """
   obs = jnp.zeros((1, *obs_shape), obs_dtype)
-  nets, key = config.setup.networks(config, obs, action_size, make_optimizer(config), key)
+  nets, key = config.setup.networks(config, obs, action_size, make_optimizer(config), key,
+                                    action_bounds)
   return PPOState(nets=nets, key=key)
 
 
@@ -461,8 +479,11 @@ class PPOTrainer(Trainer):
                                      self._envs.single_action_space)
     dist = self._dist = setup.distribution
     self.obs_shape = tuple(obs_space.shape)
+    bounds = None
+    if isinstance(self._action_space, gym.spaces.Box):
+      bounds = (self._action_space.low, self._action_space.high)
     state = init(config, self.obs_shape, setup.obs_dtype,
-                 dist.action_size(self._action_space), jax.random.PRNGKey(seed))
+                 dist.action_size(self._action_space), jax.random.PRNGKey(seed), bounds)
     self._state = jax.tree_util.tree_map(jnp.array, state)  # own buffers (donated below)
     # The reward normalizer is Atari's sign clip there (no state).
     self._obs_norm, self._reward_norm = setup.normalizers(config, self.obs_shape)

@@ -68,18 +68,32 @@ class ActorCriticSetup:
   scan_update = True  # the whole update in one jitted lax.scan (MLPs)
 
   def networks(self, config, obs: jax.Array, action_size: int,
-               tx: optax.GradientTransformation, key: jax.Array
+               tx: optax.GradientTransformation, key: jax.Array,
+               action_bounds: tuple[np.ndarray, np.ndarray] | None = None
                ) -> tuple[dict[str, SparseTrainState], jax.Array]:
-    """({'actor', 'critic'}, the key left over); obs: (1, obs_dim) for shapes."""
+    """({'actor', 'critic'}, the key left over); obs: (1, obs_dim) for shapes;
+    action_bounds: (low, high), used by the 'tanh_softplus' actor head (PPOConfig.actor_head).
+    """
     actor_key, critic_key, key = jax.random.split(key, 3)
     return {
         'actor': SparseTrainState.create(
-            self.actor(action_size, config.actor_hidden_sizes, config.actor_width), tx,
+            self._actor(config, action_size, action_bounds), tx,
             config.actor_sparsity, actor_key, obs, weight_decay=config.actor_weight_decay),
         'critic': SparseTrainState.create(
             PPOCritic(config.critic_hidden_sizes, config.critic_width), tx,
             config.critic_sparsity, critic_key, obs, weight_decay=config.critic_weight_decay),
     }, key
+
+  def _actor(self, config, action_size: int,
+             action_bounds: tuple[np.ndarray, np.ndarray] | None) -> nn.Module:
+    head = getattr(config, 'actor_head', 'unbounded')
+    if head == 'unbounded':  # the module as it was before heads existed (same policy files)
+      return self.actor(action_size, config.actor_hidden_sizes, config.actor_width)
+    if action_bounds is None:
+      raise ValueError(f'{self.label}: actor_head {head!r} needs the action bounds')
+    low, high = (tuple(float(v) for v in np.ravel(b)) for b in action_bounds)
+    return self.actor(action_size, config.actor_hidden_sizes, config.actor_width, head=head,
+                      action_low=low, action_high=high)
 
   def forward(self, nets: dict[str, SparseTrainState], params: dict, obs: jax.Array
               ) -> tuple[distributions.Distribution, jax.Array]:
@@ -137,8 +151,10 @@ class SharedTrunkSetup:
   scan_update = False
 
   def networks(self, config, obs: jax.Array, action_size: int,
-               tx: optax.GradientTransformation, key: jax.Array
+               tx: optax.GradientTransformation, key: jax.Array,
+               action_bounds: tuple[np.ndarray, np.ndarray] | None = None
                ) -> tuple[dict[str, SparseTrainState], jax.Array]:
+    del action_bounds  # discrete actions
     net_key, key = jax.random.split(key)
     return {'network': SparseTrainState.create(
         PPOAtariNetwork(action_size, config.width), tx, config.sparsity, net_key, obs,
