@@ -214,6 +214,9 @@ def interval_estimates(estimates: dict[str, Triple], title: str, xlabel: str, pa
   for text in list(fig.texts):  # rliable puts the x label at a fixed figure height
     text.remove()
   ax.set_xlabel(xlabel, fontsize=10)
+  lo, hi = ax.get_xlim()  # room around the extreme marks (with one seed they sit on the edge)
+  pad = 0.05 * (hi - lo) if hi > lo else 0.05
+  ax.set_xlim(lo - pad, hi + pad)
   ax.tick_params(labelsize=10)
   ax.set_title(title, fontsize=10)
   return _save(fig, path)
