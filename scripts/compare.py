@@ -76,6 +76,12 @@ class NormalizationError(ValueError):
   """An environment without a normalization reference."""
 
 
+def env_label(suite: 'Suite', exp: str) -> str:
+  """The env id of an experiment for headings, or a note when no run of it has recorded one
+  (none started, or each failed before making its env)."""
+  return suite.env_ids.get(exp) or 'env unknown: no run has recorded it'
+
+
 def normalizer(env_id: str | None, dense_scores: list[float], random_baseline: bool = True,
                dense_reference: str = 'paper'):
   """(fn: score -> normalized score or None, description) for one environment.
@@ -93,7 +99,7 @@ def normalizer(env_id: str | None, dense_scores: list[float], random_baseline: b
       runs are left out of the aggregates, with a note that says so.)
   """
   if env_id is None:  # no run of the env has started
-    return (lambda s: None), 'not normalized: env unknown (no run has started)'
+    return (lambda s: None), 'not normalized'
   if atari_scores.is_atari(env_id):
     return (lambda s: atari_scores.human_normalized(s, env_id)), 'human-normalized'
   mujoco = reference_scores.env_name(env_id) in MUJOCO_ENVS
@@ -563,7 +569,7 @@ def noise_section(suite: Suite, out_dir: str, prefix: str) -> list[str]:
   for exp in suite.experiments:
     if exp not in results:
       continue
-    lines += [f'#### {exp} ({suite.env_ids[exp]})', '', *noise_table(results[exp]), '']
+    lines += [f'#### {exp} ({env_label(suite, exp)})', '', *noise_table(results[exp]), '']
     panel = {}
     methods = collections.Counter(cell[0] for cell in results[exp])
     for cell, per_std in results[exp].items():
@@ -633,11 +639,13 @@ def write_report(suites: list[Suite], out_path: str, roots: list[str], fixed_spa
     lines += [f'## {suite.name}', '']
     if suite.name in sweeps:
       info = sweeps[suite.name]
+      if info.get('description'):
+        lines += [info['description'], '']
       lines += [f"Sweep: `{info.get('command', '?')}` (grid "
                 f"`{display_path(info.get('grid_file', '?'))}`, "
                 f"last launched {info.get('updated', '?')}).", '']
     lines += ['Normalization:', '']
-    lines += [f'- {exp} ({suite.env_ids[exp]}): {suite.notes[exp]}' for exp in suite.experiments]
+    lines += [f'- {exp} ({env_label(suite, exp)}): {suite.notes[exp]}' for exp in suite.experiments]
     lines += ['', f'### Normalized final score, IQM [95% CI], {dist or "dense"}', '',
               *aggregate_table(suite, dist), '']
     pairs = improvement_table(suite, dist, reps, seed)
@@ -653,7 +661,7 @@ def write_report(suites: list[Suite], out_path: str, roots: list[str], fixed_spa
     if len({d for v in values.values() for d in v}) > 1:
       lines += [f'### Distributions at sparsity {fixed_sparsity:g}', '', *dist_lines, '']
     for exp in suite.experiments:
-      lines += [f'### {exp} ({suite.env_ids[exp]}): final score, mean ± std over seeds', '',
+      lines += [f'### {exp} ({env_label(suite, exp)}): final score, mean ± std over seeds', '',
                 *env_table(suite, exp), '']
     for caption, name in make_plots(suite, out_dir, prefix, fixed_sparsity, reps, seed):
       lines += [f'![{caption}]({name})', '']

@@ -4,6 +4,7 @@ A grid crosses experiments (agent x env gin files) with methods, sparsities, dis
 seeds. Example (gin_configs/sweeps/*.toml hold real ones):
 
     name = "dqn_classic"                 # suite label in reports; default root runs/<name>
+    description = "What the grid is for."  # optional: printed under the suite in reports
     methods = ["dense", "small_dense", "static", "prune", "set", "rigl"]
     sparsities = [0.5, 0.8, 0.9, 0.95]
     distributions = ["erk"]
@@ -240,6 +241,13 @@ def load(path: str) -> dict[str, Any]:
   return validate(grid, path)
 
 
+def _description(value: Any, where: str) -> str:
+  """Validates `description`: one string (printed under the suite's heading in reports)."""
+  if not isinstance(value, str):
+    raise GridError(f'{where}.description must be a string, got {value!r}.')
+  return value.strip()
+
+
 def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
   unknown = sorted(set(table) - allowed)
   if unknown:
@@ -382,7 +390,7 @@ def validate(grid: dict[str, Any], where: str = 'grid') -> dict[str, Any]:
   out: dict[str, Any] = {
       'name': name,
       'root': grid.get('root', os.path.join('runs', name)),
-      'description': grid.get('description', ''),
+      'description': _description(grid.get('description', ''), where),
       'bindings': _str_list(grid.get('bindings', []), f'{where}.bindings'),
       'methods': default_methods(), 'sparsities': [0.9], 'distributions': ['erk'],
       'extra_points': [], 'seeds': [0],

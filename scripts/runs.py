@@ -162,10 +162,14 @@ def load_runs(roots: Iterable[str]) -> list[Run]:
 
 
 def load_sweep_info(roots: Iterable[str]) -> dict[str, dict[str, Any]]:
-  """{suite: {'grid_file', 'command', 'updated', ...}} from the roots' sweep manifests."""
+  """{suite: {'grid_file', 'command', 'updated', 'description'}} from the roots' manifests.
+
+  'description' is the grid file's `description` ('' when it has none).
+  """
   info = {}
   for root in roots:
     manifest = _read_json(os.path.join(root, 'sweep_manifest.json')) or {}
     for name, entry in manifest.get('suites', {}).items():
       info[name] = {k: v for k, v in entry.items() if k != 'grid'}
+      info[name]['description'] = (entry.get('grid') or {}).get('description') or ''
   return info

@@ -92,6 +92,7 @@ def test_experiment_overrides():
     ({'axes': {}}, 'small_dense needs'),
     ({'typo_key': 1}, 'unknown keys'),
     ({'name': 'a/b'}, 'plain name'),
+    ({'description': ['two', 'lines']}, r'grid\.description must be a string'),
     ({'extra_points': [{'sparsity': 0.9}]}, 'extra_points'),
     ({'extra_points': [{'sparsity': 0.9, 'distribution': 'uniform', 'methods': ['dense']}]},
      'must be sparse methods'),

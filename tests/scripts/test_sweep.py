@@ -166,7 +166,8 @@ def test_report_on_the_sweep(swept, tmp_path):
                        '--baseline', 'none']) == 0
   text = _read(out / 'report.md')
   assert '## tiny' in text
-  assert 'Sweep: `python -m scripts.sweep --grid' in text
+  # The grid's description (stripped) heads the suite, above the sweep command.
+  assert '## tiny\n\nA tiny CartPole grid for the sweep tests.\n\nSweep: `python -m scripts.sweep --grid' in text
   assert '| method | s = 0.5 | s = 0.9 |' in text
   for row in ('| dense (same runs in every column) |', '| small_dense |', '| rigl |',
               '| rigl (erk) |'):
@@ -189,6 +190,9 @@ def test_only_runs_a_subset_but_plans_the_whole_grid(tiny_grid_file, tmp_path, c
   assert compare.main(['--root', root, '--out', str(tmp_path / 'docs'), '--reps', '100']) == 0
   text = _read(tmp_path / 'docs' / 'report.md')
   assert '| tiny/cartpole/dense/seed_0 | not started |' in text
+  # An experiment none of whose runs started has no env id to print, and says so.
+  assert '- cartpole (env unknown: no run has recorded it): not normalized' in text
+  assert '(None)' not in text
   assert f'| tiny/{TINY_BROKEN} | failed |' in text
 
 

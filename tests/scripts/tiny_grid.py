@@ -5,6 +5,7 @@
 # binding does not exist, so its single run fails at start-up.
 TINY_GRID = '''
 name = "tiny"
+description = "  A tiny CartPole grid for the sweep tests.  "
 methods = ["dense", "rigl", "small_dense"]
 sparsities = [0.5, 0.9]
 distributions = ["erk"]
