@@ -82,6 +82,24 @@ def env_label(suite: 'Suite', exp: str) -> str:
   return suite.env_ids.get(exp) or 'env unknown: no run has recorded it'
 
 
+def fixed_mask_notes(suite: 'Suite') -> list[str]:
+  """Lines naming each drop-and-grow method (`grid.moves_masks`) whose finished runs all
+  ended with the masks they started with (`Run.initial_mask_kept` == 1), e.g. a drop fraction
+  of 0: such a cell trained with fixed masks, whatever its method's name says."""
+  lines = []
+  for cell in sorted({r.cell for r in suite.runs if r.status == 'finished'},
+                     key=lambda c: (c[0], c[1] or '', c[2])):
+    if not grid.moves_masks(cell[0]):
+      continue
+    kept = [r.initial_mask_kept for r in suite.runs
+            if r.status == 'finished' and r.cell == cell]
+    if kept and all(k is not None and k >= 1.0 for k in kept):
+      lines.append(f'- {_cell_label(cell)} at sparsity {cell[2]:g}: every finished run ({len(kept)}) ends with the '
+                   'masks it started with (no connection dropped or grown, from the logged '
+                   'topology/<network>/initial): it trained with fixed masks, as static does.')
+  return lines
+
+
 def normalizer(env_id: str | None, dense_scores: list[float], random_baseline: bool = True,
                dense_reference: str = 'paper'):
   """(fn: score -> normalized score or None, description) for one environment.
@@ -407,7 +425,7 @@ def make_plots(suite: Suite, out_dir: str, prefix: str, fixed_sparsity: float, r
     if m == grid.SMALL_DENSE or (not grid.is_dense(m) and d == dist):
       series[m][s] = tuple(interval)
   dense = suite.aggregates.get((grid.reference_dense(), None, 0.0))
-  if series:
+  if len({s for by_sparsity in series.values() for s in by_sparsity}) > 1:  # a curve, not a point
     name = f'{prefix}{suite.name}_score_vs_sparsity.png'
     plot.score_vs_sparsity(dict(series), tuple(dense[0]) if dense else None,
                            f'{suite.name}: IQM over envs ({dist})',
@@ -432,8 +450,8 @@ def make_plots(suite: Suite, out_dir: str, prefix: str, fixed_sparsity: float, r
   dists = sorted({d for v in values.values() for d in v})
   if len(dists) > 1:
     name = f'{prefix}{suite.name}_distributions_s{fixed_sparsity:g}.png'
-    plot.distribution_bars(values, dists, f'{suite.name}: distributions at sparsity '
-                           f'{fixed_sparsity:g}', 'normalized final score (IQM, 95% CI)',
+    plot.distribution_bars(values, dists, f'{suite.name}: sparsity distribution (how the '
+                           f'layers share the budget) at sparsity {fixed_sparsity:g}', 'normalized final score (IQM, 95% CI)',
                            os.path.join(out_dir, name))
     figures.append((f'ERK vs uniform at sparsity {fixed_sparsity:g}', name))
   return figures
@@ -648,6 +666,9 @@ def write_report(suites: list[Suite], out_path: str, roots: list[str], fixed_spa
     lines += [f'- {exp} ({env_label(suite, exp)}): {suite.notes[exp]}' for exp in suite.experiments]
     lines += ['', f'### Normalized final score, IQM [95% CI], {dist or "dense"}', '',
               *aggregate_table(suite, dist), '']
+    fixed = fixed_mask_notes(suite)
+    if fixed:
+      lines += [*fixed, '']
     pairs = improvement_table(suite, dist, reps, seed)
     if pairs:
       lines += [f'### Probability of improvement, {dist or "dense"}', '',
@@ -692,7 +713,13 @@ def paper_lines(suite: Suite, sparsity: float, dist: str | None, reps: int, seed
     lines += ["The paper's claims as probabilities of improvement (verdict: the 95% CI above "
               '0.5 agrees, below disagrees, across 0.5 is inconclusive; for "close", a CI '
               'within [0.4, 0.6] agrees, one excluding 0.5 disagrees; no verdict while a cell '
-              f'has fewer than {paper.MIN_SEEDS_FOR_VERDICT} seeds in an env).', '', *claims, '']
+              f'has fewer than {paper.MIN_SEEDS_FOR_VERDICT} seeds in an env). Where the '
+              "paper's Figure 1 has both methods, the claim is the figure's ordering for this "
+              'agent (values closer than '
+              f'{paper.FIGURE1_RESOLUTION:.2f} read as close). With 3-5 runs per env a '
+              'percentile bootstrap interval runs narrow, and the claims are tested without a '
+              'multiplicity correction: an "agrees" whose lower bound is near 0.5 is weak '
+              'evidence.', '', *claims, '']
   return lines
 
 

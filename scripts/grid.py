@@ -99,6 +99,13 @@ def sparse_methods() -> list[str]:
   return sparse_rl.METHODS.sparse_names()
 
 
+def moves_masks(method: str) -> bool:
+  """True for a registered method whose masks move during training by design (drop and
+  grow: SET, RigL, SRigL, and methods registered on `sparse_rl.methods.DropAndGrow`)."""
+  return (method in sparse_rl.METHODS
+          and isinstance(sparse_rl.METHODS[method], sparse_rl.methods.DropAndGrow))
+
+
 def reference_dense() -> str:
   """The dense method that reports normalize by and draw as the dense reference."""
   return sparse_rl.METHODS.dense_names()[0]

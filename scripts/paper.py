@@ -40,6 +40,47 @@ CLAIMS = (
 )
 
 
+# How the claims' methods read in a sentence.
+METHOD_NAMES = {'static': 'static', 'set': 'SET', 'rigl': 'RigL', 'prune': 'pruning',
+                'small_dense': 'a parameter-matched small dense', 'dense': 'dense'}
+
+# Figure 1's values are read off bars to about +-0.025 each, so two of them closer than this
+# (rounded to 2 decimals) are not an ordering the figure shows.
+FIGURE1_RESOLUTION = 0.05
+
+
+def agent_claims(agent: str | None) -> list[tuple[str, str, str | None, str, str | None, str,
+                                                  str]]:
+  """CLAIMS as the paper's own Figure 1 has them for `agent` ('sac' / 'ppo'), each with a
+  note of the figure's two values ('' where the figure has no entry).
+
+  A '>' claim between two Figure 1 columns takes its direction from the figure: where the
+  figure has Y above X the claim becomes "Y beats X" (e.g. SAC's static 0.23 against small
+  dense 0.90), and where the two values are within FIGURE1_RESOLUTION it becomes "close".
+  '~' claims and the ERK / uniform claims (not in Figure 1) are kept as they are. With
+  agent None (no Figure 1 entry, e.g. classic control) the claims are CLAIMS unchanged.
+  """
+  figure = PAPER_FIGURE1_IQM.get(agent or '', {})
+  out = []
+  for claim, xm, xd, ym, yd, expectation in CLAIMS:
+    if xd or yd or xm not in figure or ym not in figure:
+      out.append((claim, xm, xd, ym, yd, expectation, ''))
+      continue
+    fx, fy = figure[xm], figure[ym]
+    note = f'{METHOD_NAMES[xm]} {fx:.2f}, {METHOD_NAMES[ym]} {fy:.2f}'
+    if expectation == '~':
+      out.append((claim, xm, xd, ym, yd, '~', note))
+    elif round(abs(fx - fy), 2) <= FIGURE1_RESOLUTION:
+      out.append((f'{METHOD_NAMES[xm]} and {METHOD_NAMES[ym]} are close', xm, xd, ym, yd, '~',
+                  note))
+    elif fx > fy:
+      out.append((claim, xm, xd, ym, yd, '>', note))
+    else:
+      note = f'{METHOD_NAMES[ym]} {fy:.2f}, {METHOD_NAMES[xm]} {fx:.2f}'
+      out.append((f'{METHOD_NAMES[ym]} beats {METHOD_NAMES[xm]}', ym, yd, xm, xd, '>', note))
+  return out
+
+
 # A verdict needs at least this many runs of each cell in every env: a percentile bootstrap
 # of two runs against two that never overlap gives [1.00, 1.00], certainty from four runs.
 # Three is the fewest seeds the study accepts (its SAC grid).
@@ -109,10 +150,12 @@ def figure1_table(suite, sparsity: float, distribution: str | None) -> list[str]
 
 def claims_table(suite, sparsity: float, distribution: str | None, reps: int, seed: int
                  ) -> list[str]:
-  """Markdown rows: each claim of the paper, P(X > Y) [95% CI] here, and the verdict."""
+  """Markdown rows: each claim of the paper (`agent_claims`: for SAC and PPO as its Figure 1
+  has them, with the figure's values), P(X > Y) [95% CI] here, and the verdict."""
   from scripts import compare
+  agent = paper_agent(suite)
   rows = []
-  for claim, xm, xd, ym, yd, expectation in CLAIMS:
+  for claim, xm, xd, ym, yd, expectation, note in agent_claims(agent):
     x = compare._method_cell(xm, xd or distribution, sparsity)
     y = compare._method_cell(ym, yd or distribution, sparsity)
     result = compare.improvement(suite, x, y, reps, seed)
@@ -121,11 +164,15 @@ def claims_table(suite, sparsity: float, distribution: str | None, reps: int, se
     interval, k = result
     n = len(suite.experiments)
     envs = f' ({k}/{n} envs)' if k < n else ''
-    rows.append(f'| {claim} | P({compare._cell_label(x)} > {compare._cell_label(y)}) = '
+    figure = f' {note or "—"} |' if agent else ''
+    rows.append(f'| {claim} |{figure} P({compare._cell_label(x)} > {compare._cell_label(y)}) = '
                 f'{compare._fmt_ci(interval)}{envs} | '
                 f'{verdict(interval, expectation, compare.fewest_runs(suite, x, y))} |')
   if not rows:
     return []
+  if agent:
+    return [f'| the paper finds | its Figure 1 ({agent.upper()}) | here, at sparsity '
+            f'{sparsity:g} | verdict |', '|---|---|---|---|', *rows]
   return ['| the paper finds | here, at sparsity %g | verdict |' % sparsity, '|---|---|---|',
           *rows]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from typing import Any, Iterable
 
 from scripts import grid
@@ -40,6 +41,9 @@ class Run:
   training_flops: float | None = None
   env_steps: int | None = None
   seconds: float = 0.0  # train + eval wall time logged by the runner
+  # The smallest share of a network's initial active connections still active at the end
+  # (the last logged `topology/<network>/initial`); 1.0: no mask ever changed. None: not logged.
+  initial_mask_kept: float | None = None
   curve: list[tuple[int, float]] = dataclasses.field(default_factory=list)
 
   @property
@@ -96,6 +100,18 @@ def _labels(name: str, planned: dict | None, spec: dict | None, summary: dict | 
           'seed': summary.get('seed')}
 
 
+_NETWORK_TOPOLOGY = re.compile(r'^topology/[^/]+/initial$')
+
+
+def _initial_mask_kept(rows: list[dict[str, Any]]) -> float | None:
+  """min over networks of the last logged `topology/<network>/initial`, or None."""
+  for row in reversed(rows):
+    kept = [v for k, v in row.items() if _NETWORK_TOPOLOGY.match(k) and v is not None]
+    if kept:
+      return float(min(kept))
+  return None
+
+
 def load_run(root: str, name: str, planned: dict | None) -> Run:
   """Builds a Run from whatever files its dir holds."""
   run_dir = os.path.join(root, name)
@@ -120,6 +136,7 @@ def load_run(root: str, name: str, planned: dict | None) -> Run:
                if r.get('eval/episode_return') is not None]
   run.seconds = sum((r.get('time/train_seconds') or 0.0) + (r.get('time/eval_seconds') or 0.0)
                     for r in rows)
+  run.initial_mask_kept = _initial_mask_kept(rows)
   status = _read_json(os.path.join(run_dir, 'sweep_status.json')) or {}
   if summary is not None and summary.get('status') == 'failed':  # e.g. non-finite losses
     run.status, run.detail = 'failed', str(summary.get('error') or '').strip()

@@ -65,6 +65,12 @@ def make_root(root, suite='syn'):
       rows = [{'iteration': i, 'env_steps': 100 * (i + 1), 'eval/episode_return':
                (score if isinstance(score, float) else 0.0) * (i + 1) / 4,
                'time/train_seconds': 1.0, 'time/eval_seconds': 0.5} for i in range(4)]
+      # Mask topology as the runner logs it: RigL uniform's masks never move (as with a drop
+      # fraction of 0), RigL ERK's do; static's stay fixed by design.
+      if method in ('rigl', 'static'):
+        kept = 0.8 if cell.startswith('rigl_erk') else 1.0
+        for row in rows:
+          row.update({'topology/q/Dense_0/kernel/initial': 0.5, 'topology/q/initial': kept})
       if score == 'partial':
         rows = rows[:2]
       if score is None:
@@ -256,6 +262,25 @@ def test_report_has_every_table_and_lists_missing_runs(report):
   assert '| syn/cartpole/static_erk_s0.9/seed_2 | partial | 2 iteration(s) logged |' in section
   assert '| syn/acrobot/static_erk_s0.9/seed_2 | not started |' in section
   assert 'syn / acrobot / static (erk) s=0.9: 2 of 3 seeds finished' in section
+
+
+def test_a_drop_and_grow_cell_whose_masks_never_moved_is_named(report):
+  _, _, text = report
+  notes = [l for l in text.splitlines() if 'ends with the masks it started with' in l]
+  # RigL uniform (6 finished runs, topology/q/initial 1.0 in each) only: RigL ERK's masks
+  # moved (0.8), and static is not a drop-and-grow method; a layer's 0.5 is not a network's.
+  assert len(notes) == 1 and notes[0].startswith('- rigl (uniform) at sparsity 0.9: every '
+                                                  'finished run (6) ends with the masks')
+
+
+def test_initial_mask_kept_is_the_last_logged_minimum_over_networks():
+  from scripts import runs
+  rows = [{'topology/actor/initial': 0.2, 'topology/critic/initial': 0.1},
+          {'topology/actor/initial': 0.9, 'topology/critic/initial': 0.7,
+           'topology/actor/Dense_0/kernel/initial': 0.3},
+          {'eval/episode_return': 1.0}]  # a row without topology does not reset it
+  assert runs._initial_mask_kept(rows) == 0.7
+  assert runs._initial_mask_kept([{'eval/episode_return': 1.0}]) is None
 
 
 def test_report_plots_are_valid_pngs(report):
