@@ -289,6 +289,13 @@ def improvement(suite: Suite, x: Cell, y: Cell, reps: int, seed: int
                           xs + ys), len(xs)
 
 
+def improvement_by_env(suite: Suite, x: Cell, y: Cell) -> list[tuple[str, float]]:
+  """[(experiment, P(X > Y) on that env alone)] over the envs where both cells have runs:
+  which envs carry an aggregate P(X > Y) (the aggregate is their mean)."""
+  return [(exp, stats.probability_of_improvement([suite.raw[exp][x]], [suite.raw[exp][y]]))
+          for exp in suite.experiments if suite.raw[exp].get(x) and suite.raw[exp].get(y)]
+
+
 def fewest_runs(suite: Suite, x: Cell, y: Cell) -> int:
   """The fewest finished runs of X or of Y in one env, over the envs where both have runs
   (0 if there is none)."""

@@ -151,7 +151,8 @@ def figure1_table(suite, sparsity: float, distribution: str | None) -> list[str]
 def claims_table(suite, sparsity: float, distribution: str | None, reps: int, seed: int
                  ) -> list[str]:
   """Markdown rows: each claim of the paper (`agent_claims`: for SAC and PPO as its Figure 1
-  has them, with the figure's values), P(X > Y) [95% CI] here, and the verdict."""
+  has them, with the figure's values), P(X > Y) [95% CI] here, its value on each env alone
+  (the aggregate is their mean), and the verdict."""
   from scripts import compare
   agent = paper_agent(suite)
   rows = []
@@ -165,16 +166,17 @@ def claims_table(suite, sparsity: float, distribution: str | None, reps: int, se
     n = len(suite.experiments)
     envs = f' ({k}/{n} envs)' if k < n else ''
     figure = f' {note or "—"} |' if agent else ''
+    per_env = ', '.join(f'{exp} {p:.2f}' for exp, p in compare.improvement_by_env(suite, x, y))
     rows.append(f'| {claim} |{figure} P({compare._cell_label(x)} > {compare._cell_label(y)}) = '
-                f'{compare._fmt_ci(interval)}{envs} | '
+                f'{compare._fmt_ci(interval)}{envs} | {per_env} | '
                 f'{verdict(interval, expectation, compare.fewest_runs(suite, x, y))} |')
   if not rows:
     return []
   if agent:
     return [f'| the paper finds | its Figure 1 ({agent.upper()}) | here, at sparsity '
-            f'{sparsity:g} | verdict |', '|---|---|---|---|', *rows]
-  return ['| the paper finds | here, at sparsity %g | verdict |' % sparsity, '|---|---|---|',
-          *rows]
+            f'{sparsity:g} | per env | verdict |', '|---|---|---|---|---|', *rows]
+  return [f'| the paper finds | here, at sparsity {sparsity:g} | per env | verdict |',
+          '|---|---|---|---|', *rows]
 
 
 def ordering_line(suite, sparsity: float, distribution: str | None) -> str:

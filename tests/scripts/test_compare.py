@@ -203,6 +203,8 @@ def test_probability_of_improvement_by_hand(report):
   interval, n_envs = compare.improvement(suite, ('static', 'erk', 0.9),
                                          ('small_dense', None, 0.9), reps=2000, seed=0)
   assert n_envs == 2 and interval.point == pytest.approx((5.5 / 6 + 1) / 2)
+  by_env = compare.improvement_by_env(suite, ('static', 'erk', 0.9), ('small_dense', None, 0.9))
+  assert by_env == [('cartpole', pytest.approx(5.5 / 6)), ('acrobot', 1.0)]
   assert interval.lower < interval.point <= interval.upper == 1.0
   rows = {l.split(' | ')[0]: l for l in text.splitlines() if ' > ' in l.split(' | ')[0]}
   # Columns s = 0.5, s = 0.9; no static or small dense run at 0.5.

@@ -88,6 +88,8 @@ def test_figure1_table_puts_the_papers_values_beside_the_suites(tmp_path):
   # The claim RigL > static, with Figure 1's values: every RigL run beats every static run.
   assert '| RigL beats static | RigL 1.10, static 0.23 | P(rigl (erk) > static (erk)) = 1.00' in text
   assert 'agrees |' in text.split('RigL beats static')[1].splitlines()[0]
+  # Per env: every RigL run above every static run on each env.
+  assert '| halfcheetah 1.00, walker 1.00 | agrees |' in text.split('RigL beats static')[1]
   assert os.path.exists(out / 'sac_iqm_s0.9.png') and os.path.exists(out / 'sac_profiles_s0.9.png')
   # One sparsity level: no score-vs-sparsity plot (it would be one point per method).
   assert 'score_vs_sparsity' not in text and not os.path.exists(out / 'sac_score_vs_sparsity.png')
