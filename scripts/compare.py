@@ -222,6 +222,15 @@ def _no_ci_if_single(interval: stats.Interval, score_sets: list[list[float]]
   return interval
 
 
+def few_seeds_note(suite: 'Suite', cell: Cell) -> str:
+  """' (2 seeds in an env: a rough CI)' when the cell's fewest normalized runs in one env is 2
+  (a percentile bootstrap of two runs per env resamples a handful of distinct values), else ''.
+  One run is handled by `_no_ci_if_single` (no CI at all)."""
+  counts = [len(suite.normalized[exp][cell]) for exp in suite.experiments
+            if suite.normalized[exp].get(cell)]
+  return ' (2 seeds in an env: a rough CI)' if counts and min(counts) == 2 else ''
+
+
 def _fmt_ci(interval: stats.Interval) -> str:
   if not (math.isfinite(interval.lower) and math.isfinite(interval.upper)):
     return f'{interval.point:.2f} (an env with 1 seed: no CI)'
@@ -265,7 +274,8 @@ def aggregate_table(suite: Suite, distribution: str | None) -> list[str]:
         cells.append('—')
         continue
       interval, k = suite.aggregates[cell]
-      cells.append(_fmt_ci(interval) + (f' ({k}/{n_envs} envs)' if k < n_envs else ''))
+      cells.append(_fmt_ci(interval) + few_seeds_note(suite, cell)
+                   + (f' ({k}/{n_envs} envs)' if k < n_envs else ''))
     label = f'{method} (same runs in every column)' if grid.is_dense(method) else method
     lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
   return lines

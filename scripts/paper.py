@@ -141,7 +141,8 @@ def figure1_table(suite, sparsity: float, distribution: str | None) -> list[str]
     if cell in suite.aggregates:
       interval, k = suite.aggregates[cell]
       n = len(suite.experiments)
-      ours.append(compare._fmt_ci(interval) + (f' ({k}/{n} envs)' if k < n else ''))
+      ours.append(compare._fmt_ci(interval) + compare.few_seeds_note(suite, cell)
+                  + (f' ({k}/{n} envs)' if k < n else ''))
     else:
       ours.append('—')
   lines.append('| this suite | ' + ' | '.join(ours) + ' |')

@@ -266,6 +266,15 @@ def test_report_has_every_table_and_lists_missing_runs(report):
   assert 'syn / acrobot / static (erk) s=0.9: 2 of 3 seeds finished' in section
 
 
+def test_a_cell_with_two_runs_in_an_env_says_its_ci_is_rough(report):
+  _, _, text = report
+  row = next(l for l in text.splitlines() if l.startswith('| rigl | '))
+  s05, s09 = [c.strip() for c in row.strip('|').split('|')][1:]
+  # RigL ERK at 0.5 lost seed 1 on CartPole (2 runs there, 3 on Acrobot); at 0.9 it has 3 and 3.
+  assert s05.endswith('(2 seeds in an env: a rough CI)') and '[' in s05
+  assert 'seeds in an env' not in s09
+
+
 def test_a_drop_and_grow_cell_whose_masks_never_moved_is_named(report):
   _, _, text = report
   notes = [l for l in text.splitlines() if 'ends with the masks it started with' in l]
