@@ -195,8 +195,9 @@ class PPOConfig(PPOActorCriticConfig):
   Attributes:
     actor_head: how the actor's outputs become the Gaussian's mean and std
       (`agents.networks.PPOActor`): 'unbounded' (cleanrl's: unbounded mean, log std from 0;
-      the default, a deviation from the paper) or 'tanh_softplus' (the paper's code: mean
-      squashed into the action bounds by tanh, std = softplus from 0.35).
+      this dataclass's default, a deviation from the paper) or 'tanh_softplus' (the paper's
+      code: mean squashed into the action bounds by tanh, std = softplus from 0.35; what the
+      PPO MuJoCo gin files bind, gin_configs/agents/ppo_mujoco.gin).
   """
 
   actor_head: str = 'unbounded'

@@ -727,16 +727,19 @@ def paper_lines(suite: Suite, sparsity: float, dist: str | None, reps: int, seed
     lines += [f'Ordering here (IQM): {order}.', '']
   claims = paper.claims_table(suite, sparsity, dist, reps, seed)
   if claims:
+    figure = ''
+    if paper.figure1_agent(suite, sparsity):
+      figure = ("Each claim between two methods of the paper's Figure 1 takes the order the "
+                'figure shows for this agent (values within '
+                f'{paper.FIGURE1_RESOLUTION:.2f} of each other read as close), except "RigL '
+                'and SET are close", kept as the paper states it. ')
     lines += ["The paper's claims as probabilities of improvement (verdict: the 95% CI above "
               '0.5 agrees, below disagrees, across 0.5 is inconclusive; for "close", a CI '
               'within [0.4, 0.6] agrees, one excluding 0.5 disagrees; no verdict while a cell '
-              f'has fewer than {paper.MIN_SEEDS_FOR_VERDICT} seeds in an env). Where the '
-              "paper's Figure 1 has both methods, the claim is the figure's ordering for this "
-              'agent (values closer than '
-              f'{paper.FIGURE1_RESOLUTION:.2f} read as close). With 3-5 runs per env a '
-              'percentile bootstrap interval runs narrow, and the claims are tested without a '
-              'multiplicity correction: an "agrees" whose lower bound is near 0.5 is weak '
-              'evidence.', '', *claims, '']
+              f'has fewer than {paper.MIN_SEEDS_FOR_VERDICT} seeds in an env). {figure}With a '
+              'few runs per env a percentile bootstrap interval runs narrow, and the claims are '
+              'tested without a multiplicity correction: an "agrees" whose lower bound is near '
+              '0.5 is weak evidence.', '', *claims, '']
   return lines
 
 

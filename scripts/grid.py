@@ -255,6 +255,24 @@ def _description(value: Any, where: str) -> str:
   return value.strip()
 
 
+def description_of(path: str) -> str:
+  """The `description` of the grid file at `path` ('' if it has none), without validating the
+  rest of the file (reports read it for grids swept before manifests recorded it).
+
+  Raises:
+    GridError: the file does not parse, or its description is not a string.
+  """
+  if path.endswith('.toml'):
+    raw = _read_toml(path)
+  else:
+    with open(path) as f:
+      try:
+        raw = json.load(f)
+      except json.JSONDecodeError as e:
+        raise GridError(f'{path}: {e}') from e
+  return _description(raw.get('description', ''), path)
+
+
 def _check_keys(table: dict[str, Any], allowed: set[str], where: str) -> None:
   unknown = sorted(set(table) - allowed)
   if unknown:

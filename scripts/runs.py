@@ -181,12 +181,39 @@ def load_runs(roots: Iterable[str]) -> list[Run]:
 def load_sweep_info(roots: Iterable[str]) -> dict[str, dict[str, Any]]:
   """{suite: {'grid_file', 'command', 'updated', 'description'}} from the roots' manifests.
 
-  'description' is the grid file's `description` ('' when it has none).
+  'description' is the grid's `description` as the manifest recorded it at the sweep's last
+  launch; where that is empty (manifests written before grids had one), the grid file's own
+  (`_grid_file_description`), else ''.
   """
   info = {}
   for root in roots:
     manifest = _read_json(os.path.join(root, 'sweep_manifest.json')) or {}
     for name, entry in manifest.get('suites', {}).items():
       info[name] = {k: v for k, v in entry.items() if k != 'grid'}
-      info[name]['description'] = (entry.get('grid') or {}).get('description') or ''
+      description = (entry.get('grid') or {}).get('description')
+      if not description:  # '' in manifests written before grids had descriptions
+        description = _grid_file_description(entry.get('grid_file'))
+      info[name]['description'] = description or ''
   return info
+
+
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _grid_file_description(path: str | None) -> str:
+  """The `description` of the grid file a manifest names ('' if it cannot be read). The
+  manifest holds the absolute path on the machine that swept; a path under this repository's
+  gin_configs/ is also looked up here."""
+  if not path:
+    return ''
+  candidates = [path]
+  if 'gin_configs' + os.sep in path:
+    candidates.append(os.path.join(_REPO_ROOT, 'gin_configs',
+                                   path.split('gin_configs' + os.sep, 1)[1]))
+  for candidate in candidates:
+    if os.path.exists(candidate):
+      try:
+        return grid.description_of(candidate)
+      except (OSError, grid.GridError):
+        return ''
+  return ''

@@ -284,6 +284,27 @@ def test_a_drop_and_grow_cell_whose_masks_never_moved_is_named(report):
                                                   'finished run (6) ends with the masks')
 
 
+def test_sweep_info_takes_an_older_manifests_description_from_its_grid_file(tmp_path):
+  from scripts import runs
+  grid_file = tmp_path / 'g.toml'
+  grid_file.write_text('name = "g"\ndescription = "  What g is for.  "\n[[experiments]]\n'
+                       'name = "e"\ngin_files = ["a.gin"]\n')
+  elsewhere = '/another/machine/repo/gin_configs/sweeps/study_ppo_mujoco.toml'
+  suites = {
+      'g': {'grid_file': str(grid_file), 'command': 'c', 'grid': {'name': 'g'}},  # no key
+      'recorded': {'grid_file': str(grid_file), 'grid': {'description': 'As launched.'}},
+      'moved': {'grid_file': elsewhere, 'grid': {}},  # this repository's gin_configs/
+      'gone': {'grid_file': str(tmp_path / 'missing.toml'), 'grid': {}},
+  }
+  _write(str(tmp_path / 'root' / 'sweep_manifest.json'), {'suites': suites, 'runs': {}})
+  info = runs.load_sweep_info([str(tmp_path / 'root')])
+  assert info['g']['description'] == 'What g is for.'
+  assert info['recorded']['description'] == 'As launched.'
+  assert info['moved']['description'].startswith("PPO on MuJoCo with the common implementation")
+  assert info['gone']['description'] == ''
+  assert info['g']['command'] == 'c' and 'grid' not in info['g']
+
+
 def test_initial_mask_kept_is_the_last_logged_minimum_over_networks():
   from scripts import runs
   rows = [{'topology/actor/initial': 0.2, 'topology/critic/initial': 0.1},

@@ -121,6 +121,13 @@ def test_claims_follow_figure1_for_each_agent():
   assert [c[:6] for c in paper.agent_claims(None)] == list(paper.CLAIMS)
 
 
+def test_figure1_orders_claims_only_at_its_sparsity(tmp_path):
+  suite = compare.build_suite('sac', compare.load_runs([_sac_root(str(tmp_path / 'r'))]),
+                              reps=100, seed=0)
+  assert paper.figure1_agent(suite, 0.9) == 'sac'
+  assert paper.figure1_agent(suite, 0.5) is None  # Figure 1 is at 90%
+
+
 def test_performance_profile_by_hand(tmp_path):
   root = _sac_root(str(tmp_path / 'runs'))
   suite = compare.build_suite('sac', compare.load_runs([root]), reps=100, seed=0)
@@ -141,4 +148,14 @@ def test_the_readme_command_regenerates_the_study_report_from_committed_results(
   assert compare.main(args + ['--reps', '200']) == 0
   text = (tmp_path / 'report.md').read_text()
   assert '## study_dqn_classic' in text and 'Beside the paper' in text
+  dqn = text.split('## study_dqn_classic')[1].split('\n## ')[0]
+  # Classic control has no Figure 1 entry: the claims as the paper states them, no figure column.
+  assert '| the paper finds | here, at sparsity 0.9 | per env | verdict |' in dqn
+  assert 'takes the order the figure shows' not in dqn
+  ppo = text.split('## study_ppo_mujoco_paper')[1].split('\n## ')[0]
+  assert '| the paper finds (ordered as its Figure 1) | its Figure 1 (PPO) |' in ppo
+  assert 'takes the order the figure shows' in ppo
+  # The grid's description heads the suite, from the manifest or (older manifests) the grid file.
+  assert 'The PPO study beside the paper is study_ppo_mujoco_paper' in text.split(
+      '## study_ppo_mujoco\n')[1].split('\n## ')[0]
   assert 'cartpole (CartPole-v0): (score - random) / (dense - random)' in text
