@@ -170,6 +170,28 @@ def run_env(repo_root: str, defaults: dict[str, str]) -> dict[str, str]:
   return env
 
 
+def inherit_niceness(pid: int) -> bool:
+  """Gives the session of process `pid` this process's niceness (Linux autogroups).
+
+  Each run starts in a session of its own (so a terminal's Ctrl-C reaches only the sweep).
+  Where the kernel schedules by autogroup (one per session, `sched_autogroup_enabled`), a
+  process's nice value only orders it within its own session, so `nice python -m
+  scripts.sweep` would leave every run competing as an equal with the user's other work;
+  writing the sweep's niceness to /proc/PID/autogroup restores what `nice` asked for.
+  Best effort: False (nothing changed) without autogroups, at niceness 0, or if not allowed.
+  """
+  niceness = os.nice(0)
+  path = f'/proc/{pid}/autogroup'
+  if niceness <= 0 or not os.path.exists(path):
+    return False
+  try:
+    with open(path, 'w') as f:
+      f.write(str(niceness))
+  except OSError:
+    return False
+  return True
+
+
 def _log_tail(path: str, offset: int, lines: int = ERROR_TAIL_LINES) -> str:
   try:
     with open(path, 'rb') as f:
@@ -233,6 +255,7 @@ def _execute_locked(task: dict[str, Any], lock: int, extra_fds: tuple[int, ...] 
       proc, returncode = None, None
       log.write(f'[sweep] could not start the run: {e}\n'.encode())
     if proc is not None:
+      inherit_niceness(proc.pid)
       record_holder(lock, proc.pid)
       with _LIVE_LOCK:
         _LIVE[proc.pid] = proc

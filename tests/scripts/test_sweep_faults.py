@@ -251,3 +251,35 @@ def test_a_run_whose_outputs_vanished_is_failed_not_finished(tmp_path):
   assert 'metrics.jsonl, config.gin, stdout.log are missing' in result['error']
   with open(run_dir / 'sweep_status.json') as f:
     assert json.load(f)['status'] == 'failed'
+
+
+@pytest.mark.skipif(not os.path.exists('/proc/self/autogroup'), reason='no autogroup scheduling')
+def test_a_niced_sweeps_runs_get_its_niceness_in_their_own_sessions(tmp_path):
+  """Runs start in sessions of their own; under autogroup scheduling `nice` on the sweep only
+  counts if each run's session (autogroup) gets it too. The run here reads its own autogroup
+  (waiting up to 10 s for the sweep to set it), from a sweep started with `nice -n 7`."""
+  run_dir = tmp_path / 'exp' / 'dense' / 'seed_0'
+  seen = tmp_path / 'autogroup.txt'
+  run = ('import sys, time\n'
+         'for _ in range(100):\n'
+         '  text = open("/proc/self/autogroup").read()\n'
+         '  if not text.strip().endswith("nice 0"): break\n'
+         '  time.sleep(0.1)\n'
+         'open(sys.argv[1], "w").write(text)\n')
+  sweep = ('import json, sys\n'
+           'from scripts import sweep_backends\n'
+           'task = json.loads(sys.argv[1])\n'
+           'print(sweep_backends.execute_run(task)["status"])\n')
+  task = {'name': 'exp/dense/seed_0', 'run_dir': str(run_dir), 'cwd': _REPO, 'env_defaults': {},
+          'command': [sys.executable, '-c', run, str(seen)]}
+  out = subprocess.run(['nice', '-n', '7', sys.executable, '-c', sweep, json.dumps(task)],
+                       cwd=_REPO, capture_output=True, text=True, timeout=60, check=True)
+  assert out.stdout.strip() == 'failed'  # no run outputs: only its session is looked at here
+  assert seen.read_text().strip().endswith('nice 7')
+  # Not niced: nothing to pass on, and the child's session keeps its default.
+  child = subprocess.Popen(['sleep', '5'], start_new_session=True)
+  try:
+    assert backends.inherit_niceness(child.pid) is (os.nice(0) > 0)
+  finally:
+    child.kill()
+    child.wait()
