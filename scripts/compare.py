@@ -467,8 +467,8 @@ def make_plots(suite: Suite, out_dir: str, prefix: str, fixed_sparsity: float, r
   dists = sorted({d for v in values.values() for d in v})
   if len(dists) > 1:
     name = f'{prefix}{suite.name}_distributions_s{fixed_sparsity:g}.png'
-    plot.distribution_bars(values, dists, f'{suite.name}: sparsity distribution (how the '
-                           f'layers share the budget) at sparsity {fixed_sparsity:g}', 'normalized final score (IQM, 95% CI)',
+    plot.distribution_bars(values, dists, f'{suite.name}: sparsity distribution across '
+                           f'layers\n(ERK vs uniform) at sparsity {fixed_sparsity:g}', 'normalized final score (IQM, 95% CI)',
                            os.path.join(out_dir, name))
     figures.append((f'ERK vs uniform at sparsity {fixed_sparsity:g}', name))
   return figures
