@@ -496,9 +496,12 @@ def _rliable_plots(suite: Suite, out_dir: str, prefix: str, sparsity: float,
     return []
   figures = []
   estimates = {_cell_label(c): tuple(suite.aggregates[c][0]) for c in cells}
+  with_ci = [c for c in cells if math.isfinite(suite.aggregates[c][0].lower)]
+  label = ('normalized final score, IQM (95% CI)' if len(with_ci) == len(cells) else
+           'normalized final score, IQM (95% CI; none drawn where an env has 1 run)')
   name = f'{prefix}{suite.name}_iqm_s{sparsity:g}.png'
-  plot.interval_estimates(estimates, f'{suite.name}: sparsity {sparsity:g} ({dist})',
-                          'normalized final score, IQM (95% CI)', os.path.join(out_dir, name))
+  plot.interval_estimates(estimates, f'{suite.name}: sparsity {sparsity:g} ({dist})', label,
+                          os.path.join(out_dir, name))
   figures.append((f'IQM per method at sparsity {sparsity:g} (rliable interval estimates)', name))
   scores = [v for c in cells for exp in suite.experiments for v in suite.normalized[exp][c]]
   taus = np.linspace(min(0.0, min(scores)), max(1.2, max(scores)), 61)
