@@ -492,7 +492,7 @@ def _rliable_plots(suite: Suite, out_dir: str, prefix: str, sparsity: float,
     return []
   cells = [_method_cell(m, dist, sparsity) for m in grid.methods()]
   cells = [c for c in cells if c in suite.aggregates]
-  if not cells:
+  if len(cells) < 2:  # nothing to compare (e.g. a check grid of dense runs only)
     return []
   figures = []
   estimates = {_cell_label(c): tuple(suite.aggregates[c][0]) for c in cells}
@@ -500,7 +500,8 @@ def _rliable_plots(suite: Suite, out_dir: str, prefix: str, sparsity: float,
   label = ('normalized final score, IQM (95% CI)' if len(with_ci) == len(cells) else
            'normalized final score, IQM (95% CI; none drawn where an env has 1 run)')
   name = f'{prefix}{suite.name}_iqm_s{sparsity:g}.png'
-  plot.interval_estimates(estimates, f'{suite.name}: sparsity {sparsity:g} ({dist})', label,
+  plot.interval_estimates(estimates, f'{suite.name}: sparsity {sparsity:g} ({dist or "dense"})',
+                          label,
                           os.path.join(out_dir, name))
   figures.append((f'IQM per method at sparsity {sparsity:g} (rliable interval estimates)', name))
   scores = [v for c in cells for exp in suite.experiments for v in suite.normalized[exp][c]]

@@ -121,6 +121,18 @@ def test_claims_follow_figure1_for_each_agent():
   assert [c[:6] for c in paper.agent_claims(None)] == list(paper.CLAIMS)
 
 
+def test_a_suite_with_one_method_gets_no_method_comparison_plots(tmp_path):
+  root = _sac_root(str(tmp_path / 'runs'))
+  import shutil
+  for exp in ('halfcheetah', 'walker'):
+    for cell in ('rigl_erk_s0.9', 'static_erk_s0.9'):
+      shutil.rmtree(os.path.join(root, exp, cell))
+  out = tmp_path / 'docs'
+  assert compare.main(['--root', root, '--out', str(out), '--reps', '200']) == 0
+  assert not os.path.exists(out / 'sac_iqm_s0.9.png')
+  assert not os.path.exists(out / 'sac_profiles_s0.9.png')
+
+
 def test_figure1_orders_claims_only_at_its_sparsity(tmp_path):
   suite = compare.build_suite('sac', compare.load_runs([_sac_root(str(tmp_path / 'r'))]),
                               reps=100, seed=0)
