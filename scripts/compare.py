@@ -261,7 +261,8 @@ def aggregate_table(suite: Suite, distribution: str | None) -> list[str]:
   """Markdown rows: method x sparsity, IQM [95% CI] of the normalized final score."""
   if not suite.aggregates:
     return ['No normalized scores: see the normalization notes above.']
-  sparsities = sorted({s for (m, d, s) in suite.aggregates if not grid.is_dense(m)})
+  # A suite of dense runs only (a check grid) gets one column, s = 0.
+  sparsities = sorted({s for (m, d, s) in suite.aggregates if not grid.is_dense(m)}) or [0.0]
   lines = ['| method | ' + ' | '.join(f's = {s:g}' for s in sparsities) + ' |',
            '|---|' + '---|' * len(sparsities)]
   n_envs = len(suite.experiments)
@@ -716,7 +717,9 @@ def write_report(suites: list[Suite], out_path: str, roots: list[str], fixed_spa
 def paper_lines(suite: Suite, sparsity: float, dist: str | None, reps: int, seed: int
                 ) -> list[str]:
   """The suite beside the paper: Figure 1 (SAC, PPO on MuJoCo), the ordering, the claims."""
-  lines = [f'### Beside the paper, sparsity {sparsity:g} ({dist or "dense"})', '']
+  dense_only = bool(suite.aggregates) and all(grid.is_dense(m) for (m, _, _) in suite.aggregates)
+  heading = 'dense runs only' if dense_only else f'sparsity {sparsity:g} ({dist or "dense"})'
+  lines = [f'### Beside the paper, {heading}', '']
   figure1 = paper.figure1_table(suite, sparsity, dist)
   if figure1:
     lines += ["IQM of the normalized final score; the paper's values are read off its "

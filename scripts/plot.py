@@ -208,7 +208,7 @@ def interval_estimates(estimates: dict[str, Triple], title: str, xlabel: str, pa
   colors = {k: _color(k.split(' ')[0]) for k in labels}
   fig, axes = plot_utils.plot_interval_estimates(
       points, intervals, metric_names=['IQM'], algorithms=labels, colors=colors,
-      xlabel=xlabel, subfigure_width=6.0, row_height=0.55)
+      xlabel=xlabel, subfigure_width=6.0, row_height=0.55, max_ticks=7)
   fig.set_size_inches(7.5, 1.0 + 0.45 * len(labels))
   ax = np.atleast_1d(axes)[0]
   for text in list(fig.texts):  # rliable puts the x label at a fixed figure height

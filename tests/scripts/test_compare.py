@@ -422,3 +422,34 @@ def test_display_path_is_relative_inside_the_repo_only():
   outside = os.path.join(os.path.dirname(repo), 'elsewhere', 'grid.toml')
   assert compare.display_path(outside) == outside
   assert compare.display_path('rel/grid.toml') == 'rel/grid.toml'
+
+
+def test_a_suite_of_dense_runs_only_gets_its_iqm_and_no_sparsity_heading(tmp_path):
+  """A check grid of dense runs (e.g. check_ppo_settings): the IQM table has one column, s = 0,
+  with the dense IQM in it, and the paper section does not claim a sparsity."""
+  root = make_root(str(tmp_path / 'runs'))
+  runs = [r for r in compare.load_runs([root]) if r.method == 'dense']
+  suite = compare.build_suite('dense_check', runs, reps=500, seed=0)
+  table = compare.aggregate_table(suite, compare.primary_distribution(suite))
+  assert table[0] == '| method | s = 0 |' and table[1] == '|---|---|'
+  # Normalized by its own dense mean per env, every env's dense IQM is 1 by construction.
+  interval, k = suite.aggregates[('dense', None, 0.0)]
+  assert k == 2 and interval.point == pytest.approx(1.0)
+  assert table[2].startswith('| dense (same runs in every column) | 1.00 [')
+  lines = compare.paper_lines(suite, 0.9, None, reps=500, seed=0)
+  assert lines[0] == '### Beside the paper, dense runs only'
+
+
+def test_interval_plot_has_a_tick_under_its_outermost_bars(tmp_path, monkeypatch):
+  """rliable's default (at most 4 ticks) left no tick under the leftmost bar of the check
+  grid's plot: RigL 0.36-0.44, dense 0.60-0.74, ticks at 0.45 / 0.60 / 0.75."""
+  from scripts import plot
+  figures = []
+  monkeypatch.setattr(plot, '_save', lambda fig, path, tight=True: figures.append(fig) or path)
+  plot.interval_estimates({'rigl (erk)': (0.38, 0.36, 0.44), 'dense': (0.66, 0.60, 0.74)},
+                          'title', 'IQM', str(tmp_path / 'iqm.png'))
+  ax = figures[0].axes[0]
+  lo, hi = ax.get_xlim()
+  ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+  assert min(ticks) <= 0.44, ticks  # a tick at or left of the leftmost bar's right end
+  assert max(ticks) >= 0.60, ticks  # and one at or right of the rightmost bar's left end
