@@ -133,7 +133,7 @@ class Experiment:
 # Fields added to a config class after runs were made with it, with their defaults: left out of
 # `_config_dict` while at the default, so that runs (and checkpoints) made before resume.
 _ADDED_FIELDS = {'SparsityConfig': {'method_options': (), 'redo': None},
-                 'PPOConfig': {'actor_head': 'unbounded'}}
+                 'PPOConfig': {'actor_head': 'unbounded', 'actor_init_std': None}}
 
 
 def _config_dict(config: Any) -> dict[str, Any] | None:

@@ -293,6 +293,8 @@ class PPOActor(nn.Module):
       center + half_range * tanh(head output) of the action bounds `action_low` /
       `action_high`; the std is softplus of the `std_bias` param, shape (action_dim,),
       started at softplus^-1(0.35).
+  `init_std` (> 0) starts either head's std there instead (1.0 and 0.35 by default), a
+  measured check's knob (gin_configs/sweeps/check_ppo_hopper_settings.toml).
 
   Returns (mean, log_std), both (batch, action_dim); the std params are not kernels, so they
   stay dense. Raises ValueError for an unknown head or missing / mis-sized bounds.
@@ -304,13 +306,18 @@ class PPOActor(nn.Module):
   head: str = 'unbounded'
   action_low: tuple[float, ...] = ()
   action_high: tuple[float, ...] = ()
+  init_std: float | None = None
 
   @nn.compact
   def __call__(self, obs: jax.Array) -> tuple[jax.Array, jax.Array]:
     x = _torso(obs, self.hidden_sizes, 'tanh', self.width, PPO_HIDDEN_INIT)
     mean = nn.Dense(self.action_dim, kernel_init=PPO_MEAN_HEAD_INIT)(x)
+    if self.init_std is not None and not self.init_std > 0:
+      raise ValueError(f'PPOActor.init_std must be > 0, got {self.init_std!r}')
     if self.head == 'unbounded':
-      log_std = self.param('log_std', nn.initializers.zeros, (self.action_dim,))
+      log_std_init = (nn.initializers.zeros if self.init_std is None else
+                      nn.initializers.constant(math.log(self.init_std)))
+      log_std = self.param('log_std', log_std_init, (self.action_dim,))
       return mean, jnp.broadcast_to(log_std, mean.shape)  # (batch, action_dim) each
     if self.head != 'tanh_softplus':
       raise ValueError(f'PPOActor.head must be one of {PPO_ACTOR_HEADS}, got {self.head!r}')
@@ -321,8 +328,8 @@ class PPOActor(nn.Module):
     low = jnp.asarray(self.action_low, jnp.float32)
     high = jnp.asarray(self.action_high, jnp.float32)
     mean = (high + low) / 2 + (high - low) / 2 * jnp.tanh(mean)
-    std_bias = self.param('std_bias', nn.initializers.constant(_PAPER_STD_BIAS),
-                          (self.action_dim,))
+    bias = _PAPER_STD_BIAS if self.init_std is None else math.log(math.expm1(self.init_std))
+    std_bias = self.param('std_bias', nn.initializers.constant(bias), (self.action_dim,))
     log_std = jnp.log(jax.nn.softplus(std_bias))
     return mean, jnp.broadcast_to(log_std, mean.shape)
 

@@ -198,15 +198,21 @@ class PPOConfig(PPOActorCriticConfig):
       this dataclass's default, a deviation from the paper) or 'tanh_softplus' (the paper's
       code: mean squashed into the action bounds by tanh, std = softplus from 0.35; what the
       PPO MuJoCo gin files bind, gin_configs/agents/ppo_mujoco.gin).
+    actor_init_std: the Gaussian's std per action dim at initialization, > 0, or None for
+      the head's own (1.0 for 'unbounded', the paper code's 0.35 for 'tanh_softplus'). Not a
+      paper setting: a knob for measured checks of the head's initial exploration
+      (gin_configs/sweeps/check_ppo_hopper_settings.toml).
   """
 
   actor_head: str = 'unbounded'
+  actor_init_std: float | None = None
 
   setup = ppo_setups.MUJOCO
 
   def __post_init__(self):
     super().__post_init__()
     checks.check_choice(self, 'actor_head', self.actor_head, networks.PPO_ACTOR_HEADS)
+    checks.check_float(self, 'actor_init_std', self.actor_init_std, above=0.0, allow_none=True)
 
 
 @dataclasses.dataclass(frozen=True)

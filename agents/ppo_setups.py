@@ -87,13 +87,15 @@ class ActorCriticSetup:
   def _actor(self, config, action_size: int,
              action_bounds: tuple[np.ndarray, np.ndarray] | None) -> nn.Module:
     head = getattr(config, 'actor_head', 'unbounded')
+    init_std = getattr(config, 'actor_init_std', None)
+    extra = {} if init_std is None else {'init_std': float(init_std)}
     if head == 'unbounded':  # the module as it was before heads existed (same policy files)
-      return self.actor(action_size, config.actor_hidden_sizes, config.actor_width)
+      return self.actor(action_size, config.actor_hidden_sizes, config.actor_width, **extra)
     if action_bounds is None:
       raise ValueError(f'{self.label}: actor_head {head!r} needs the action bounds')
     low, high = (tuple(float(v) for v in np.ravel(b)) for b in action_bounds)
     return self.actor(action_size, config.actor_hidden_sizes, config.actor_width, head=head,
-                      action_low=low, action_high=high)
+                      action_low=low, action_high=high, **extra)
 
   def forward(self, nets: dict[str, SparseTrainState], params: dict, obs: jax.Array
               ) -> tuple[distributions.Distribution, jax.Array]:

@@ -75,3 +75,37 @@ def test_a_run_with_the_papers_head_trains_exports_and_keeps_old_fingerprints(tm
   # The default head leaves the config dict (and so old runs' fingerprints) as it was.
   assert 'actor_head' not in configurables._config_dict(ppo.PPOConfig())  # pylint: disable=protected-access
   assert configurables._config_dict(config)['actor_head'] == 'tanh_softplus'  # pylint: disable=protected-access
+
+
+@pytest.mark.parametrize('head', ['unbounded', 'tanh_softplus'])
+def test_init_std_starts_either_heads_std_there_and_is_checked(head):
+  """PPOConfig.actor_init_std (a check's knob): the Gaussian's std at init is that value for
+  either head, the head's own (1.0 / 0.35) when None; the params stay those of the head."""
+  bounds = {'action_low': (-1.0, -1.0), 'action_high': (1.0, 1.0)} if head != 'unbounded' else {}
+  obs = jnp.zeros((3, 4))
+  for init_std, expected in ((None, 1.0 if head == 'unbounded' else 0.35), (0.35, 0.35),
+                             (1.0, 1.0), (2.5, 2.5)):
+    module = networks.PPOActor(2, (8,), 1.0, head=head, init_std=init_std, **bounds)
+    params = module.init(jax.random.PRNGKey(0), obs)['params']
+    _, log_std = module.apply({'params': params}, obs)
+    np.testing.assert_allclose(np.exp(np.asarray(log_std)), expected, rtol=1e-6)
+    assert set(params) == {'Dense_0', 'Dense_1', 'log_std' if head == 'unbounded' else 'std_bias'}
+  with pytest.raises(ValueError, match='actor_init_std'):
+    ppo.PPOConfig(actor_init_std=0.0)
+  with pytest.raises(ValueError, match='actor_init_std'):
+    ppo.PPOConfig(actor_init_std=float('nan'))
+  # The default leaves old runs' config dicts (and fingerprints) as they were.
+  assert 'actor_init_std' not in configurables._config_dict(ppo.PPOConfig())  # pylint: disable=protected-access
+  assert configurables._config_dict(ppo.PPOConfig(actor_init_std=1.0))['actor_init_std'] == 1.0  # pylint: disable=protected-access
+
+
+def test_a_trainer_built_with_init_std_starts_its_policy_there():
+  config = ppo.PPOConfig(num_envs=2, num_steps=32, minibatch_size=32, num_epochs=2,
+                         actor_hidden_sizes=(16,), critic_hidden_sizes=(16,),
+                         total_env_steps=128, actor_head='tanh_softplus', actor_init_std=1.0)
+  trainer = ppo.PPOTrainer('Pendulum-v1', 0, config, max_episode_steps=50)
+  actor = trainer.networks()['actor']
+  assert actor.net.module.init_std == 1.0
+  np.testing.assert_allclose(np.log1p(np.exp(np.asarray(actor.params['std_bias']))), 1.0,
+                             rtol=1e-6)
+  trainer.close()
