@@ -82,6 +82,25 @@ def env_label(suite: 'Suite', exp: str) -> str:
   return suite.env_ids.get(exp) or 'env unknown: no run has recorded it'
 
 
+def shared_envs(suite: 'Suite') -> dict[str, list[str]]:
+  """{env id: its experiments} for each env id that two or more experiments share: such
+  experiments are variants of a setting on one env (a check grid), not different envs, and an
+  aggregate "across envs" would pool the variants."""
+  by_env = collections.defaultdict(list)
+  for exp in suite.experiments:
+    if suite.env_ids.get(exp):
+      by_env[suite.env_ids[exp]].append(exp)
+  return {env: exps for env, exps in by_env.items() if len(exps) > 1}
+
+
+def normalization_lines(suite: 'Suite') -> list[str]:
+  """One line per normalization note, naming every experiment (and env) it applies to."""
+  groups = collections.defaultdict(list)
+  for exp in suite.experiments:
+    groups[suite.notes[exp]].append(f'{exp} ({env_label(suite, exp)})')
+  return [f"- {', '.join(exps)}: {note}" for note, exps in groups.items()]
+
+
 def fixed_mask_notes(suite: 'Suite') -> list[str]:
   """Lines naming each drop-and-grow method (`grid.moves_masks`) whose finished runs all
   ended with the masks they started with (`Run.initial_mask_kept` == 1), e.g. a drop fraction
@@ -443,7 +462,8 @@ def make_plots(suite: Suite, out_dir: str, prefix: str, fixed_sparsity: float, r
     if m == grid.SMALL_DENSE or (not grid.is_dense(m) and d == dist):
       series[m][s] = tuple(interval)
   dense = suite.aggregates.get((grid.reference_dense(), None, 0.0))
-  if len({s for by_sparsity in series.values() for s in by_sparsity}) > 1:  # a curve, not a point
+  pooled = not shared_envs(suite)  # plots of aggregates only where experiments are envs
+  if pooled and len({s for by_sparsity in series.values() for s in by_sparsity}) > 1:
     name = f'{prefix}{suite.name}_score_vs_sparsity.png'
     plot.score_vs_sparsity(dict(series), tuple(dense[0]) if dense else None,
                            f'{suite.name}: IQM over envs ({dist})',
@@ -463,6 +483,8 @@ def make_plots(suite: Suite, out_dir: str, prefix: str, fixed_sparsity: float, r
       plot.score_vs_cost(panels, label, f'{suite.name}: normalized score vs {label}\n'
                          '(mean over seeds, 95% bootstrap CI)', os.path.join(out_dir, name))
       figures.append((f'Normalized score vs {label}', name))
+  if not pooled:
+    return figures
   figures += _rliable_plots(suite, out_dir, prefix, fixed_sparsity, dist)
   _, values = distribution_table(suite, fixed_sparsity)
   dists = sorted({d for v in values.values() for d in v})
@@ -684,24 +706,30 @@ def write_report(suites: list[Suite], out_path: str, roots: list[str], fixed_spa
       lines += [f"Sweep: `{info.get('command', '?')}` (grid "
                 f"`{display_path(info.get('grid_file', '?'))}`, "
                 f"last launched {info.get('updated', '?')}).", '']
-    lines += ['Normalization:', '']
-    lines += [f'- {exp} ({env_label(suite, exp)}): {suite.notes[exp]}' for exp in suite.experiments]
-    lines += ['', f'### Normalized final score, IQM [95% CI], {dist or "dense"}', '',
-              *aggregate_table(suite, dist), '']
+    lines += ['Normalization:', '', *normalization_lines(suite), '']
+    shared = shared_envs(suite)
+    if shared:
+      lines += ['Its experiments are variants on one env, not different envs ('
+                + '; '.join(f"{env}: {', '.join(exps)}" for env, exps in shared.items())
+                + '): no aggregate pools them, and there is nothing here to set beside the '
+                "paper's Figure 1; compare the per-experiment tables below.", '']
+    else:
+      lines += [f'### Normalized final score, IQM [95% CI], {dist or "dense"}', '',
+                *aggregate_table(suite, dist), '']
     fixed = fixed_mask_notes(suite)
     if fixed:
       lines += [*fixed, '']
-    pairs = improvement_table(suite, dist, reps, seed)
+    pairs = [] if shared else improvement_table(suite, dist, reps, seed)
     if pairs:
       lines += [f'### Probability of improvement, {dist or "dense"}', '',
                 'P(X > Y): the chance that a run of X ends above a run of Y on the same env '
                 '(ties count 1/2), averaged over envs; 0.5 = neither ahead. It says how often, '
                 'not by how much (Agarwal et al. 2021). 95% CI: X\'s and Y\'s runs resampled '
                 'independently within each env.', '', *pairs, '']
-    if with_paper:
+    if with_paper and not shared:
       lines += paper_lines(suite, fixed_sparsity, dist, reps, seed)
     dist_lines, values = distribution_table(suite, fixed_sparsity, reps, seed)
-    if len({d for v in values.values() for d in v}) > 1:
+    if not shared and len({d for v in values.values() for d in v}) > 1:
       lines += [f'### Distributions at sparsity {fixed_sparsity:g}', '', *dist_lines, '']
     for exp in suite.experiments:
       lines += [f'### {exp} ({env_label(suite, exp)}): final score, mean ± std over seeds', '',
@@ -720,6 +748,9 @@ def paper_lines(suite: Suite, sparsity: float, dist: str | None, reps: int, seed
   dense_only = bool(suite.aggregates) and all(grid.is_dense(m) for (m, _, _) in suite.aggregates)
   heading = 'dense runs only' if dense_only else f'sparsity {sparsity:g} ({dist or "dense"})'
   lines = [f'### Beside the paper, {heading}', '']
+  if not suite.aggregates:
+    return lines + ['No normalized scores here (see the normalization notes above): nothing to '
+                    "set beside the paper's figure or claims.", '']
   figure1 = paper.figure1_table(suite, sparsity, dist)
   if figure1:
     lines += ["IQM of the normalized final score; the paper's values are read off its "

@@ -1,10 +1,12 @@
 """Tests for scripts/compare.py on hand-made run directories (no training)."""
 
+import glob
 import json
 import os
 import re
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -453,3 +455,42 @@ def test_interval_plot_has_a_tick_under_its_outermost_bars(tmp_path, monkeypatch
   ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
   assert min(ticks) <= 0.44, ticks  # a tick at or left of the leftmost bar's right end
   assert max(ticks) >= 0.60, ticks  # and one at or right of the rightmost bar's left end
+
+
+def test_experiments_on_one_env_are_variants_and_nothing_pools_them(tmp_path):
+  """A check grid whose experiments are settings on one env (check_ppo_hopper_settings: six
+  variants on Hopper-v5): no IQM, probability of improvement, paper section or aggregate plot
+  pools them, the report says why, and the shared normalization note is written once."""
+  root = make_root(str(tmp_path / 'runs'))
+  for path in glob.glob(os.path.join(root, 'acrobot', '*', '*', 'summary.json')):
+    with open(path) as f:
+      data = json.load(f)
+    data['env_id'] = 'CartPole-v1'  # the 'acrobot' experiment becomes a variant on CartPole
+    _write(path, data)
+  out = tmp_path / 'docs'
+  assert compare.main(['--root', root, '--out', str(out), '--reps', '200', '--paper']) == 0
+  text = (out / 'report.md').read_text()
+  assert ('Its experiments are variants on one env, not different envs (CartPole-v1: '
+          'cartpole, acrobot)') in text
+  for absent in ('IQM [95% CI]', 'Probability of improvement', 'Beside the paper',
+                 'Distributions at sparsity'):
+    assert absent not in text, absent
+  # Each variant keeps its own dense reference (its own dense runs): two notes here.
+  assert '- cartpole (CartPole-v1): (score - random) / (dense - random), dense 120,' in text
+  assert '- acrobot (CartPole-v1): not normalized: dense mean -110 <= random 22.26' in text
+  pngs = sorted(p.name for p in out.glob('*.png'))
+  assert 'syn_curves_cartpole.png' in pngs and 'syn_curves_acrobot.png' in pngs
+  assert not [p for p in pngs if '_iqm_' in p or '_profiles_' in p or 'sparsity' in p], pngs
+  # The same root with its own env ids is two envs: aggregated as before.
+  suite = compare.build_suite('syn', compare.load_runs([make_root(str(tmp_path / 'two'))]),
+                              reps=200, seed=0)
+  assert compare.shared_envs(suite) == {}
+
+
+def test_normalization_notes_shared_by_experiments_are_written_once():
+  suite = types.SimpleNamespace(
+      experiments=['a', 'b', 'c'], env_ids={'a': 'Hopper-v5', 'b': 'Hopper-v5', 'c': None},
+      notes={'a': 'not normalized', 'b': 'not normalized', 'c': 'score / 11200'})
+  assert compare.normalization_lines(suite) == [
+      '- a (Hopper-v5), b (Hopper-v5): not normalized',
+      '- c (env unknown: no run has recorded it): score / 11200']
