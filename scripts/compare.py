@@ -469,7 +469,19 @@ def make_plots(suite: Suite, out_dir: str, prefix: str, fixed_sparsity: float, r
                            f'{suite.name}: IQM over envs ({dist})',
                            'normalized final score (IQM, 95% CI)', os.path.join(out_dir, name))
     figures.append(('Normalized score vs sparsity (IQM across envs, 95% CI bands)', name))
+  shared = shared_envs(suite)
+  for env, exps in shared.items():  # a check grid's variants on one env: one figure
+    panels = _variant_panels(suite, exps, dist)
+    if panels:
+      name = f'{prefix}{suite.name}_curves_{env.split("-")[0].lower()}.png'
+      palette = plt_colors(len(exps))
+      plot.training_curves(panels, f'{suite.name} / {env}: eval return per variant\n'
+                           '(mean ± s.e. over seeds)', os.path.join(out_dir, name),
+                           colors=dict(zip(exps, palette)))
+      figures.append((f'Training curves, {env}, one line per variant', name))
   for exp in suite.experiments:
+    if any(exp in exps for exps in shared.values()):
+      continue
     panels = _curve_panels(suite, exp, dist)
     if panels:
       name = f'{prefix}{suite.name}_curves_{exp}.png'
@@ -535,6 +547,25 @@ def _rliable_plots(suite: Suite, out_dir: str, prefix: str, sparsity: float,
                             f'{sparsity:g} ({dist})', os.path.join(out_dir, name))
   figures.append((f'Performance profiles at sparsity {sparsity:g}', name))
   return figures
+
+
+def plt_colors(n: int) -> list[str]:
+  """n distinct matplotlib colors ('tab:blue', ...; tab10 repeats past 10)."""
+  names = ['tab:blue', 'tab:orange', 'tab:green', 'tab:red', 'tab:purple', 'tab:brown',
+           'tab:pink', 'tab:gray', 'tab:olive', 'tab:cyan']
+  return [names[i % len(names)] for i in range(n)]
+
+
+def _variant_panels(suite: Suite, exps: list[str], dist: str | None) -> dict:
+  """{'<method> s = 0.9': {experiment: [(env_steps, mean, s.e.)]}}: `_curve_panels` of each
+  experiment turned round, so that one panel per cell holds a line per variant."""
+  panels: dict[str, dict] = {}
+  for exp in exps:
+    for sparsity, lines in _curve_panels(suite, exp, dist).items():
+      for method, points in lines.items():
+        title = method if grid.is_dense(method) else f'{method}, {sparsity}'
+        panels.setdefault(title, {})[exp] = points
+  return panels
 
 
 def _curve_panels(suite: Suite, exp: str, dist: str | None) -> dict:

@@ -94,12 +94,15 @@ def score_vs_sparsity(series: dict[str, dict[float, Triple]], dense: Triple | No
 
 
 def training_curves(panels: dict[str, dict[str, list[tuple[float, float, float]]]],
-                    title: str, path: str, xlabel: str = 'env steps') -> str:
+                    title: str, path: str, xlabel: str = 'env steps',
+                    colors: dict[str, str] | None = None) -> str:
   """Eval return vs env steps (or vs `xlabel`): one panel per key of `panels`, one line per
   method.
 
   Args:
     panels: {panel title: {method: [(env_steps, mean, standard error)]}}.
+    colors: {line label: color} for lines that are not methods (e.g. a check grid's
+      variants), drawn in the order given; None: the methods' colors and order.
   """
   n = max(1, len(panels))
   cols = min(n, 4)
@@ -107,13 +110,14 @@ def training_curves(panels: dict[str, dict[str, list[tuple[float, float, float]]
   fig, axes = plt.subplots(rows, cols, figsize=(max(6.0, 3.6 * cols), 3.0 * rows), squeeze=False,
                            sharey=True)
   for ax, (panel, lines) in zip(axes.ravel(), panels.items()):
-    for method in _ordered(lines):
+    for method in ([k for k in colors if k in lines] if colors else _ordered(lines)):
       points = lines[method]
+      color = colors[method] if colors else _color(method)
       xs = [p[0] for p in points]
       means = [p[1] for p in points]
-      ax.plot(xs, means, color=_color(method), label=method, lw=1.2)
+      ax.plot(xs, means, color=color, label=method, lw=1.2)
       ax.fill_between(xs, [m - e for _, m, e in points], [m + e for _, m, e in points],
-                      color=_color(method), alpha=0.15)
+                      color=color, alpha=0.15)
     ax.set_title(panel, fontsize=9)
     ax.set_xlabel(xlabel)
     ax.grid(alpha=0.3)

@@ -479,7 +479,10 @@ def test_experiments_on_one_env_are_variants_and_nothing_pools_them(tmp_path):
   assert '- cartpole (CartPole-v1): (score - random) / (dense - random), dense 120,' in text
   assert '- acrobot (CartPole-v1): not normalized: dense mean -110 <= random 22.26' in text
   pngs = sorted(p.name for p in out.glob('*.png'))
-  assert 'syn_curves_cartpole.png' in pngs and 'syn_curves_acrobot.png' in pngs
+  # One curve figure for the env, a line per variant (the per-experiment figures are not drawn).
+  assert 'syn_curves_cartpole.png' in pngs and 'syn_curves_acrobot.png' not in pngs
+  assert ('![Training curves, CartPole-v1, one line per variant](syn_curves_cartpole.png)'
+          in text)
   assert not [p for p in pngs if '_iqm_' in p or '_profiles_' in p or 'sparsity' in p], pngs
   # The same root with its own env ids is two envs: aggregated as before.
   suite = compare.build_suite('syn', compare.load_runs([make_root(str(tmp_path / 'two'))]),
@@ -494,3 +497,24 @@ def test_normalization_notes_shared_by_experiments_are_written_once():
   assert compare.normalization_lines(suite) == [
       '- a (Hopper-v5), b (Hopper-v5): not normalized',
       '- c (env unknown: no run has recorded it): score / 11200']
+
+
+def test_variant_curves_have_a_panel_per_cell_and_a_colored_line_per_variant(tmp_path,
+                                                                             monkeypatch):
+  from scripts import plot
+  root = make_root(str(tmp_path / 'runs'))
+  suite = compare.build_suite('syn', compare.load_runs([root]), reps=200, seed=0)
+  panels = compare._variant_panels(suite, ['cartpole', 'acrobot'], 'erk')  # pylint: disable=protected-access
+  assert set(panels['dense']) == {'cartpole', 'acrobot'}
+  assert set(panels['rigl, s = 0.9']) == {'cartpole', 'acrobot'}
+  # Each line is that experiment's own curve: dense cartpole's mean at its last step is the
+  # mean of its finished runs' last evaluations (100, 120, 140 in make_root).
+  step, mean, _ = panels['dense']['cartpole'][-1]
+  assert step == 400 and mean == pytest.approx(120.0)
+  figures = []
+  monkeypatch.setattr(plot, '_save', lambda fig, path, tight=True: figures.append(fig) or path)
+  plot.training_curves({'dense': panels['dense']}, 't', str(tmp_path / 'c.png'),
+                       colors={'acrobot': 'tab:red', 'cartpole': 'tab:blue'})
+  lines = figures[0].axes[0].get_lines()
+  assert [(ln.get_label(), ln.get_color()) for ln in lines] == [('acrobot', 'tab:red'),
+                                                                 ('cartpole', 'tab:blue')]
