@@ -190,8 +190,10 @@ def test_only_runs_a_subset_but_plans_the_whole_grid(tiny_grid_file, tmp_path, c
   assert compare.main(['--root', root, '--out', str(tmp_path / 'docs'), '--reps', '100']) == 0
   text = _read(tmp_path / 'docs' / 'report.md')
   assert '| tiny/cartpole/dense/seed_0 | not started |' in text
-  # An experiment none of whose runs started has no env id to print, and says so.
-  assert '- cartpole (env unknown: no run has recorded it): not normalized' in text
+  # An experiment none of whose runs started has no env id to print, and says so (both
+  # experiments here: one normalization line names them together).
+  assert ('- cartpole (env unknown: no run has recorded it), broken (env unknown: no run has '
+          'recorded it): not normalized') in text
   assert '(None)' not in text
   assert f'| tiny/{TINY_BROKEN} | failed |' in text
 
