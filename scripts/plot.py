@@ -125,8 +125,8 @@ def training_curves(panels: dict[str, dict[str, list[tuple[float, float, float]]
     ax.axis('off')
   axes[0, 0].set_ylabel('eval return')
   handles, labels = axes[0, 0].get_legend_handles_labels()
-  if handles:
-    axes[0, 0].legend(fontsize=7)
+  if handles:  # outside the panels: a curve can pass through any corner of one
+    axes[0, -1].legend(handles, labels, fontsize=7, loc='upper left', bbox_to_anchor=(1.02, 1.0))
   fig.suptitle(title, fontsize=10)
   return _save(fig, path)
 

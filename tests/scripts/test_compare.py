@@ -518,3 +518,25 @@ def test_variant_curves_have_a_panel_per_cell_and_a_colored_line_per_variant(tmp
   lines = figures[0].axes[0].get_lines()
   assert [(ln.get_label(), ln.get_color()) for ln in lines] == [('acrobot', 'tab:red'),
                                                                  ('cartpole', 'tab:blue')]
+
+
+def test_curve_legend_sits_outside_every_panel(tmp_path, monkeypatch):
+  """The legend of a curve figure covered the early rise of check_ppo_hopper_settings' six
+  variants (matplotlib's 'best' spot was the upper left); it now sits beside the panels."""
+  from scripts import plot
+  figures = []
+  monkeypatch.setattr(plot, '_save',
+                      lambda fig, path, tight=True: fig.tight_layout() or figures.append(fig)
+                      or path)
+  rising = [(1000.0 * i, 100.0 * min(i, 5), 10.0) for i in range(20)]  # fills the upper left
+  panels = {f's = {s}': {'dense': rising, 'rigl': rising} for s in (0.5, 0.8, 0.9, 0.95, 0.99)}
+  plot.training_curves(panels, 't', str(tmp_path / 'c.png'))
+  fig = figures[0]
+  fig.canvas.draw()
+  legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+  assert len(legends) == 1 and [t.get_text() for t in legends[0].get_texts()] == ['dense', 'rigl']
+  box = legends[0].get_window_extent()
+  for ax in fig.axes:
+    if ax.axison:
+      assert not box.overlaps(ax.get_window_extent()), ax.get_title()
+  assert box.x1 <= fig.bbox.x1  # and inside the figure
