@@ -45,6 +45,7 @@ import datetime
 import json
 import math
 import os
+import re
 import shlex
 import sys
 from typing import Iterable
@@ -143,10 +144,12 @@ def normalizer(env_id: str | None, dense_scores: list[float], random_baseline: b
   if random_baseline and mujoco and dense_reference == 'paper':
     name = reference_scores.env_name(env_id)
     if name not in reference_scores.PAPER_DENSE_SAC:  # left out, and said so: no other formula
+      hint = ("; --dense_reference suite divides by this suite's dense runs" if dense_scores
+              else '')
       return (lambda s: None), (
           f"**not normalized**: the paper's dense SAC return for {name} is not recorded "
           f"(scripts/reference_scores.py), so its runs are left out of the aggregates (raw "
-          f"scores below); --dense_reference suite divides by this suite's dense runs")
+          f"scores below){hint}")
     ref = reference_scores.PAPER_DENSE_SAC[name]
     return (lambda s: s / ref), f"score / the paper's dense SAC return {ref:.5g}"
   if random_baseline and not mujoco and env_id not in reference_scores.RANDOM_RETURNS:
@@ -296,7 +299,8 @@ def aggregate_table(suite: Suite, distribution: str | None) -> list[str]:
       interval, k = suite.aggregates[cell]
       cells.append(_fmt_ci(interval) + few_seeds_note(suite, cell)
                    + (f' ({k}/{n_envs} envs)' if k < n_envs else ''))
-    label = f'{method} (same runs in every column)' if grid.is_dense(method) else method
+    label = (f'{method} (same runs in every column)' if grid.is_dense(method)
+             and len(sparsities) > 1 else method)
     lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
   return lines
 
@@ -404,8 +408,8 @@ def env_table(suite: Suite, exp: str) -> list[str]:
               if scores else '—')
       count = f'n={len(scores)}' if len(scores) >= planned else f'**n={len(scores)}/{planned}**'
       out.append(f'{text} ({count})')
-    label = f'{method} (same runs in every column)' if grid.is_dense(method) else \
-        _cell_label((method, dist, 0.0))
+    label = (f'{method} (same runs in every column)' if grid.is_dense(method)
+             and len(sparsities) > 1 else _cell_label((method, dist, 0.0)))
     lines.append(f'| {label} | ' + ' | '.join(out) + ' |')
   return lines
 
@@ -420,27 +424,54 @@ def _headline(text: str) -> str:
 
 
 def missing_section(suites: list[Suite], unlabeled: Iterable[Run] = ()) -> list[str]:
-  """Every run that is not finished with a score, every run dir without labels (by its path), and
-  every cell short of its seeds."""
+  """Every run that failed, stopped part-way or could not be read (a row each), every run dir
+  without labels (by its path), and the runs not started, per suite and seed ("seeds 3-4 of
+  every cell" where a seed's runs are all missing, else the cells)."""
   lines = []
-  bad = [r for s in suites for r in s.runs if r.status != 'finished' or r.final_score is None]
+  bad = [r for s in suites for r in s.runs
+         if r.status != 'not started' and (r.status != 'finished' or r.final_score is None)]
   rows = [(f'{r.suite}/{r.name}', r) for r in bad] + [(r.run_dir, r) for r in unlabeled]
   if rows:
     lines += ['| run | status | detail |', '|---|---|---|']
     for label, r in rows:
       detail = _headline(r.detail).replace('|', '\\|')[:200]
       lines.append(f'| {label} | {r.status} | {detail} |')
-  short = []
+  waiting = []
   for s in suites:
-    for exp in s.experiments:
-      for cell, planned in s.planned[exp].items():
-        have = len(s.raw[exp].get(cell, []))
-        if have < planned:
-          short.append(f'- {s.name} / {exp} / {_cell_label(cell)} s={cell[2]:g}: '
-                       f'{have} of {planned} seeds finished')
-  if short:
-    lines += ['', 'Cells with fewer finished seeds than planned:', '', *short]
+    todo = [r for r in s.runs if r.status == 'not started']
+    if todo:
+      waiting.append(f'- {s.name}: {len(todo)} of {len(s.runs)} runs not started: '
+                     + not_started_summary(s.runs, todo))
+  if waiting:
+    lines += ([''] if lines else []) + ['Not started:', '', *waiting]
   return lines or ['None: every planned run finished with a score.']
+
+
+def not_started_summary(runs: list[Run], todo: list[Run]) -> str:
+  """'seeds 3-4 of every cell; seed 2 of hopper/dense, hopper/static_erk_s0.9' for the runs
+  `todo` among `runs` (a suite's): a seed whose every run is in `todo` is named with the
+  others like it, the rest of the seeds list their cells (<experiment>/<cell>)."""
+  def cell_of(run):
+    return run.name.rsplit('/', 1)[0]
+  by_seed = collections.defaultdict(set)
+  everything = collections.defaultdict(set)
+  for r in runs:
+    everything[r.seed].add(cell_of(r))
+  for r in todo:
+    by_seed[r.seed].add(cell_of(r))
+  whole = sorted(k for k, cells in by_seed.items() if k is not None and cells == everything[k])
+  parts = []
+  if whole:
+    ranges, start = [], whole[0]
+    for a, b in zip(whole, whole[1:] + [None]):
+      if b != a + 1:
+        ranges.append(f'{start}' if start == a else f'{start}-{a}')
+        start = b
+    parts.append(('seed ' if len(whole) == 1 else 'seeds ') + ', '.join(ranges)
+                 + ' of every cell')
+  for k in sorted((k for k in by_seed if k not in whole), key=lambda k: (k is None, k or 0)):
+    parts.append(f'seed {k} of ' + ', '.join(sorted(by_seed[k])))
+  return '; '.join(parts)
 
 
 # -------------------------------------------------------------------------------- plots
@@ -727,6 +758,7 @@ def write_report(suites: list[Suite], out_path: str, roots: list[str], fixed_spa
            f'interquartile mean across envs and seeds, 95% stratified-bootstrap CI ({reps} '
            f'replicates, seed {seed}). Normalization per env is listed under each suite.', '']
   sweeps = load_sweep_info(roots)
+  lines += contents_lines(suites, sweeps)
   for suite in suites:
     dist = primary_distribution(suite)
     lines += [f'## {suite.name}', '']
@@ -771,6 +803,27 @@ def write_report(suites: list[Suite], out_path: str, roots: list[str], fixed_spa
   lines += ['## Missing, failed and partial runs', '', *missing_section(suites, unlabeled), '']
   os.makedirs(out_dir, exist_ok=True)
   return fileio.write_text(out_path, '\n'.join(lines))
+
+
+def anchor(heading: str) -> str:
+  """The link target GitHub gives a markdown heading: lowercase, spaces to '-', other
+  punctuation than '-' and '_' dropped ('study_ppo_mujoco_paper' -> 'study_ppo_mujoco_paper')."""
+  text = ''.join(c for c in heading.strip().lower() if c.isalnum() or c in ' -_')
+  return text.replace(' ', '-')
+
+
+def contents_lines(suites: list[Suite], sweeps: dict) -> list[str]:
+  """'## Contents': a linked line per suite, in the report's order, with its finished runs
+  and the first sentence of its grid's description."""
+  lines = ['## Contents', '']
+  for suite in suites:
+    done = sum(r.status == 'finished' and r.final_score is not None for r in suite.runs)
+    description = (sweeps.get(suite.name) or {}).get('description') or ''
+    first = re.split(r'(?<=[.!?])\s', description.strip(), maxsplit=1)[0]
+    lines.append(f'- [{suite.name}](#{anchor(suite.name)}): {done} of {len(suite.runs)} runs '
+                 'finished' + (f'. {first}' if first else ''))
+  missing = 'Missing, failed and partial runs'
+  return lines + [f'- [{missing}](#{anchor(missing)})', '']
 
 
 def paper_lines(suite: Suite, sparsity: float, dist: str | None, reps: int, seed: int
@@ -823,10 +876,12 @@ def _parse_args(argv):
   parser = argparse.ArgumentParser(prog='python -m scripts.compare', description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--root', action='append', default=[],
-                      help='a sweep root or results dir (repeatable)')
+                      help='a sweep root or results dir (repeatable); the report has a section '
+                           'per suite, in the order given')
   parser.add_argument('--roots_under', action='append', default=[],
                       help='every directory directly under this one is a root (repeatable), '
-                           'e.g. docs/reproduction/results')
+                           'e.g. docs/reproduction/results; added after the --root ones (those '
+                           'given by --root come first), in name order')
   parser.add_argument('--out', required=True,
                       help='output directory (report.md + PNGs), or a .md path')
   parser.add_argument('--reps', type=int, default=50_000, help='bootstrap replicates')
@@ -852,9 +907,11 @@ def main(argv=None) -> int:
   if missing:
     print(f'error: no such root: {missing}', file=sys.stderr)
     return 2
+  given = {os.path.realpath(r) for r in args.root}  # --root's first, in its order
   for parent in args.roots_under:
     args.root += sorted(os.path.join(parent, d) for d in os.listdir(parent)
-                        if os.path.isdir(os.path.join(parent, d)) and not d.startswith('.'))
+                        if os.path.isdir(os.path.join(parent, d)) and not d.startswith('.')
+                        and os.path.realpath(os.path.join(parent, d)) not in given)
   if not args.root:
     print('error: no roots: give --root or --roots_under', file=sys.stderr)
     return 2

@@ -189,12 +189,15 @@ def claims_table(suite, sparsity: float, distribution: str | None, reps: int, se
 
 
 def ordering_line(suite, sparsity: float, distribution: str | None) -> str:
-  """The methods ordered by IQM here, e.g. 'prune 1.02 > rigl 0.98 > ...'."""
+  """The methods ordered by IQM here, e.g. 'prune 1.02 > rigl 0.98 > ...'; '' with fewer
+  than two methods (nothing to order)."""
   from scripts import compare
   scored = []
   for method in FIGURE1_COLUMNS:
     cell = compare._method_cell(method, distribution, sparsity)
     if cell in suite.aggregates:
       scored.append((suite.aggregates[cell][0].point, method))
+  if len(scored) < 2:
+    return ''
   scored.sort(reverse=True)
   return ' > '.join(f'{m} {compare._fmt(v)}' for v, m in scored)

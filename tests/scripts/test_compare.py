@@ -264,8 +264,14 @@ def test_report_has_every_table_and_lists_missing_runs(report):
   section = text.split('## Missing, failed and partial runs')[1]
   assert '| syn/cartpole/rigl_erk_s0.5/seed_1 | failed | ValueError: boom |' in section
   assert '| syn/cartpole/static_erk_s0.9/seed_2 | partial | 2 iteration(s) logged |' in section
-  assert '| syn/acrobot/static_erk_s0.9/seed_2 | not started |' in section
-  assert 'syn / acrobot / static (erk) s=0.9: 2 of 3 seeds finished' in section
+  # A run not started has no row: the suite's line says which (36 runs planned in SCORES).
+  assert '| syn/acrobot/static_erk_s0.9/seed_2 |' not in section
+  assert '- syn: 1 of 36 runs not started: seed 2 of acrobot/static_erk_s0.9' in section
+  # The contents link every suite and this section, with the suite's finished runs
+  # (36 planned: 1 failed, 1 partial, 1 not started).
+  contents = text.split('## Contents')[1].split('\n## ')[0]
+  assert '- [syn](#syn): 33 of 36 runs finished' in contents
+  assert '- [Missing, failed and partial runs](#missing-failed-and-partial-runs)' in contents
 
 
 def test_a_cell_with_two_runs_in_an_env_says_its_ci_is_rough(report):
@@ -437,7 +443,7 @@ def test_a_suite_of_dense_runs_only_gets_its_iqm_and_no_sparsity_heading(tmp_pat
   # Normalized by its own dense mean per env, every env's dense IQM is 1 by construction.
   interval, k = suite.aggregates[('dense', None, 0.0)]
   assert k == 2 and interval.point == pytest.approx(1.0)
-  assert table[2].startswith('| dense (same runs in every column) | 1.00 [')
+  assert table[2].startswith('| dense | 1.00 [')  # one column: nothing to say about columns
   lines = compare.paper_lines(suite, 0.9, None, reps=500, seed=0)
   assert lines[0] == '### Beside the paper, dense runs only'
 
@@ -540,3 +546,70 @@ def test_curve_legend_sits_outside_every_panel(tmp_path, monkeypatch):
     if ax.axison:
       assert not box.overlaps(ax.get_window_extent()), ax.get_title()
   assert box.x1 <= fig.bbox.x1  # and inside the figure
+
+
+def _run(name, seed, status='not started'):
+  from scripts.runs import Run
+  exp, cell, _ = name.split('/')
+  return Run(name=f'{name}', run_dir='', suite='s', experiment=exp, method=cell,
+             sparsity=0.0, distribution=None, seed=seed, status=status)
+
+
+def test_not_started_runs_are_summarized_by_seed():
+  cells = ['hopper/dense', 'hopper/rigl_erk_s0.9', 'walker2d/dense']
+  runs = [_run(f'{c}/seed_{k}', k) for k in range(5) for c in cells]
+  # Seeds 0 and 1 finished, seed 2 half-way (hopper/dense finished), seeds 3-4 not started.
+  todo = [r for r in runs if r.seed >= 3 or (r.seed == 2 and r.name != 'hopper/dense/seed_2')]
+  assert compare.not_started_summary(runs, todo) == (
+      'seeds 3-4 of every cell; seed 2 of hopper/rigl_erk_s0.9, walker2d/dense')
+  # Non-adjacent whole seeds are named apart; a lone seed reads "seed".
+  todo = [r for r in runs if r.seed in (0, 2, 3)]
+  assert compare.not_started_summary(runs, todo) == 'seeds 0, 2-3 of every cell'
+  assert compare.not_started_summary(runs, [r for r in runs if r.seed == 4]) == (
+      'seed 4 of every cell')
+
+
+def test_roots_given_by_root_come_first_and_are_not_repeated(tmp_path):
+  parent = tmp_path / 'results'
+  for name in ('b_suite', 'a_suite', 'c_suite'):
+    make_root(str(parent / name), suite=name)
+  out = tmp_path / 'docs'
+  assert compare.main(['--root', str(parent / 'c_suite'), '--roots_under', str(parent),
+                       '--out', str(out), '--reps', '100']) == 0
+  text = (out / 'report.md').read_text()
+  headings = [l for l in text.splitlines() if l.startswith('## ') and '_suite' in l]
+  assert headings == ['## c_suite', '## a_suite', '## b_suite']
+  contents = text.split('## Contents')[1].split('\n## ')[0]
+  assert [l.split(']')[0] for l in contents.splitlines() if l.startswith('- [')][:3] == [
+      '- [c_suite', '- [a_suite', '- [b_suite']
+  assert '- [c_suite](#c_suite): 33 of 36 runs finished' in contents  # its runs loaded once
+
+
+def test_anchor_is_githubs_heading_slug():
+  assert compare.anchor('study_ppo_mujoco_paper') == 'study_ppo_mujoco_paper'
+  assert compare.anchor('Missing, failed and partial runs') == 'missing-failed-and-partial-runs'
+  assert compare.anchor('check_ppo_init_std.v2') == 'check_ppo_init_stdv2'
+
+
+def test_one_column_and_one_method_tables_say_nothing_about_columns_or_order(tmp_path):
+  """A check grid of one sparse cell (check_ppo_init_std: static only) printed "Ordering here
+  (IQM): static 0.515"; a one-column table labeled dense "(same runs in every column)"."""
+  from scripts import paper
+  root = make_root(str(tmp_path / 'runs'))
+  static = compare.build_suite('static_only', [r for r in compare.load_runs([root])
+                                               if r.method == 'static'], reps=100, seed=0)
+  assert paper.ordering_line(static, 0.9, 'erk') == ''
+  both = compare.build_suite('two', [r for r in compare.load_runs([root])
+                                     if r.method in ('static', 'dense')], reps=100, seed=0)
+  assert paper.ordering_line(both, 0.9, 'erk').startswith('dense ')
+  dense = compare.build_suite('dense_only', [r for r in compare.load_runs([root])
+                                             if r.method == 'dense'], reps=100, seed=0)
+  assert compare.aggregate_table(dense, None)[2].startswith('| dense | 1.00 [')
+  assert compare.env_table(dense, 'cartpole')[2].startswith('| dense | 120 ± 16 (n=3)')
+
+
+def test_the_dense_reference_hint_needs_dense_runs():
+  _, with_dense = compare.normalizer('Hopper-v5', [1000.0, 2000.0])
+  _, without = compare.normalizer('Hopper-v5', [])
+  assert 'not normalized' in with_dense and '--dense_reference suite' in with_dense
+  assert 'not normalized' in without and '--dense_reference' not in without
