@@ -484,8 +484,9 @@ def _mean_ci(values: list[float], reps: int, seed: int) -> tuple[float, float, f
 
 
 def make_plots(suite: Suite, out_dir: str, prefix: str, fixed_sparsity: float, reps: int,
-               seed: int) -> list[tuple[str, str]]:
-  """Writes the suite's PNGs; returns [(caption, file name)]."""
+               seed: int, with_paper: bool = False) -> list[tuple[str, str]]:
+  """Writes the suite's PNGs; returns [(caption, file name)]. `with_paper` marks the paper's
+  Figure 1 IQM on the interval-estimate plot (SAC and PPO at 90%)."""
   figures = []
   dist = primary_distribution(suite)
   series: dict[str, dict[float, tuple]] = collections.defaultdict(dict)
@@ -523,12 +524,13 @@ def make_plots(suite: Suite, out_dir: str, prefix: str, fixed_sparsity: float, r
     panels = _cost_panels(suite, key, dist, reps, seed)
     if panels:
       name = f'{prefix}{suite.name}_score_vs_{key}.png'
-      plot.score_vs_cost(panels, label, f'{suite.name}: normalized score vs {label}\n'
-                         '(mean over seeds, 95% bootstrap CI)', os.path.join(out_dir, name))
+      plot.score_vs_cost(panels, label, f'{suite.name}: normalized score vs {label} '
+                         f'({dist or "dense"})\n(mean over seeds, 95% bootstrap CI; methods of '
+                         'one cost drawn side by side)', os.path.join(out_dir, name))
       figures.append((f'Normalized score vs {label}', name))
   if not pooled:
     return figures
-  figures += _rliable_plots(suite, out_dir, prefix, fixed_sparsity, dist)
+  figures += _rliable_plots(suite, out_dir, prefix, fixed_sparsity, dist, with_paper)
   _, values = distribution_table(suite, fixed_sparsity)
   dists = sorted({d for v in values.values() for d in v})
   if len(dists) > 1:
@@ -549,9 +551,10 @@ def performance_profile(suite: Suite, cell: Cell, taus: Iterable[float]) -> list
 
 
 def _rliable_plots(suite: Suite, out_dir: str, prefix: str, sparsity: float,
-                   dist: str | None) -> list[tuple[str, str]]:
-  """Interval estimates (IQM per method at `sparsity`) and performance profiles, drawn with
-  rliable's plotting; none without rliable (pip install -e '.[report]')."""
+                   dist: str | None, with_paper: bool = False) -> list[tuple[str, str]]:
+  """Interval estimates (IQM per method at `sparsity`; with `with_paper`, the paper's Figure 1
+  IQM marked in each row where it has one) and performance profiles, drawn with rliable's
+  plotting; none without rliable (pip install -e '.[report]')."""
   try:
     import rliable  # noqa: F401
   except ImportError:
@@ -566,10 +569,14 @@ def _rliable_plots(suite: Suite, out_dir: str, prefix: str, sparsity: float,
   label = ('normalized final score, IQM (95% CI)' if len(with_ci) == len(cells) else
            'normalized final score, IQM (95% CI; none drawn where an env has 1 run)')
   name = f'{prefix}{suite.name}_iqm_s{sparsity:g}.png'
+  agent = paper.figure1_agent(suite, sparsity) if with_paper else None
+  references = ({_cell_label(c): paper.PAPER_FIGURE1_IQM[agent][c[0]] for c in cells
+                 if c[0] in paper.PAPER_FIGURE1_IQM[agent]} if agent else None)
   plot.interval_estimates(estimates, f'{suite.name}: sparsity {sparsity:g} ({dist or "dense"})',
-                          label,
-                          os.path.join(out_dir, name))
-  figures.append((f'IQM per method at sparsity {sparsity:g} (rliable interval estimates)', name))
+                          label, os.path.join(out_dir, name), references=references,
+                          reference_label="the paper's Figure 1 (its envs, -v2; SAC at 1M steps)")
+  caption = f'IQM per method at sparsity {sparsity:g} (rliable interval estimates'
+  figures.append((caption + (", the paper's Figure 1 marked)" if references else ')'), name))
   scores = [v for c in cells for exp in suite.experiments for v in suite.normalized[exp][c]]
   taus = np.linspace(min(0.0, min(scores)), max(1.2, max(scores)), 61)
   profiles = {c[0]: performance_profile(suite, c, taus) for c in cells}
@@ -797,7 +804,8 @@ def write_report(suites: list[Suite], out_path: str, roots: list[str], fixed_spa
     for exp in suite.experiments:
       lines += [f'### {exp} ({env_label(suite, exp)}): final score, mean ± std over seeds', '',
                 *env_table(suite, exp), '']
-    for caption, name in make_plots(suite, out_dir, prefix, fixed_sparsity, reps, seed):
+    for caption, name in make_plots(suite, out_dir, prefix, fixed_sparsity, reps, seed,
+                                    with_paper):
       lines += [f'![{caption}]({name})', '']
     lines += noise_section(suite, out_dir, prefix)
   lines += ['## Missing, failed and partial runs', '', *missing_section(suites, unlabeled), '']

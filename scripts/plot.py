@@ -131,9 +131,18 @@ def training_curves(panels: dict[str, dict[str, list[tuple[float, float, float]]
   return _save(fig, path)
 
 
+DODGE = 1.08  # score_vs_cost: methods at one cost sit this factor apart on the log x axis
+MIN_SCORE_SPAN = 0.25  # score_vs_cost: the y axis spans at least this much normalized score
+
+
 def score_vs_cost(panels: dict[str, dict[str, list[tuple[float, Triple]]]], xlabel: str,
                   title: str, path: str) -> str:
   """Normalized score vs a cost (log x): one panel per env, one marker line per method.
+
+  Methods are drawn DODGE apart along x (k-th of n at cost * DODGE ** (k - (n - 1) / 2)), so
+  that cells of the same cost (every sparse method at one sparsity) do not hide each other's
+  intervals; the y axis spans at least MIN_SCORE_SPAN, so that a difference of a return point
+  or two (CartPole-v0 runs ending at 198-200) is not drawn across the whole panel.
 
   Args:
     panels: {env: {method: [(cost, (mean, lower, upper))]}}.
@@ -141,13 +150,19 @@ def score_vs_cost(panels: dict[str, dict[str, list[tuple[float, Triple]]]], xlab
   n = max(1, len(panels))
   fig, axes = plt.subplots(1, n, figsize=(max(6.0, 4.4 * n), 3.8), squeeze=False)
   for ax, (env, lines) in zip(axes.ravel(), panels.items()):
-    for method in _ordered(lines):
+    methods = _ordered(lines)
+    for k, method in enumerate(methods):
       points = sorted(lines[method])
-      xs = [p[0] for p in points]
+      shift = DODGE ** (k - (len(methods) - 1) / 2)
+      xs = [p[0] * shift for p in points]
       ys = [p[1][0] for p in points]
       err = [[y - p[1][1] for y, p in zip(ys, points)], [p[1][2] - y for y, p in zip(ys, points)]]
       ax.errorbar(xs, ys, yerr=err, marker='o', ms=4, capsize=2, color=_color(method),
                   label=method, ls='-' if len(xs) > 1 else 'none')
+    low, high = ax.get_ylim()
+    if high - low < MIN_SCORE_SPAN:
+      middle = (low + high) / 2
+      ax.set_ylim(middle - MIN_SCORE_SPAN / 2, middle + MIN_SCORE_SPAN / 2)
     ax.set_xscale('log')
     # Matplotlib labels every minor tick of a narrow log axis, and they overlap: label 1x and
     # 3x each power of ten instead.
@@ -158,7 +173,8 @@ def score_vs_cost(panels: dict[str, dict[str, list[tuple[float, Triple]]]], xlab
     ax.set_title(env, fontsize=9)
     ax.grid(alpha=0.3, which='both')
   axes[0, 0].set_ylabel('normalized final score')
-  axes[0, 0].legend(fontsize=7)
+  handles, labels = axes[0, 0].get_legend_handles_labels()
+  axes[0, -1].legend(handles, labels, fontsize=7, loc='upper left', bbox_to_anchor=(1.02, 1.0))
   fig.suptitle(title, fontsize=10)
   return _save(fig, path)
 
@@ -195,12 +211,15 @@ def distribution_bars(values: dict[str, dict[str, Triple]], distributions: Seque
   return _save(fig, path)
 
 
-def interval_estimates(estimates: dict[str, Triple], title: str, xlabel: str, path: str
-                       ) -> str:
+def interval_estimates(estimates: dict[str, Triple], title: str, xlabel: str, path: str,
+                       references: dict[str, float] | None = None,
+                       reference_label: str = 'reference') -> str:
   """rliable's interval-estimate plot (the paper's Figure 1 style): one row per method.
 
   Args:
     estimates: {label: (point, lower, upper)}; a NaN bound (one seed) draws the point only.
+    references: {label: value} marked with a black diamond in that label's row (e.g. the
+      paper's Figure 1 IQM), with `reference_label` in a legend below the axis.
   """
   import numpy as np
   from rliable import plot_utils
@@ -218,6 +237,12 @@ def interval_estimates(estimates: dict[str, Triple], title: str, xlabel: str, pa
   for text in list(fig.texts):  # rliable puts the x label at a fixed figure height
     text.remove()
   ax.set_xlabel(xlabel, fontsize=10)
+  marked = [(labels.index(k), v) for k, v in (references or {}).items() if k in labels]
+  if marked:  # rliable draws row i at y = i
+    ax.plot([v for _, v in marked], [i for i, _ in marked], 'D', color='k', ms=6, zorder=5)
+    lo, hi = ax.get_xlim()
+    ax.set_xlim(min(lo, min(v for _, v in marked)), max(hi, max(v for _, v in marked)))
+    ax.set_xlabel(f'{xlabel}\n\u25c6 {reference_label}', fontsize=10)
   lo, hi = ax.get_xlim()  # room around the extreme marks (with one seed they sit on the edge)
   pad = 0.05 * (hi - lo) if hi > lo else 0.05
   ax.set_xlim(lo - pad, hi + pad)

@@ -613,3 +613,43 @@ def test_the_dense_reference_hint_needs_dense_runs():
   _, without = compare.normalizer('Hopper-v5', [])
   assert 'not normalized' in with_dense and '--dense_reference suite' in with_dense
   assert 'not normalized' in without and '--dense_reference' not in without
+
+
+def test_score_vs_cost_draws_cells_of_one_cost_apart_on_a_readable_scale(tmp_path, monkeypatch):
+  """study_dqn_classic's score-vs-parameters figure stacked every sparse cell (same parameter
+  count) on one x and stretched CartPole's 1.000-1.005 over the whole panel."""
+  from scripts import plot
+  figures = []
+  monkeypatch.setattr(plot, '_save', lambda fig, path, tight=True: figures.append(fig) or path)
+  cells = {'static': [(29_000.0, (1.000, 0.994, 1.005))], 'rigl': [(29_000.0, (1.005, 1.0, 1.01))],
+           'prune': [(29_000.0, (1.004, 1.0, 1.008))]}
+  plot.score_vs_cost({'cartpole': cells}, 'active parameters', 't', str(tmp_path / 'c.png'))
+  ax = figures[0].axes[0]
+  xs = {}
+  for container in ax.containers:  # one errorbar container per method, in drawing order
+    xs[container.get_label()] = float(container.lines[0].get_xdata()[0])
+  order = [m for m in plot._ordered(cells)]  # pylint: disable=protected-access
+  # k-th of 3 at 29,000 * 1.08 ** (k - 1).
+  assert [xs[m] for m in order] == pytest.approx([29_000 / 1.08, 29_000.0, 29_000 * 1.08])
+  low, high = ax.get_ylim()
+  assert high - low == pytest.approx(0.25) and low < 0.994 and high > 1.01
+
+
+def test_interval_plot_marks_the_papers_values_in_their_rows(tmp_path, monkeypatch):
+  from scripts import plot
+  figures = []
+  monkeypatch.setattr(plot, '_save', lambda fig, path, tight=True: figures.append(fig) or path)
+  estimates = {'rigl (erk)': (0.38, 0.36, 0.44), 'small_dense': (0.55, 0.49, 0.64),
+               'dense': (0.58, 0.33, 0.74)}
+  # The paper's PPO Figure 1: RigL 0.37, small dense 0.43, dense 0.70 (rows 0, 1, 2).
+  plot.interval_estimates(estimates, 't', 'IQM', str(tmp_path / 'a.png'),
+                          references={'rigl (erk)': 0.37, 'small_dense': 0.43, 'dense': 0.70,
+                                      'not drawn': 0.1},
+                          reference_label="the paper's Figure 1")
+  plot.interval_estimates(estimates, 't', 'IQM', str(tmp_path / 'b.png'))
+  def diamonds(fig):
+    return [list(zip(l.get_xdata(), l.get_ydata())) for l in fig.axes[0].get_lines()
+            if l.get_marker() == 'D']
+  assert diamonds(figures[0]) == [[(0.37, 0), (0.43, 1), (0.70, 2)]]
+  assert "the paper's Figure 1" in figures[0].axes[0].get_xlabel()
+  assert diamonds(figures[1]) == [] and 'paper' not in figures[1].axes[0].get_xlabel()

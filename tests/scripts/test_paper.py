@@ -167,6 +167,8 @@ def test_the_readme_command_regenerates_the_study_report_from_committed_results(
   ppo = text.split('## study_ppo_mujoco_paper')[1].split('\n## ')[0]
   assert '| the paper finds (ordered as its Figure 1) | its Figure 1 (PPO) |' in ppo
   assert 'takes the order the figure shows' in ppo
+  assert "(rliable interval estimates, the paper's Figure 1 marked)" in ppo
+  assert "Figure 1 marked" not in dqn  # classic control: no Figure 1 entry
   # The grid's description heads the suite, from the manifest or (older manifests) the grid file.
   assert 'The PPO study beside the paper is study_ppo_mujoco_paper' in text.split(
       '## study_ppo_mujoco\n')[1].split('\n## ')[0]
