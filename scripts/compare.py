@@ -449,17 +449,16 @@ def missing_section(suites: list[Suite], unlabeled: Iterable[Run] = ()) -> list[
 
 def not_started_summary(runs: list[Run], todo: list[Run]) -> str:
   """'seeds 3-4 of every cell; seed 2 of hopper/dense, hopper/static_erk_s0.9' for the runs
-  `todo` among `runs` (a suite's): a seed whose every run is in `todo` is named with the
-  others like it, the rest of the seeds list their cells (<experiment>/<cell>)."""
+  `todo` among `runs` (a suite's): a seed at which every cell of the suite (every
+  <experiment>/<cell> of `runs`, at any seed) is in `todo` is named with the others like it;
+  the other seeds list their cells. Runs without a seed label are named 'no seed label'."""
   def cell_of(run):
     return run.name.rsplit('/', 1)[0]
+  cells = {cell_of(r) for r in runs}
   by_seed = collections.defaultdict(set)
-  everything = collections.defaultdict(set)
-  for r in runs:
-    everything[r.seed].add(cell_of(r))
   for r in todo:
     by_seed[r.seed].add(cell_of(r))
-  whole = sorted(k for k, cells in by_seed.items() if k is not None and cells == everything[k])
+  whole = sorted(k for k, todo_cells in by_seed.items() if k is not None and todo_cells == cells)
   parts = []
   if whole:
     ranges, start = [], whole[0]
@@ -470,7 +469,8 @@ def not_started_summary(runs: list[Run], todo: list[Run]) -> str:
     parts.append(('seed ' if len(whole) == 1 else 'seeds ') + ', '.join(ranges)
                  + ' of every cell')
   for k in sorted((k for k in by_seed if k not in whole), key=lambda k: (k is None, k or 0)):
-    parts.append(f'seed {k} of ' + ', '.join(sorted(by_seed[k])))
+    parts.append((f'seed {k} of ' if k is not None else 'no seed label: ')
+                 + ', '.join(sorted(by_seed[k])))
   return '; '.join(parts)
 
 
@@ -574,7 +574,8 @@ def _rliable_plots(suite: Suite, out_dir: str, prefix: str, sparsity: float,
                  if c[0] in paper.PAPER_FIGURE1_IQM[agent]} if agent else None)
   plot.interval_estimates(estimates, f'{suite.name}: sparsity {sparsity:g} ({dist or "dense"})',
                           label, os.path.join(out_dir, name), references=references,
-                          reference_label="the paper's Figure 1 (its envs, -v2; SAC at 1M steps)")
+                          reference_label="the paper's Figure 1 (its five envs, -v2"
+                          + ('; 1M env steps per run)' if agent == 'sac' else ')'))
   caption = f'IQM per method at sparsity {sparsity:g} (rliable interval estimates'
   figures.append((caption + (", the paper's Figure 1 marked)" if references else ')'), name))
   scores = [v for c in cells for exp in suite.experiments for v in suite.normalized[exp][c]]
@@ -765,9 +766,12 @@ def write_report(suites: list[Suite], out_path: str, roots: list[str], fixed_spa
            f'interquartile mean across envs and seeds, 95% stratified-bootstrap CI ({reps} '
            f'replicates, seed {seed}). Normalization per env is listed under each suite.', '']
   sweeps = load_sweep_info(roots)
-  lines += contents_lines(suites, sweeps)
+  contents_at = len(lines) + 2  # filled in below, once every heading (and its anchor) is known
+  lines += ['## Contents', '', '', '']
+  heading_at = {}
   for suite in suites:
     dist = primary_distribution(suite)
+    heading_at[suite.name] = len(lines)
     lines += [f'## {suite.name}', '']
     if suite.name in sweeps:
       info = sweeps[suite.name]
@@ -808,30 +812,54 @@ def write_report(suites: list[Suite], out_path: str, roots: list[str], fixed_spa
                                     with_paper):
       lines += [f'![{caption}]({name})', '']
     lines += noise_section(suite, out_dir, prefix)
+  missing_at = len(lines)
   lines += ['## Missing, failed and partial runs', '', *missing_section(suites, unlabeled), '']
+  anchors = heading_anchors(lines)
+  lines[contents_at:contents_at + 1] = contents_lines(
+      suites, sweeps, {name: anchors[i] for name, i in heading_at.items()}, anchors[missing_at])
   os.makedirs(out_dir, exist_ok=True)
   return fileio.write_text(out_path, '\n'.join(lines))
 
 
 def anchor(heading: str) -> str:
-  """The link target GitHub gives a markdown heading: lowercase, spaces to '-', other
-  punctuation than '-' and '_' dropped ('study_ppo_mujoco_paper' -> 'study_ppo_mujoco_paper')."""
+  """The link target GitHub gives a markdown heading's text (before de-duplication):
+  lowercase, spaces to '-', punctuation other than '-' and '_' dropped
+  ('Missing, failed and partial runs' -> 'missing-failed-and-partial-runs')."""
   text = ''.join(c for c in heading.strip().lower() if c.isalnum() or c in ' -_')
   return text.replace(' ', '-')
 
 
-def contents_lines(suites: list[Suite], sweeps: dict) -> list[str]:
-  """'## Contents': a linked line per suite, in the report's order, with its finished runs
-  and the first sentence of its grid's description."""
-  lines = ['## Contents', '']
+def heading_anchors(lines: list[str]) -> dict[int, str]:
+  """{line index: anchor} for every markdown heading of `lines`, as GitHub numbers repeats
+  in document order: the second heading whose text gives 'x' is 'x-1', the third 'x-2'."""
+  seen: dict[str, int] = {}
+  out = {}
+  for i, line in enumerate(lines):
+    match = re.match(r'#{1,6} (.*)', line)
+    if match:
+      base = anchor(match.group(1))
+      out[i] = base if base not in seen else f'{base}-{seen[base]}'
+      seen[base] = seen.get(base, 0) + 1
+  return out
+
+
+# A description's first sentence ends at '.', '!' or '?' and a space, not after 'e.g.' / 'i.e.'.
+_SENTENCE_END = re.compile(r'(?<!e\.g\.)(?<!i\.e\.)(?<=[.!?])\s')
+
+
+def contents_lines(suites: list[Suite], sweeps: dict, anchors: dict[str, str],
+                   missing_anchor: str) -> list[str]:
+  """The contents list: a linked line per suite (`anchors`: suite name -> its heading's
+  anchor), in the report's order, with its finished runs and the first sentence of its grid's
+  description, then the link to the missing-runs section."""
+  lines = []
   for suite in suites:
     done = sum(r.status == 'finished' and r.final_score is not None for r in suite.runs)
     description = (sweeps.get(suite.name) or {}).get('description') or ''
-    first = re.split(r'(?<=[.!?])\s', description.strip(), maxsplit=1)[0]
-    lines.append(f'- [{suite.name}](#{anchor(suite.name)}): {done} of {len(suite.runs)} runs '
+    first = _SENTENCE_END.split(description.strip(), maxsplit=1)[0]
+    lines.append(f'- [{suite.name}](#{anchors[suite.name]}): {done} of {len(suite.runs)} runs '
                  'finished' + (f'. {first}' if first else ''))
-  missing = 'Missing, failed and partial runs'
-  return lines + [f'- [{missing}](#{anchor(missing)})', '']
+  return lines + [f'- [Missing, failed and partial runs](#{missing_anchor})']
 
 
 def paper_lines(suite: Suite, sparsity: float, dist: str | None, reps: int, seed: int
@@ -915,11 +943,16 @@ def main(argv=None) -> int:
   if missing:
     print(f'error: no such root: {missing}', file=sys.stderr)
     return 2
-  given = {os.path.realpath(r) for r in args.root}  # --root's first, in its order
+  found = list(args.root)  # --root's first, in its order
   for parent in args.roots_under:
-    args.root += sorted(os.path.join(parent, d) for d in os.listdir(parent)
-                        if os.path.isdir(os.path.join(parent, d)) and not d.startswith('.')
-                        and os.path.realpath(os.path.join(parent, d)) not in given)
+    found += sorted(os.path.join(parent, d) for d in os.listdir(parent)
+                    if os.path.isdir(os.path.join(parent, d)) and not d.startswith('.'))
+  seen = set()
+  args.root = []
+  for root in found:  # each dir once, however it was reached (a repeat, a trailing /, a link)
+    if os.path.realpath(root) not in seen:
+      seen.add(os.path.realpath(root))
+      args.root.append(root)
   if not args.root:
     print('error: no roots: give --root or --roots_under', file=sys.stderr)
     return 2

@@ -53,6 +53,18 @@ def _save(fig, path: str, tight: bool = True) -> str:
   return path
 
 
+def _legend_beside(axes) -> None:
+  """One legend right of the first row's last panel, with every label of every panel once
+  (in the order first drawn); none without labels."""
+  seen = {}
+  for ax in axes.ravel():
+    for handle, label in zip(*ax.get_legend_handles_labels()):
+      seen.setdefault(label, handle)
+  if seen:
+    axes[0, -1].legend(list(seen.values()), list(seen), fontsize=7, loc='upper left',
+                       bbox_to_anchor=(1.02, 1.0))
+
+
 def _ordered(methods) -> list[str]:
   order = grid.methods()
   known = [m for m in order if m in methods]
@@ -124,9 +136,7 @@ def training_curves(panels: dict[str, dict[str, list[tuple[float, float, float]]
   for ax in axes.ravel()[len(panels):]:
     ax.axis('off')
   axes[0, 0].set_ylabel('eval return')
-  handles, labels = axes[0, 0].get_legend_handles_labels()
-  if handles:  # outside the panels: a curve can pass through any corner of one
-    axes[0, -1].legend(handles, labels, fontsize=7, loc='upper left', bbox_to_anchor=(1.02, 1.0))
+  _legend_beside(axes)  # outside the panels: a curve can pass through any corner of one
   fig.suptitle(title, fontsize=10)
   return _save(fig, path)
 
@@ -139,7 +149,8 @@ def score_vs_cost(panels: dict[str, dict[str, list[tuple[float, Triple]]]], xlab
                   title: str, path: str) -> str:
   """Normalized score vs a cost (log x): one panel per env, one marker line per method.
 
-  Methods are drawn DODGE apart along x (k-th of n at cost * DODGE ** (k - (n - 1) / 2)), so
+  Methods are drawn DODGE apart along x (the k-th of the n methods of all panels at
+  cost * DODGE ** (k - (n - 1) / 2), the same in every panel), so
   that cells of the same cost (every sparse method at one sparsity) do not hide each other's
   intervals; the y axis spans at least MIN_SCORE_SPAN, so that a difference of a return point
   or two (CartPole-v0 runs ending at 198-200) is not drawn across the whole panel.
@@ -149,11 +160,12 @@ def score_vs_cost(panels: dict[str, dict[str, list[tuple[float, Triple]]]], xlab
   """
   n = max(1, len(panels))
   fig, axes = plt.subplots(1, n, figsize=(max(6.0, 4.4 * n), 3.8), squeeze=False)
+  everywhere = _ordered({m for lines in panels.values() for m in lines})  # same shift per panel
   for ax, (env, lines) in zip(axes.ravel(), panels.items()):
-    methods = _ordered(lines)
-    for k, method in enumerate(methods):
+    for method in _ordered(lines):
+      k = everywhere.index(method)
       points = sorted(lines[method])
-      shift = DODGE ** (k - (len(methods) - 1) / 2)
+      shift = DODGE ** (k - (len(everywhere) - 1) / 2)
       xs = [p[0] * shift for p in points]
       ys = [p[1][0] for p in points]
       err = [[y - p[1][1] for y, p in zip(ys, points)], [p[1][2] - y for y, p in zip(ys, points)]]
@@ -173,8 +185,7 @@ def score_vs_cost(panels: dict[str, dict[str, list[tuple[float, Triple]]]], xlab
     ax.set_title(env, fontsize=9)
     ax.grid(alpha=0.3, which='both')
   axes[0, 0].set_ylabel('normalized final score')
-  handles, labels = axes[0, 0].get_legend_handles_labels()
-  axes[0, -1].legend(handles, labels, fontsize=7, loc='upper left', bbox_to_anchor=(1.02, 1.0))
+  _legend_beside(axes)
   fig.suptitle(title, fontsize=10)
   return _save(fig, path)
 
@@ -219,7 +230,8 @@ def interval_estimates(estimates: dict[str, Triple], title: str, xlabel: str, pa
   Args:
     estimates: {label: (point, lower, upper)}; a NaN bound (one seed) draws the point only.
     references: {label: value} marked with a black diamond in that label's row (e.g. the
-      paper's Figure 1 IQM), with `reference_label` in a legend below the axis.
+      paper's Figure 1 IQM); labels not in `estimates` are ignored. `reference_label` names
+      the diamonds on a second line of the x label.
   """
   import numpy as np
   from rliable import plot_utils

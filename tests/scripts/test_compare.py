@@ -567,6 +567,13 @@ def test_not_started_runs_are_summarized_by_seed():
   assert compare.not_started_summary(runs, todo) == 'seeds 0, 2-3 of every cell'
   assert compare.not_started_summary(runs, [r for r in runs if r.seed == 4]) == (
       'seed 4 of every cell')
+  # A cell planned with fewer seeds (walker2d/dense: seed 0 only): seed 1 is not "of every
+  # cell" even when every run that has seed 1 is missing.
+  runs = [_run(f'{c}/seed_{k}', k) for k in (0, 1) for c in cells[:2]]
+  runs.append(_run('walker2d/dense/seed_0', 0, status='finished'))
+  todo = [r for r in runs if r.status == 'not started']
+  assert compare.not_started_summary(runs, todo) == (
+      'seed 0 of hopper/dense, hopper/rigl_erk_s0.9; seed 1 of hopper/dense, hopper/rigl_erk_s0.9')
 
 
 def test_roots_given_by_root_come_first_and_are_not_repeated(tmp_path):
@@ -583,12 +590,47 @@ def test_roots_given_by_root_come_first_and_are_not_repeated(tmp_path):
   assert [l.split(']')[0] for l in contents.splitlines() if l.startswith('- [')][:3] == [
       '- [c_suite', '- [a_suite', '- [b_suite']
   assert '- [c_suite](#c_suite): 33 of 36 runs finished' in contents  # its runs loaded once
+  # A root reached twice (repeated, with a trailing slash, through a link) is loaded once.
+  os.symlink(parent / 'a_suite', tmp_path / 'link_to_a')
+  out2 = tmp_path / 'docs2'
+  assert compare.main(['--root', str(parent / 'a_suite'), '--root', str(parent / 'a_suite') + '/',
+                       '--root', str(tmp_path / 'link_to_a'), '--roots_under', str(parent),
+                       '--roots_under', str(parent) + '/', '--out', str(out2),
+                       '--reps', '100']) == 0
+  contents = (out2 / 'report.md').read_text().split('## Contents')[1].split('\n## ')[0]
+  assert re.findall(r'^- \[(\w+)\]\(#\w+\): (\d+) of (\d+) runs', contents, re.M) == [
+      ('a_suite', '33', '36'), ('b_suite', '33', '36'), ('c_suite', '33', '36')]
 
 
 def test_anchor_is_githubs_heading_slug():
   assert compare.anchor('study_ppo_mujoco_paper') == 'study_ppo_mujoco_paper'
   assert compare.anchor('Missing, failed and partial runs') == 'missing-failed-and-partial-runs'
   assert compare.anchor('check_ppo_init_std.v2') == 'check_ppo_init_stdv2'
+  # Repeats are numbered in document order, across levels; other lines are not headings.
+  lines = ['# T', '## Contents', 'text', '## contents', '### Contents', '## Study.A',
+           '## studya', '#not a heading']
+  assert compare.heading_anchors(lines) == {0: 't', 1: 'contents', 3: 'contents-1',
+                                            4: 'contents-2', 5: 'studya', 6: 'studya-1'}
+
+
+def test_contents_link_each_suite_to_its_own_heading(tmp_path):
+  """A suite named like another heading ('contents') or like another suite once punctuation
+  is dropped gets GitHub's numbered anchor; a description's first sentence survives 'e.g.'."""
+  parent = tmp_path / 'results'
+  make_root(str(parent / 'one'), suite='contents')
+  make_root(str(parent / 'two'), suite='study.a')
+  make_root(str(parent / 'three'), suite='studya')
+  manifest = json.loads((parent / 'two' / 'sweep_manifest.json').read_text())
+  manifest['suites'] = {'study.a': {'description': 'A check, e.g. of RigL. More text.'}}
+  _write(str(parent / 'two' / 'sweep_manifest.json'), manifest)
+  out = tmp_path / 'docs'
+  assert compare.main(['--roots_under', str(parent), '--out', str(out), '--reps', '100']) == 0
+  text = (out / 'report.md').read_text()
+  contents = text.split('## Contents')[1].split('\n## ')[0]
+  links = re.findall(r'^- \[([^\]]+)\]\(#([^)]+)\)', contents, re.M)
+  # Directory order: one (contents), three (studya), two (study.a).
+  assert links == [('contents', 'contents-1'), ('studya', 'studya'), ('study.a', 'studya-1'),
+                   ('Missing, failed and partial runs', 'missing-failed-and-partial-runs')]
 
 
 def test_one_column_and_one_method_tables_say_nothing_about_columns_or_order(tmp_path):
@@ -651,5 +693,24 @@ def test_interval_plot_marks_the_papers_values_in_their_rows(tmp_path, monkeypat
     return [list(zip(l.get_xdata(), l.get_ydata())) for l in fig.axes[0].get_lines()
             if l.get_marker() == 'D']
   assert diamonds(figures[0]) == [[(0.37, 0), (0.43, 1), (0.70, 2)]]
+  # Each diamond sits at the y tick of its own label (rliable draws the rows and ticks).
+  ax = figures[0].axes[0]
+  tick_y = {t.get_text(): y for t, y in zip(ax.get_yticklabels(), ax.get_yticks())}
+  assert [tick_y[k] for k in ('rigl (erk)', 'small_dense', 'dense')] == [0, 1, 2]
   assert "the paper's Figure 1" in figures[0].axes[0].get_xlabel()
   assert diamonds(figures[1]) == [] and 'paper' not in figures[1].axes[0].get_xlabel()
+
+
+def test_one_legend_names_the_methods_of_every_panel(tmp_path, monkeypatch):
+  from scripts import plot
+  figures = []
+  monkeypatch.setattr(plot, '_save', lambda fig, path, tight=True: figures.append(fig) or path)
+  point = [(1000.0, (0.5, 0.4, 0.6))]
+  plot.score_vs_cost({'a': {'dense': point}, 'b': {'dense': point, 'rigl': point}},
+                     'active parameters', 't', str(tmp_path / 'c.png'))
+  legends = [ax.get_legend() for ax in figures[0].axes if ax.get_legend() is not None]
+  assert [[t.get_text() for t in lg.get_texts()] for lg in legends] == [['dense', 'rigl']]
+  # dense sits at the same shifted x in both panels (2 methods in all: 1000 / 1.08 ** 0.5).
+  xs = [[float(c.lines[0].get_xdata()[0]) for c in ax.containers if c.get_label() == 'dense']
+        for ax in figures[0].axes[:2]]
+  assert xs == [[pytest.approx(1000 / 1.08 ** 0.5)]] * 2
